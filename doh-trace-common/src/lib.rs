@@ -1,0 +1,263 @@
+//! Every type that crosses the kernel↔user boundary, defined once.
+//!
+//! The eBPF program writes these records into one ring buffer; the userspace loader reads them
+//! back as bytes and decodes them with [`EventKind::try_from`] on the leading `kind` word — a
+//! kernel value is never transmuted into a Rust enum. All records are `#[repr(C)]`, made of
+//! fixed-width integers only, padded explicitly, and size-checked at compile time.
+#![no_std]
+
+/// Bytes of plaintext carried by one [`DataEvent`]. A power of two (the eBPF side masks with it).
+pub const CHUNK_SIZE: usize = 4096;
+/// At most this many chunks are emitted for one TLS call (so 64 KiB); the rest of a larger call
+/// is counted in [`Stat::TruncatedBytes`] and visible to userspace as a gap (offset + total_len).
+pub const MAX_CHUNKS_PER_CALL: u32 = 16;
+/// Length of a kernel task name (`TASK_COMM_LEN`).
+pub const COMM_LEN: usize = 16;
+
+/// Which record follows the [`EventHeader`]. Decoded with `TryFrom<u32>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum EventKind {
+    /// A chunk of plaintext passed through a hooked TLS call: [`DataEvent`].
+    Data = 1,
+    /// A socket connected or accepted with an internet address: [`ConnEvent`].
+    Conn = 2,
+    /// A tracked socket fd was closed: [`CloseEvent`].
+    Close = 3,
+    /// A whole process (thread group) exited: [`ExitEvent`].
+    Exit = 4,
+}
+
+impl TryFrom<u32> for EventKind {
+    type Error = u32;
+    fn try_from(v: u32) -> Result<Self, u32> {
+        Ok(match v {
+            1 => EventKind::Data,
+            2 => EventKind::Conn,
+            3 => EventKind::Close,
+            4 => EventKind::Exit,
+            other => return Err(other),
+        })
+    }
+}
+
+/// Direction of plaintext relative to the traced process.
+pub const DIR_EGRESS: u32 = 0;
+/// Bytes the traced process received (SSL_read and friends).
+pub const DIR_INGRESS: u32 = 1;
+
+/// The library/hook family a [`DataEvent`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Source {
+    /// OpenSSL's `SSL_write`/`SSL_read` and their `_ex` forms (libssl.so.3, libssl.so.1.1).
+    OpenSsl = 1,
+}
+
+impl TryFrom<u32> for Source {
+    type Error = u32;
+    fn try_from(v: u32) -> Result<Self, u32> {
+        match v {
+            1 => Ok(Source::OpenSsl),
+            other => Err(other),
+        }
+    }
+}
+
+/// How a [`ConnEvent`] came about.
+pub const CONN_CONNECT: u32 = 1;
+/// The socket was returned by `accept`/`accept4`.
+pub const CONN_ACCEPT: u32 = 2;
+
+/// Address family values as the kernel uses them.
+pub const AF_INET: u16 = 2;
+/// IPv6 address family.
+pub const AF_INET6: u16 = 10;
+
+/// Set in [`DataEvent::flags`] when the socket fd was not seen during the call and was taken
+/// from the last fd known for the same TLS object (a read served from the library's buffer).
+pub const DATA_FD_FROM_CACHE: u32 = 1;
+/// Set in [`DataEvent::flags`] when no fd at all is known for the TLS object (`fd` is -1).
+pub const DATA_FD_UNKNOWN: u32 = 2;
+
+/// Common prefix of every record in the ring buffer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct EventHeader {
+    /// An [`EventKind`] value.
+    pub kind: u32,
+    /// Thread-group id (what userspace calls the PID).
+    pub tgid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// Real uid of the task.
+    pub uid: u32,
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when the event was produced.
+    pub ts_ns: u64,
+}
+
+/// One chunk of plaintext from a TLS call.
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+pub struct DataEvent {
+    /// `kind` is [`EventKind::Data`].
+    pub header: EventHeader,
+    /// The socket fd behind the TLS object, or -1 (see [`DATA_FD_UNKNOWN`]).
+    pub fd: i32,
+    /// A [`Source`] value.
+    pub source: u32,
+    /// [`DIR_EGRESS`] or [`DIR_INGRESS`].
+    pub direction: u32,
+    /// `DATA_FD_*` bits.
+    pub flags: u32,
+    /// Address of the library's connection object (`SSL *`), stable for a TLS session.
+    pub tls_obj: u64,
+    /// Bytes the call transferred in total (from its return value).
+    pub total_len: u32,
+    /// Offset of this chunk within the call's bytes.
+    pub offset: u32,
+    /// Valid bytes in `data` (≤ [`CHUNK_SIZE`]).
+    pub len: u32,
+    /// Explicit padding; always zero.
+    pub _pad: u32,
+    /// Calling thread's name.
+    pub comm: [u8; COMM_LEN],
+    /// The plaintext; only `len` bytes are meaningful. The ring buffer record is truncated to
+    /// `DATA_EVENT_HEADER_SIZE + len` bytes, so readers must not expect the full array.
+    pub data: [u8; CHUNK_SIZE],
+}
+
+/// Size of a [`DataEvent`] without its `data` array: what precedes the plaintext bytes.
+pub const DATA_EVENT_HEADER_SIZE: usize = core::mem::size_of::<DataEvent>() - CHUNK_SIZE;
+
+/// A socket that was connected or accepted with an IPv4/IPv6 peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct ConnEvent {
+    /// `kind` is [`EventKind::Conn`].
+    pub header: EventHeader,
+    /// The socket fd.
+    pub fd: i32,
+    /// [`CONN_CONNECT`] or [`CONN_ACCEPT`].
+    pub how: u32,
+    /// The syscall's return value (0 or -EINPROGRESS for connect, the new fd for accept).
+    pub ret: i32,
+    /// [`AF_INET`] or [`AF_INET6`].
+    pub family: u16,
+    /// Peer port, host byte order.
+    pub port: u16,
+    /// Peer address: 4 bytes for IPv4, 16 for IPv6, network order.
+    pub addr: [u8; 16],
+    /// Calling thread's name.
+    pub comm: [u8; COMM_LEN],
+}
+
+/// A tracked socket fd was closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct CloseEvent {
+    /// `kind` is [`EventKind::Close`].
+    pub header: EventHeader,
+    /// The fd being closed.
+    pub fd: i32,
+    /// Explicit padding; always zero.
+    pub _pad: u32,
+}
+
+/// A thread group exited (its last thread is gone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct ExitEvent {
+    /// `kind` is [`EventKind::Exit`].
+    pub header: EventHeader,
+}
+
+/// Per-CPU counters the eBPF side keeps (index into the `STATS` per-CPU array).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Stat {
+    /// Ring buffer reservations that failed: events lost.
+    RingbufDrops = 0,
+    /// Plaintext bytes beyond [`MAX_CHUNKS_PER_CALL`] chunks that were not copied.
+    TruncatedBytes = 1,
+    /// `bpf_probe_read_user` failures while copying plaintext (chunk not emitted).
+    ReadErrors = 2,
+    /// TLS calls whose socket fd could not be determined.
+    UnknownFd = 3,
+    /// TLS calls that returned data and were emitted.
+    TlsCalls = 4,
+}
+
+/// Number of [`Stat`] slots.
+pub const STAT_COUNT: u32 = 5;
+
+impl Stat {
+    /// Every counter, in index order.
+    pub const ALL: [Stat; STAT_COUNT as usize] = [
+        Stat::RingbufDrops,
+        Stat::TruncatedBytes,
+        Stat::ReadErrors,
+        Stat::UnknownFd,
+        Stat::TlsCalls,
+    ];
+}
+
+/// Per-thread state of a TLS call between its entry and return probes.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C)]
+pub struct TlsCall {
+    /// The library's connection object.
+    pub tls_obj: u64,
+    /// The caller's buffer.
+    pub buf: u64,
+    /// For `_ex` forms: where the library stores the byte count; 0 otherwise.
+    pub count_ptr: u64,
+    /// Socket fd seen in a matching syscall during the call, or -1.
+    pub fd: i32,
+    /// [`DIR_EGRESS`] or [`DIR_INGRESS`].
+    pub direction: u32,
+}
+
+/// Key of the per-process TLS-object → fd cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct TlsObjKey {
+    /// Thread-group id.
+    pub tgid: u32,
+    /// Explicit padding; always zero.
+    pub _pad: u32,
+    /// Library connection object address.
+    pub tls_obj: u64,
+}
+
+/// Arguments of a pending `connect`/`accept` saved at syscall entry.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C)]
+pub struct PendingSockCall {
+    /// User pointer to the `struct sockaddr`.
+    pub addr_ptr: u64,
+    /// Socket fd (connect) or listening fd (accept).
+    pub fd: i32,
+    /// [`CONN_CONNECT`] or [`CONN_ACCEPT`].
+    pub how: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<EventHeader>() == 24);
+const _: () = assert!(core::mem::size_of::<DataEvent>() == 24 + 40 + COMM_LEN + CHUNK_SIZE);
+const _: () = assert!(DATA_EVENT_HEADER_SIZE == 80);
+const _: () = assert!(core::mem::size_of::<ConnEvent>() == 24 + 16 + 16 + COMM_LEN);
+const _: () = assert!(core::mem::size_of::<CloseEvent>() == 32);
+const _: () = assert!(core::mem::size_of::<ExitEvent>() == 24);
+const _: () = assert!(core::mem::size_of::<TlsCall>() == 32);
+const _: () = assert!(core::mem::size_of::<TlsObjKey>() == 16);
+const _: () = assert!(core::mem::size_of::<PendingSockCall>() == 16);
+const _: () = assert!(CHUNK_SIZE.is_power_of_two());
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are repr(C), made of integers and integer arrays, with no implicit
+    // padding (checked by the size asserts above), so every bit pattern is valid.
+    unsafe impl aya::Pod for super::TlsCall {}
+    unsafe impl aya::Pod for super::TlsObjKey {}
+    unsafe impl aya::Pod for super::PendingSockCall {}
+}

@@ -1,0 +1,49 @@
+//! Maps shared by the probes, and the tracer-owned globals set at load time.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use doh_trace_common::{DataEvent, PendingSockCall, TlsCall, TlsObjKey, STAT_COUNT};
+
+/// Thread-group id of the tracer itself; its own calls are never traced. Set by the loader.
+#[unsafe(no_mangle)]
+static TRACER_TGID: u32 = 0;
+
+/// The tracer's tgid, read so the compiler cannot constant-fold the loader-patched value.
+#[inline(always)]
+pub fn tracer_tgid() -> u32 {
+    unsafe { core::ptr::read_volatile(&TRACER_TGID) }
+}
+
+/// The single ring buffer every event goes through (keeps global order).
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+
+/// Per-CPU counters, indexed by `doh_trace_common::Stat`.
+#[map]
+pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
+
+/// Scratch space for building one data event (too large for the 512-byte eBPF stack).
+#[map]
+pub static SCRATCH: PerCpuArray<DataEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// TLS calls in progress, keyed by pid_tgid (one per thread).
+#[map]
+pub static TLS_CALLS: HashMap<u64, TlsCall> = HashMap::with_max_entries(16384, 0);
+
+/// Last socket fd seen for a TLS object, for reads served from the library's buffer.
+#[map]
+pub static TLS_FDS: LruHashMap<TlsObjKey, i32> = LruHashMap::with_max_entries(65536, 0);
+
+/// connect/accept calls in progress, keyed by pid_tgid.
+#[map]
+pub static SOCK_CALLS: HashMap<u64, PendingSockCall> = HashMap::with_max_entries(16384, 0);
+
+/// Socket fds the tracer has reported (key: tgid << 32 | fd); their close is reported too.
+#[map]
+pub static TRACKED_FDS: LruHashMap<u64, u8> = LruHashMap::with_max_entries(65536, 0);
+
+/// Processes the tracer has reported on; their exit is reported too.
+#[map]
+pub static TRACKED_TGIDS: LruHashMap<u32, u8> = LruHashMap::with_max_entries(16384, 0);

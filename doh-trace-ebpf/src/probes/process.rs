@@ -1,0 +1,23 @@
+//! Process lifetime: tells userspace when a process it has state for is gone.
+
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
+};
+
+use crate::{emit::emit_exit, maps::TRACKED_TGIDS};
+
+/// sched:sched_process_exit — reported when the thread-group leader exits (portable across
+/// kernels; newer ones also carry `group_dead`, older ones do not).
+#[tracepoint]
+pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if tgid != pid_tgid as u32 {
+        return 0;
+    }
+    if unsafe { TRACKED_TGIDS.get(&tgid) }.is_some() {
+        let _ = TRACKED_TGIDS.remove(&tgid);
+        emit_exit();
+    }
+    0
+}

@@ -1,0 +1,73 @@
+//! Counters of everything the pipeline could not decode or had to drop, so that nothing is
+//! lost silently. Shown on stderr while running and in the exit summary.
+
+use std::fmt;
+
+/// Userspace decoding counters.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DecodeCounters {
+    /// Ring-buffer records decoded.
+    pub events: u64,
+    /// Records that could not be decoded at all.
+    pub bad_events: u64,
+    /// Chunks missing inside or between TLS calls (connection dropped from decoding).
+    pub gaps: u64,
+    /// HTTP/2 client connections decoded.
+    pub h2_client_conns: u64,
+    /// Connections where this host is the HTTP/2 server (not reported).
+    pub h2_server_conns: u64,
+    /// TLS connections without an HTTP/2 preface: other protocols, or joined mid-connection.
+    pub no_preface_conns: u64,
+    /// Connections dropped from decoding because their HTTP/2 framing was malformed.
+    pub h2_errors: u64,
+    /// Connections dropped because a header block could not be HPACK-decoded.
+    pub hpack_errors: u64,
+    /// DoH requests whose query could not be recovered (bad base64, not DNS).
+    pub bad_queries: u64,
+    /// DoH answers that were not parseable DNS.
+    pub bad_answers: u64,
+    /// DoH bodies larger than a DNS message can be.
+    pub oversized_bodies: u64,
+    /// DoH streams not tracked because a connection had too many open.
+    pub streams_over_limit: u64,
+    /// Lookups reported.
+    pub lookups: u64,
+}
+
+impl DecodeCounters {
+    /// Counters that mean something was lost or undecodable, with their labels.
+    pub fn problems(&self) -> Vec<(&'static str, u64)> {
+        [
+            ("undecodable events", self.bad_events),
+            ("connections with lost bytes", self.gaps),
+            ("malformed HTTP/2 connections", self.h2_errors),
+            ("HPACK failures", self.hpack_errors),
+            ("unrecoverable DoH queries", self.bad_queries),
+            ("unparseable DoH answers", self.bad_answers),
+            ("oversized DoH bodies", self.oversized_bodies),
+            ("DoH streams over limit", self.streams_over_limit),
+        ]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .collect()
+    }
+}
+
+impl fmt::Display for DecodeCounters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} lookups, {} events, {} HTTP/2 client connections, {} server-side connections \
+             (not reported), {} TLS connections without an HTTP/2 preface",
+            self.lookups,
+            self.events,
+            self.h2_client_conns,
+            self.h2_server_conns,
+            self.no_preface_conns
+        )?;
+        for (label, n) in self.problems() {
+            write!(f, ", {n} {label}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,470 @@
+//! Incremental HTTP/2 decoding of one direction of one connection.
+//!
+//! Bytes arrive in arbitrary slices (TLS call boundaries are not frame boundaries). Control
+//! frames and header blocks are buffered up to fixed limits; DATA payloads are streamed through
+//! without buffering, with padding removed. Header blocks are reassembled across CONTINUATION
+//! frames and decoded with this direction's own HPACK state, including blocks of PUSH_PROMISE
+//! frames (decoded to keep the table in sync, then ignored).
+
+use super::{
+    frame::{self, Head, Kind, HEAD_LEN},
+    hpack::{HeaderDecoder, HeaderFields},
+    PREFACE,
+};
+
+/// Largest non-DATA frame payload buffered (SETTINGS_MAX_FRAME_SIZE is 16 KiB by default).
+pub const MAX_BUFFERED_FRAME: u32 = 64 * 1024;
+/// Largest header block reassembled from HEADERS/PUSH_PROMISE + CONTINUATION frames.
+pub const MAX_HEADER_BLOCK: usize = 256 * 1024;
+
+/// Something that happened in this direction, in wire order.
+#[derive(Debug, PartialEq, Eq)]
+pub enum H2Event<'a> {
+    /// A complete header block on a stream (request, response or trailers).
+    Headers {
+        stream: u32,
+        fields: HeaderFields,
+        end_stream: bool,
+    },
+    /// A piece of a DATA frame's payload (padding removed); `end_stream` on the last piece
+    /// of a frame that carries END_STREAM.
+    Data {
+        stream: u32,
+        bytes: &'a [u8],
+        end_stream: bool,
+    },
+    /// RST_STREAM with its error code.
+    RstStream { stream: u32, code: u32 },
+    /// GOAWAY with the last stream the sender will process.
+    GoAway { last_stream: u32, code: u32 },
+    /// A non-ACK SETTINGS frame; `header_table_size` if it set SETTINGS_HEADER_TABLE_SIZE.
+    Settings { header_table_size: Option<u32> },
+}
+
+/// Why this direction can no longer be decoded. Once returned, the decoder stays failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum H2Error {
+    #[error("connection preface does not match")]
+    BadPreface,
+    #[error("{kind:?} frame of {len} bytes exceeds the buffering limit")]
+    FrameTooLarge { kind: Kind, len: u32 },
+    #[error("header block exceeds {MAX_HEADER_BLOCK} bytes")]
+    HeaderBlockTooLarge,
+    #[error("expected CONTINUATION of stream {expected}, got {got:?} on stream {stream}")]
+    ExpectedContinuation {
+        expected: u32,
+        got: Kind,
+        stream: u32,
+    },
+    #[error("CONTINUATION without a header block in progress")]
+    UnexpectedContinuation,
+    #[error("malformed {0:?} frame")]
+    Malformed(Kind),
+    #[error("HPACK: {0}")]
+    Hpack(String),
+    #[error("decoder failed earlier")]
+    Failed,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Matching the client preface; `usize` bytes matched so far.
+    Preface(usize),
+    /// Collecting the 9-byte head.
+    Head,
+    /// Collecting the payload of a buffered frame.
+    Payload(Head),
+    /// DATA frame with PADDED: waiting for the pad-length byte; the `u32` is the frame length.
+    DataPadLen(Head),
+    /// Streaming DATA payload; then skipping `pad` bytes.
+    DataBody {
+        stream: u32,
+        data_left: u32,
+        pad: u32,
+        end_stream: bool,
+    },
+    /// Skipping bytes (padding, or frames not worth buffering).
+    Skip(u32),
+    Failed,
+}
+
+struct PendingBlock {
+    stream: u32,
+    end_stream: bool,
+    /// PUSH_PROMISE blocks are decoded (HPACK sync) but not reported.
+    report: bool,
+    block: Vec<u8>,
+}
+
+/// Decoder of one direction's frames.
+pub struct DirectionDecoder {
+    state: State,
+    /// Partial head or buffered payload.
+    buf: Vec<u8>,
+    hpack: HeaderDecoder,
+    pending: Option<PendingBlock>,
+}
+
+impl DirectionDecoder {
+    /// A decoder for the client→server direction, starting at the connection preface.
+    pub fn client_to_server() -> Self {
+        Self::with_state(State::Preface(0))
+    }
+
+    /// A decoder for the server→client direction, starting at the first frame.
+    pub fn server_to_client() -> Self {
+        Self::with_state(State::Head)
+    }
+
+    fn with_state(state: State) -> Self {
+        DirectionDecoder {
+            state,
+            buf: Vec::new(),
+            hpack: HeaderDecoder::new(),
+            pending: None,
+        }
+    }
+
+    /// The peer receiving this direction advertised SETTINGS_HEADER_TABLE_SIZE.
+    pub fn allow_table_size(&mut self, size: u32) {
+        self.hpack.allow_table_size(size);
+    }
+
+    /// Whether an earlier error stopped this decoder.
+    pub fn failed(&self) -> bool {
+        matches!(self.state, State::Failed)
+    }
+
+    /// Bytes currently buffered (for memory accounting).
+    pub fn buffered(&self) -> usize {
+        self.buf.capacity() + self.pending.as_ref().map_or(0, |p| p.block.capacity())
+    }
+
+    /// Feeds the next bytes of this direction; `on_event` sees every complete event.
+    pub fn feed(
+        &mut self,
+        mut input: &[u8],
+        on_event: &mut dyn FnMut(H2Event<'_>),
+    ) -> Result<(), H2Error> {
+        let r = self.feed_inner(&mut input, on_event);
+        if r.is_err() {
+            self.state = State::Failed;
+            self.buf = Vec::new();
+            self.pending = None;
+        }
+        r
+    }
+
+    fn feed_inner(
+        &mut self,
+        input: &mut &[u8],
+        on_event: &mut dyn FnMut(H2Event<'_>),
+    ) -> Result<(), H2Error> {
+        while !input.is_empty() {
+            match self.state {
+                State::Failed => return Err(H2Error::Failed),
+                State::Preface(matched) => {
+                    let n = (PREFACE.len() - matched).min(input.len());
+                    if input[..n] != PREFACE[matched..matched + n] {
+                        return Err(H2Error::BadPreface);
+                    }
+                    *input = &input[n..];
+                    self.state = if matched + n == PREFACE.len() {
+                        State::Head
+                    } else {
+                        State::Preface(matched + n)
+                    };
+                }
+                State::Head => {
+                    let n = (HEAD_LEN - self.buf.len()).min(input.len());
+                    self.buf.extend_from_slice(&input[..n]);
+                    *input = &input[n..];
+                    if self.buf.len() == HEAD_LEN {
+                        let head = Head::parse(self.buf[..].try_into().expect("9 bytes"));
+                        self.buf.clear();
+                        self.start_frame(head, on_event)?;
+                    }
+                }
+                State::Payload(head) => {
+                    let n = (head.len as usize - self.buf.len()).min(input.len());
+                    self.buf.extend_from_slice(&input[..n]);
+                    *input = &input[n..];
+                    if self.buf.len() == head.len as usize {
+                        let payload = std::mem::take(&mut self.buf);
+                        self.state = State::Head;
+                        self.frame(head, &payload, on_event)?;
+                        self.buf = payload;
+                        self.buf.clear();
+                    }
+                }
+                State::DataPadLen(head) => {
+                    let pad = u32::from(input[0]);
+                    *input = &input[1..];
+                    if pad + 1 > head.len {
+                        return Err(H2Error::Malformed(Kind::Data));
+                    }
+                    let data_left = head.len - 1 - pad;
+                    let end_stream = head.has(frame::END_STREAM);
+                    if data_left == 0 && end_stream {
+                        on_event(H2Event::Data {
+                            stream: head.stream,
+                            bytes: &[],
+                            end_stream,
+                        });
+                    }
+                    self.state = State::DataBody {
+                        stream: head.stream,
+                        data_left,
+                        pad,
+                        end_stream,
+                    };
+                    self.after_data_progress();
+                }
+                State::DataBody {
+                    stream,
+                    data_left,
+                    pad,
+                    end_stream,
+                } => {
+                    let n = (data_left as usize).min(input.len());
+                    let left = data_left - n as u32;
+                    self.state = State::DataBody {
+                        stream,
+                        data_left: left,
+                        pad,
+                        end_stream,
+                    };
+                    if n > 0 {
+                        on_event(H2Event::Data {
+                            stream,
+                            bytes: &input[..n],
+                            end_stream: end_stream && left == 0,
+                        });
+                        *input = &input[n..];
+                    }
+                    self.after_data_progress();
+                }
+                State::Skip(left) => {
+                    let n = (left as usize).min(input.len());
+                    *input = &input[n..];
+                    self.state = if left as usize == n {
+                        State::Head
+                    } else {
+                        State::Skip(left - n as u32)
+                    };
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// After DATA progress: move to padding skip / next head once the payload is through.
+    fn after_data_progress(&mut self) {
+        if let State::DataBody {
+            data_left: 0, pad, ..
+        } = self.state
+        {
+            self.state = if pad == 0 {
+                State::Head
+            } else {
+                State::Skip(pad)
+            };
+        }
+    }
+
+    fn start_frame(
+        &mut self,
+        head: Head,
+        on_event: &mut dyn FnMut(H2Event<'_>),
+    ) -> Result<(), H2Error> {
+        if let Some(p) = &self.pending {
+            if head.kind != Kind::Continuation || head.stream != p.stream {
+                return Err(H2Error::ExpectedContinuation {
+                    expected: p.stream,
+                    got: head.kind,
+                    stream: head.stream,
+                });
+            }
+        }
+        match head.kind {
+            Kind::Data => {
+                if head.has(frame::PADDED) {
+                    if head.len == 0 {
+                        return Err(H2Error::Malformed(Kind::Data));
+                    }
+                    self.state = State::DataPadLen(head);
+                } else {
+                    let end_stream = head.has(frame::END_STREAM);
+                    if head.len == 0 {
+                        // An empty DATA frame still ends the stream when it says so.
+                        if end_stream {
+                            on_event(H2Event::Data {
+                                stream: head.stream,
+                                bytes: &[],
+                                end_stream,
+                            });
+                        }
+                        self.state = State::Head;
+                    } else {
+                        self.state = State::DataBody {
+                            stream: head.stream,
+                            data_left: head.len,
+                            pad: 0,
+                            end_stream,
+                        };
+                    }
+                }
+            }
+            Kind::Unknown(_) | Kind::Priority | Kind::Ping | Kind::WindowUpdate
+                if head.len > MAX_BUFFERED_FRAME =>
+            {
+                self.state = State::Skip(head.len);
+            }
+            kind => {
+                if head.len > MAX_BUFFERED_FRAME {
+                    return Err(H2Error::FrameTooLarge {
+                        kind,
+                        len: head.len,
+                    });
+                }
+                if head.len == 0 {
+                    self.frame(head, &[], on_event)?;
+                } else {
+                    self.state = State::Payload(head);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles a complete buffered frame.
+    fn frame(
+        &mut self,
+        head: Head,
+        payload: &[u8],
+        on_event: &mut dyn FnMut(H2Event<'_>),
+    ) -> Result<(), H2Error> {
+        match head.kind {
+            Kind::Headers => {
+                let mut body = strip_padding(head, payload)?;
+                if head.has(frame::PRIORITY) {
+                    body = body.get(5..).ok_or(H2Error::Malformed(Kind::Headers))?;
+                }
+                self.begin_block(head, body, true, on_event)?;
+            }
+            Kind::PushPromise => {
+                let body = strip_padding(head, payload)?;
+                let body = body.get(4..).ok_or(H2Error::Malformed(Kind::PushPromise))?;
+                self.begin_block(head, body, false, on_event)?;
+            }
+            Kind::Continuation => {
+                let Some(p) = self.pending.as_mut() else {
+                    return Err(H2Error::UnexpectedContinuation);
+                };
+                if p.block.len() + payload.len() > MAX_HEADER_BLOCK {
+                    return Err(H2Error::HeaderBlockTooLarge);
+                }
+                p.block.extend_from_slice(payload);
+                if head.has(frame::END_HEADERS) {
+                    let p = self.pending.take().expect("checked above");
+                    self.finish_block(p.stream, &p.block, p.end_stream, p.report, on_event)?;
+                }
+            }
+            Kind::RstStream => {
+                let code = be_u32(payload).ok_or(H2Error::Malformed(Kind::RstStream))?;
+                on_event(H2Event::RstStream {
+                    stream: head.stream,
+                    code,
+                });
+            }
+            Kind::GoAway => {
+                let last = be_u32(payload).ok_or(H2Error::Malformed(Kind::GoAway))?;
+                let code = be_u32(payload.get(4..).unwrap_or(&[]))
+                    .ok_or(H2Error::Malformed(Kind::GoAway))?;
+                on_event(H2Event::GoAway {
+                    last_stream: last & 0x7fff_ffff,
+                    code,
+                });
+            }
+            Kind::Settings => {
+                if head.has(frame::ACK) {
+                    return Ok(());
+                }
+                if payload.len() % 6 != 0 {
+                    return Err(H2Error::Malformed(Kind::Settings));
+                }
+                let header_table_size = payload
+                    .chunks_exact(6)
+                    .filter(|s| {
+                        u16::from_be_bytes([s[0], s[1]]) == frame::SETTINGS_HEADER_TABLE_SIZE
+                    })
+                    .map(|s| u32::from_be_bytes([s[2], s[3], s[4], s[5]]))
+                    .last();
+                on_event(H2Event::Settings { header_table_size });
+            }
+            Kind::Data => unreachable!("DATA is streamed, never buffered"),
+            Kind::Priority | Kind::Ping | Kind::WindowUpdate | Kind::Unknown(_) => {}
+        }
+        Ok(())
+    }
+
+    fn begin_block(
+        &mut self,
+        head: Head,
+        fragment: &[u8],
+        report: bool,
+        on_event: &mut dyn FnMut(H2Event<'_>),
+    ) -> Result<(), H2Error> {
+        let end_stream = head.has(frame::END_STREAM);
+        if head.has(frame::END_HEADERS) {
+            return self.finish_block(head.stream, fragment, end_stream, report, on_event);
+        }
+        self.pending = Some(PendingBlock {
+            stream: head.stream,
+            end_stream,
+            report,
+            block: fragment.to_vec(),
+        });
+        Ok(())
+    }
+
+    fn finish_block(
+        &mut self,
+        stream: u32,
+        block: &[u8],
+        end_stream: bool,
+        report: bool,
+        on_event: &mut dyn FnMut(H2Event<'_>),
+    ) -> Result<(), H2Error> {
+        let fields = self
+            .hpack
+            .decode(block)
+            .map_err(|e| H2Error::Hpack(e.to_string()))?;
+        if report {
+            on_event(H2Event::Headers {
+                stream,
+                fields,
+                end_stream,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Removes the pad-length byte and trailing padding of a PADDED frame.
+fn strip_padding(head: Head, payload: &[u8]) -> Result<&[u8], H2Error> {
+    if !head.has(frame::PADDED) {
+        return Ok(payload);
+    }
+    let (&pad, rest) = payload.split_first().ok_or(H2Error::Malformed(head.kind))?;
+    let keep = rest
+        .len()
+        .checked_sub(pad as usize)
+        .ok_or(H2Error::Malformed(head.kind))?;
+    Ok(&rest[..keep])
+}
+
+fn be_u32(b: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(..4)?.try_into().ok()?))
+}

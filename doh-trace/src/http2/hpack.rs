@@ -1,0 +1,143 @@
+//! HPACK header-block decoding with bounded state, keeping only the fields DoH needs.
+//!
+//! Wraps `loona-hpack` (a maintained fork of the `hpack` crate that returns errors where the
+//! original panics). The dynamic table may only grow as far as the peer allowed in SETTINGS,
+//! capped at [`MAX_TABLE_SIZE`]; header values are capped at [`MAX_VALUE_LEN`] and values of
+//! fields DoH does not use are never copied.
+
+use loona_hpack::decoder::{Decoder, DecoderError};
+
+/// The HPACK dynamic table size every endpoint starts with (RFC 7541 §4.2 / RFC 9113 §6.5.2).
+pub const DEFAULT_TABLE_SIZE: usize = 4096;
+/// The largest dynamic table this decoder will keep, whatever the peers negotiate.
+pub const MAX_TABLE_SIZE: usize = 64 * 1024;
+/// Longest header value kept; longer values are marked truncated.
+pub const MAX_VALUE_LEN: usize = 16 * 1024;
+
+/// The request/response fields a DoH decoder reads. Everything else is dropped unread.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct HeaderFields {
+    pub method: Option<String>,
+    pub scheme: Option<String>,
+    pub authority: Option<String>,
+    pub path: Option<String>,
+    pub status: Option<String>,
+    pub content_type: Option<String>,
+    pub accept: Option<String>,
+    /// A kept field's value was longer than [`MAX_VALUE_LEN`] and was not stored.
+    pub truncated: bool,
+}
+
+impl HeaderFields {
+    fn take(&mut self, name: &[u8], value: &[u8]) {
+        let slot = match name {
+            b":method" => &mut self.method,
+            b":scheme" => &mut self.scheme,
+            b":authority" | b"host" => &mut self.authority,
+            b":path" => &mut self.path,
+            b":status" => &mut self.status,
+            b"content-type" => &mut self.content_type,
+            b"accept" => &mut self.accept,
+            _ => return,
+        };
+        if value.len() > MAX_VALUE_LEN {
+            self.truncated = true;
+            return;
+        }
+        if slot.is_none() {
+            *slot = Some(String::from_utf8_lossy(value).into_owned());
+        }
+    }
+
+    /// The `:status` as a number, if present and numeric.
+    pub fn status_code(&self) -> Option<u16> {
+        self.status.as_deref()?.parse().ok()
+    }
+}
+
+/// One direction's HPACK decoding context.
+pub struct HeaderDecoder {
+    inner: Decoder<'static>,
+}
+
+impl Default for HeaderDecoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HeaderDecoder {
+    /// A decoder in the state every HTTP/2 connection starts in.
+    pub fn new() -> Self {
+        let mut inner = Decoder::new();
+        inner.set_max_allowed_table_size(DEFAULT_TABLE_SIZE);
+        HeaderDecoder { inner }
+    }
+
+    /// The receiving peer advertised SETTINGS_HEADER_TABLE_SIZE = `size`.
+    pub fn allow_table_size(&mut self, size: u32) {
+        self.inner
+            .set_max_allowed_table_size((size as usize).min(MAX_TABLE_SIZE));
+    }
+
+    /// Decodes one complete header block (HEADERS/PUSH_PROMISE + CONTINUATIONs).
+    pub fn decode(&mut self, block: &[u8]) -> Result<HeaderFields, DecoderError> {
+        let mut fields = HeaderFields::default();
+        self.inner
+            .decode_with_cb(block, |name, value| fields.take(&name, &value))?;
+        Ok(fields)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 7541 C.4.1: first request, Huffman-coded.
+    const C41: &[u8] = &[
+        0x82, 0x86, 0x84, 0x41, 0x8c, 0xf1, 0xe3, 0xc2, 0xe5, 0xf2, 0x3a, 0x6b, 0xa0, 0xab, 0x90,
+        0xf4, 0xff,
+    ];
+    /// RFC 7541 C.4.2: second request, reuses the dynamic table entry for :authority.
+    const C42: &[u8] = &[
+        0x82, 0x86, 0x84, 0xbe, 0x58, 0x86, 0xa8, 0xeb, 0x10, 0x64, 0x9c, 0xbf,
+    ];
+
+    #[test]
+    fn decodes_rfc7541_huffman_requests_with_dynamic_table_references() {
+        let mut d = HeaderDecoder::new();
+        let a = d.decode(C41).unwrap();
+        assert_eq!(a.method.as_deref(), Some("GET"));
+        assert_eq!(a.authority.as_deref(), Some("www.example.com"));
+        let b = d.decode(C42).unwrap();
+        assert_eq!(
+            b.authority.as_deref(),
+            Some("www.example.com"),
+            "indexed from the table"
+        );
+        assert_eq!(b.path.as_deref(), Some("/"));
+    }
+
+    #[test]
+    fn a_second_request_cannot_be_decoded_without_the_first() {
+        let mut fresh = HeaderDecoder::new();
+        assert!(
+            fresh.decode(C42).is_err(),
+            "index 62 is not in an empty dynamic table"
+        );
+    }
+
+    #[test]
+    fn table_size_updates_beyond_what_the_peer_allowed_are_errors() {
+        let mut d = HeaderDecoder::new();
+        // 0x3f e1 1f = size update to 4096 + ... (5-bit prefix integer 31 + 0x0fe1 = 4096+...)
+        // Encode size update to 65536: 0x3f, then 65536-31 = 65505 -> 0xe1, 0xff, 0x03
+        let bomb = [0x3f, 0xe1, 0xff, 0x03, 0x82];
+        assert!(d.decode(&bomb).is_err());
+        d.allow_table_size(1 << 20);
+        assert!(
+            d.decode(&bomb).is_ok(),
+            "allowed once the peer advertised it (capped at 64K)"
+        );
+    }
+}

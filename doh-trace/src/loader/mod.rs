@@ -1,0 +1,213 @@
+//! Loading the eBPF object, attaching every probe in the table, and reading the kernel's
+//! counters. Dropping the returned [`Tracer`] detaches everything.
+
+pub mod libs;
+pub mod probes;
+
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use aya::{
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::{uprobe::UProbeScope, TracePoint, UProbe},
+    Ebpf, EbpfLoader,
+};
+use doh_trace_common::{Stat, STAT_COUNT};
+
+use probes::{Hook, UprobeSpec, OPENSSL, OPENSSL_SONAMES, TRACEPOINTS};
+
+/// The eBPF object produced by `cargo xtask build-ebpf` (empty if it was missing at build time).
+static EBPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/doh-trace.bpf.o"));
+
+/// What got attached, for the start-up report.
+#[derive(Debug, Default)]
+pub struct AttachReport {
+    /// (library path, hooked symbols)
+    pub libraries: Vec<(String, Vec<&'static str>)>,
+    /// Libraries that could not be hooked, with why.
+    pub skipped: Vec<(String, String)>,
+    pub uprobes: usize,
+    pub tracepoints: usize,
+}
+
+/// A loaded, attached tracer.
+pub struct Tracer {
+    ebpf: Ebpf,
+    pub report: AttachReport,
+}
+
+/// Checks that this process can load eBPF programs at all, with advice if not.
+pub fn preflight() -> Result<()> {
+    if EBPF_OBJECT.is_empty() {
+        bail!("this doh-trace was built without its eBPF object: run `cargo xtask build-ebpf`, then rebuild");
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("doh-trace needs root (CAP_BPF and CAP_PERFMON): run it with sudo");
+    }
+    if !Path::new("/sys/kernel/tracing/events/syscalls").exists()
+        && !Path::new("/sys/kernel/debug/tracing/events/syscalls").exists()
+    {
+        // aya finds tracefs itself; mount it if neither place has it.
+        let _ = std::process::Command::new("mount")
+            .args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"])
+            .status();
+    }
+    Ok(())
+}
+
+impl Tracer {
+    /// Loads the object (excluding this process from tracing) and attaches every probe.
+    pub fn start() -> Result<Tracer> {
+        preflight()?;
+        let tgid = std::process::id();
+        let mut ebpf = EbpfLoader::new()
+            .override_global("TRACER_TGID", &tgid, true)
+            .load(EBPF_OBJECT)
+            .map_err(|e| load_error_advice(anyhow!(e)))?;
+        let mut report = AttachReport::default();
+
+        for tp in TRACEPOINTS {
+            let prog: &mut TracePoint = program(&mut ebpf, tp.program)?.try_into()?;
+            prog.load()
+                .with_context(|| format!("loading {}", tp.program))?;
+            prog.attach(tp.category, tp.name)
+                .with_context(|| format!("attaching tracepoint {}:{}", tp.category, tp.name))?;
+            report.tracepoints += 1;
+        }
+
+        for spec in OPENSSL {
+            let prog: &mut UProbe = program(&mut ebpf, spec.program)?.try_into()?;
+            if prog.fd().is_err() {
+                prog.load()
+                    .with_context(|| format!("loading {}", spec.program))?;
+            }
+        }
+        let libs = libs::find(OPENSSL_SONAMES, Path::new("/proc"));
+        for lib in &libs {
+            match attach_library(&mut ebpf, &lib.path, OPENSSL) {
+                Ok((n, symbols)) => {
+                    report.uprobes += n;
+                    report
+                        .libraries
+                        .push((lib.path.display().to_string(), symbols));
+                }
+                Err(e) => report
+                    .skipped
+                    .push((lib.path.display().to_string(), format!("{e:#}"))),
+            }
+        }
+        if report.libraries.is_empty() {
+            bail!(
+                "no OpenSSL library could be hooked (looked for {} in the standard library \
+                 directories and in running processes){}",
+                OPENSSL_SONAMES.join(", "),
+                report
+                    .skipped
+                    .first()
+                    .map(|(p, e)| format!("; {p}: {e}"))
+                    .unwrap_or_default()
+            );
+        }
+        Ok(Tracer { ebpf, report })
+    }
+
+    /// Takes the ring buffer (once).
+    pub fn take_events(&mut self) -> Result<RingBuf<aya::maps::MapData>> {
+        let map = self
+            .ebpf
+            .take_map("EVENTS")
+            .ok_or_else(|| anyhow!("EVENTS map missing"))?;
+        Ok(RingBuf::try_from(map)?)
+    }
+
+    /// The kernel-side counters, summed over CPUs.
+    pub fn kernel_counters(&self) -> Result<KernelCounters> {
+        let map = self
+            .ebpf
+            .map("STATS")
+            .ok_or_else(|| anyhow!("STATS map missing"))?;
+        let stats: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map)?;
+        let mut values = [0u64; STAT_COUNT as usize];
+        for (i, v) in values.iter_mut().enumerate() {
+            *v = stats.get(&(i as u32), 0)?.iter().sum();
+        }
+        Ok(KernelCounters { values })
+    }
+}
+
+/// Counters kept by the eBPF programs.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct KernelCounters {
+    values: [u64; STAT_COUNT as usize],
+}
+
+impl KernelCounters {
+    /// One counter.
+    pub fn get(&self, stat: Stat) -> u64 {
+        self.values[stat as usize]
+    }
+
+    /// Counters that mean data was lost, with labels.
+    pub fn problems(&self) -> Vec<(&'static str, u64)> {
+        [
+            (
+                "events lost (ring buffer full)",
+                self.get(Stat::RingbufDrops),
+            ),
+            (
+                "plaintext bytes not copied (calls over 64 KiB)",
+                self.get(Stat::TruncatedBytes),
+            ),
+            ("plaintext reads failed", self.get(Stat::ReadErrors)),
+        ]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .collect()
+    }
+}
+
+fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::programs::Program> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| anyhow!("program {name} missing from the eBPF object"))
+}
+
+/// Attaches every probe of `table` to one library file; required symbols must all attach.
+fn attach_library(
+    ebpf: &mut Ebpf,
+    path: &Path,
+    table: &[UprobeSpec],
+) -> Result<(usize, Vec<&'static str>)> {
+    let mut attached = 0;
+    let mut symbols = Vec::new();
+    for spec in table {
+        // The program's own section (uprobe or uretprobe) decides entry or return.
+        let (Hook::Entry(symbol) | Hook::Return(symbol)) = spec.hook;
+        let prog: &mut UProbe = program(ebpf, spec.program)?.try_into()?;
+        match prog.attach(symbol, path, UProbeScope::AllProcesses) {
+            Ok(_) => {
+                attached += 1;
+                if !symbols.contains(&symbol) {
+                    symbols.push(symbol);
+                }
+            }
+            Err(e) if spec.required => {
+                return Err(anyhow!(e).context(format!("attaching {} to {symbol}", spec.program)));
+            }
+            Err(_) => {}
+        }
+    }
+    Ok((attached, symbols))
+}
+
+fn load_error_advice(e: anyhow::Error) -> anyhow::Error {
+    let text = format!("{e:#}");
+    if text.contains("Operation not permitted") || text.contains("EPERM") {
+        e.context(
+            "loading the eBPF object was refused: doh-trace needs root (CAP_BPF, CAP_PERFMON)",
+        )
+    } else {
+        e.context("loading the eBPF object (needs Linux ≥ 5.8 with BPF ring buffers)")
+    }
+}

@@ -1,0 +1,138 @@
+//! The lookup record: one DNS question and its answer (or why there is none), as printed.
+
+use std::net::SocketAddr;
+
+use serde::Serialize;
+
+/// How a lookup ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// An answer was received and parsed.
+    Ok,
+    /// The HTTP response was not 2xx; `http_status` says which.
+    HttpError,
+    /// The stream was reset before an answer arrived.
+    Reset,
+    /// The connection closed or the process exited with the query unanswered.
+    Unanswered,
+    /// A 2xx response whose body is not a DNS message.
+    MalformedAnswer,
+}
+
+impl Status {
+    /// The JSON spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::HttpError => "http-error",
+            Status::Reset => "reset",
+            Status::Unanswered => "unanswered",
+            Status::MalformedAnswer => "malformed-answer",
+        }
+    }
+}
+
+/// A resolver address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Endpoint {
+    pub ip: String,
+    pub port: u16,
+}
+
+impl From<SocketAddr> for Endpoint {
+    fn from(a: SocketAddr) -> Self {
+        Endpoint {
+            ip: a.ip().to_string(),
+            port: a.port(),
+        }
+    }
+}
+
+/// One DNS lookup as doh-trace reports it (the JSON-lines schema).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Lookup {
+    /// When the answer arrived (or the lookup ended), RFC 3339, UTC.
+    pub time: String,
+    /// Process id (thread-group id) that made the lookup.
+    pub pid: u32,
+    /// Thread that sent the query.
+    pub tid: u32,
+    /// Real uid of the process.
+    pub uid: u32,
+    /// Process name (the thread-group leader's).
+    pub comm: String,
+    /// Always `"doh"` for now.
+    pub transport: &'static str,
+    /// Resolver address, when known.
+    pub server: Option<Endpoint>,
+    /// The local end of the connection, when known.
+    pub client: Option<Endpoint>,
+    /// HTTP `:authority`.
+    pub authority: Option<String>,
+    /// Resolver URL without the query string.
+    pub url: Option<String>,
+    /// `POST` or `GET`.
+    pub method: String,
+    /// `"h2"`.
+    pub http_version: &'static str,
+    /// HTTP/2 stream the exchange used.
+    pub stream_id: u32,
+    /// Question name.
+    pub qname: String,
+    /// Question type mnemonic.
+    pub qtype: String,
+    /// DNS message id of the query.
+    pub dns_id: u16,
+    /// Response code mnemonic, when an answer was parsed.
+    pub rcode: Option<String>,
+    /// Answer records in presentation format.
+    pub answers: Vec<String>,
+    /// Time from the query being sent to the answer being read, in milliseconds.
+    pub latency_ms: Option<f64>,
+    /// How the lookup ended.
+    pub status: Status,
+    /// HTTP status of the response, when one arrived.
+    pub http_status: Option<u16>,
+}
+
+impl Lookup {
+    /// One human-readable line (the default output).
+    pub fn text_line(&self) -> String {
+        let time = self.time.get(11..23).unwrap_or(&self.time);
+        let server = self
+            .server
+            .as_ref()
+            .map_or_else(|| "?".to_string(), |s| fmt_endpoint(&s.ip, s.port));
+        let outcome = match self.status {
+            Status::Ok => self.rcode.clone().unwrap_or_default(),
+            Status::HttpError => format!("HTTP {}", self.http_status.unwrap_or(0)),
+            other => other.as_str().to_string(),
+        };
+        let answers = if self.answers.is_empty() {
+            "-".to_string()
+        } else {
+            self.answers.join(",")
+        };
+        let latency = self
+            .latency_ms
+            .map_or_else(|| "-".to_string(), |l| format!("{l:.1}ms"));
+        format!(
+            "{time} {pid:>7} {comm:<15} {transport} {server} {authority} {qname} {qtype} {outcome} {answers} {latency}",
+            pid = self.pid,
+            comm = self.comm,
+            transport = self.transport,
+            authority = self.authority.as_deref().unwrap_or("?"),
+            qname = self.qname,
+            qtype = self.qtype,
+        )
+    }
+}
+
+fn fmt_endpoint(ip: &str, port: u16) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    }
+}

@@ -1,0 +1,178 @@
+//! What the tracer learns about processes and sockets from /proc (names, socket addresses).
+//!
+//! Behind a trait so replays and tests run without a live /proc.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    path::PathBuf,
+};
+
+/// Both ends of a TCP socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketEnds {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+}
+
+/// Source of process and socket facts.
+pub trait ProcessInfo {
+    /// The thread-group leader's name (`/proc/PID/comm`).
+    fn leader_comm(&mut self, pid: u32) -> Option<String>;
+    /// The addresses of the TCP socket behind `fd` in process `pid`.
+    fn socket_ends(&mut self, pid: u32, fd: i32) -> Option<SocketEnds>;
+    /// The process is gone; forget what was cached about it.
+    fn forget(&mut self, pid: u32);
+}
+
+/// No /proc at all: replays and unit tests. Names fall back to the kernel's thread names.
+#[derive(Debug, Default)]
+pub struct NoProcessInfo;
+
+impl ProcessInfo for NoProcessInfo {
+    fn leader_comm(&mut self, _pid: u32) -> Option<String> {
+        None
+    }
+    fn socket_ends(&mut self, _pid: u32, _fd: i32) -> Option<SocketEnds> {
+        None
+    }
+    fn forget(&mut self, _pid: u32) {}
+}
+
+/// Reads the live /proc (or another procfs root), caching process names.
+#[derive(Debug)]
+pub struct LiveProcessInfo {
+    root: PathBuf,
+    comms: HashMap<u32, String>,
+}
+
+/// Upper bound of cached process names (evicted wholesale beyond it).
+const MAX_CACHED: usize = 65536;
+
+impl LiveProcessInfo {
+    /// Uses `/proc`.
+    pub fn new() -> Self {
+        Self::with_root("/proc")
+    }
+
+    /// Uses another procfs mount.
+    pub fn with_root(root: impl Into<PathBuf>) -> Self {
+        LiveProcessInfo {
+            root: root.into(),
+            comms: HashMap::new(),
+        }
+    }
+}
+
+impl Default for LiveProcessInfo {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ProcessInfo for LiveProcessInfo {
+    fn leader_comm(&mut self, pid: u32) -> Option<String> {
+        if let Some(c) = self.comms.get(&pid) {
+            return Some(c.clone());
+        }
+        let raw = std::fs::read(self.root.join(pid.to_string()).join("comm")).ok()?;
+        let comm = String::from_utf8_lossy(&raw)
+            .trim_end_matches('\n')
+            .to_string();
+        if self.comms.len() >= MAX_CACHED {
+            self.comms.clear();
+        }
+        self.comms.insert(pid, comm.clone());
+        Some(comm)
+    }
+
+    fn socket_ends(&mut self, pid: u32, fd: i32) -> Option<SocketEnds> {
+        let pid_dir = self.root.join(pid.to_string());
+        let link = std::fs::read_link(pid_dir.join("fd").join(fd.to_string())).ok()?;
+        let inode = socket_inode(link.to_str()?)?;
+        ["net/tcp", "net/tcp6"].iter().find_map(|table| {
+            let text = std::fs::read_to_string(pid_dir.join(table)).ok()?;
+            find_in_tcp_table(&text, inode)
+        })
+    }
+
+    fn forget(&mut self, pid: u32) {
+        self.comms.remove(&pid);
+    }
+}
+
+/// `socket:[12345]` → 12345.
+fn socket_inode(link: &str) -> Option<u64> {
+    link.strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// Finds the socket with `inode` in the text of /proc/PID/net/tcp or tcp6.
+pub fn find_in_tcp_table(text: &str, inode: u64) -> Option<SocketEnds> {
+    text.lines().skip(1).find_map(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if cols.get(9)?.parse::<u64>().ok()? != inode {
+            return None;
+        }
+        Some(SocketEnds {
+            local: parse_hex_addr(cols.get(1)?)?,
+            remote: parse_hex_addr(cols.get(2)?)?,
+        })
+    })
+}
+
+/// Parses `0100007F:20FB` (IPv4) or 32 hex digits + port (IPv6) as /proc/net/tcp prints them:
+/// each 32-bit word of the address in host byte order.
+fn parse_hex_addr(s: &str) -> Option<SocketAddr> {
+    let (addr, port) = s.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let word = |i: usize| -> Option<[u8; 4]> {
+        Some(
+            u32::from_str_radix(addr.get(i * 8..i * 8 + 8)?, 16)
+                .ok()?
+                .to_ne_bytes(),
+        )
+    };
+    let ip = match addr.len() {
+        8 => IpAddr::V4(Ipv4Addr::from(word(0)?)),
+        32 => {
+            let mut b = [0u8; 16];
+            for i in 0..4 {
+                b[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
+            }
+            let v6 = Ipv6Addr::from(b);
+            v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+        }
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_sockets_in_proc_net_tcp_by_inode() {
+        let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:E2C4 0100007F:20FB 01 00000000:00000000 00:00000000 00000000     0        0 4242 1 0000000000000000 20 4 30 10 -1\n";
+        let ends = find_in_tcp_table(text, 4242).unwrap();
+        assert_eq!(ends.local, "127.0.0.1:58052".parse().unwrap());
+        assert_eq!(ends.remote, "127.0.0.1:8443".parse().unwrap());
+        assert!(find_in_tcp_table(text, 1).is_none());
+    }
+
+    #[test]
+    fn parses_ipv6_loopback() {
+        let a = parse_hex_addr("00000000000000000000000001000000:20FB").unwrap();
+        assert_eq!(a, "[::1]:8443".parse().unwrap());
+    }
+
+    #[test]
+    fn reads_our_own_name_from_proc() {
+        let mut p = LiveProcessInfo::new();
+        let me = p.leader_comm(std::process::id()).unwrap();
+        assert!(!me.is_empty() && !me.ends_with('\n'));
+    }
+}

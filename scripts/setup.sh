@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+#! Installs every prerequisite for building and testing doh-trace on Debian/Ubuntu, idempotently.
+#
+# Usage: scripts/setup.sh [--build-only]
+#   --build-only  skip the packages that only the end-to-end tests need (DoH servers, clients)
+#
+# What it installs, and why:
+#   - llvm-22-dev (+ zlib/zstd dev): bpf-linker links against the system LLVM, which must be
+#     the LLVM major version both rustc toolchains use (22).
+#   - rustup nightly + rust-src: the eBPF object is built with -Z build-std=core.
+#   - bpf-linker 0.13 built with LLVM_PREFIX=/usr/lib/llvm-22.
+#   - test peers: unbound, dnsdist (DoH servers), curl, python3 httpx/h2/dnspython (clients),
+#     openssl (test PKI), iproute2 (network namespaces), bpftool (probe checks).
+set -euo pipefail
+
+LLVM_MAJOR=22
+BPF_LINKER_VERSION=0.13
+build_only=0
+[ "${1:-}" = "--build-only" ] && build_only=1
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+
+build_pkgs=(build-essential pkg-config "llvm-${LLVM_MAJOR}-dev" zlib1g-dev libzstd-dev libssl-dev ca-certificates)
+test_pkgs=(unbound dnsdist curl openssl iproute2 bpftool python3 python3-dnspython python3-httpx python3-h2)
+want=("${build_pkgs[@]}")
+[ "$build_only" = 1 ] || want+=("${test_pkgs[@]}")
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # Debian's unbound package may start a system resolver on install; we never need it running.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod +x /usr/sbin/policy-rc.d
+    trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  $SUDO apt-get update -q
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+  log "Debian packages already present"
+fi
+
+if ! command -v rustup >/dev/null 2>&1; then
+  log "rustup not found: install Rust from your distribution or rustup first"; exit 1
+fi
+if ! rustup toolchain list | grep -q '^nightly'; then
+  log "installing the nightly toolchain"
+  rustup toolchain install nightly --profile minimal
+fi
+if ! rustup component list --toolchain nightly --installed | grep -q '^rust-src'; then
+  log "adding rust-src to nightly"
+  rustup component add rust-src --toolchain nightly
+fi
+
+if command -v bpf-linker >/dev/null 2>&1 && bpf-linker --version | grep -q "bpf-linker ${BPF_LINKER_VERSION}"; then
+  log "bpf-linker present: $(bpf-linker --version)"
+else
+  log "building bpf-linker ${BPF_LINKER_VERSION} against LLVM ${LLVM_MAJOR} (a few minutes)"
+  LLVM_PREFIX="/usr/lib/llvm-${LLVM_MAJOR}" cargo install --locked bpf-linker \
+    --version "~${BPF_LINKER_VERSION}" --no-default-features --features "llvm-${LLVM_MAJOR}"
+fi
+log "done"

@@ -1,0 +1,33 @@
+//! Developer tasks: `cargo xtask build-ebpf` builds the eBPF object the tracer embeds.
+mod build_ebpf;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "doh-trace developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the eBPF object (nightly + rust-src + bpf-linker; see scripts/setup.sh).
+    BuildEbpf(build_ebpf::Options),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::BuildEbpf(opts) => build_ebpf::run(&opts),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
