@@ -7,8 +7,9 @@
 # What it installs, and why:
 #   - llvm-22-dev (+ zlib/zstd dev): bpf-linker links against the system LLVM, which must be
 #     the LLVM major version both rustc toolchains use (22).
-#   - rustup nightly + rust-src: the eBPF object is built with -Z build-std=core.
+#   - a nightly with LLVM 22 + rust-src: the eBPF object is built with -Z build-std=core.
 #   - bpf-linker 0.13 built with LLVM_PREFIX=/usr/lib/llvm-22.
+#   - cargo-fuzz (test suite only): short fuzz runs of every parser.
 #   - test peers: unbound, dnsdist (DoH servers), curl, python3 httpx/h2/dnspython (clients),
 #     openssl (test PKI), iproute2 (network namespaces), bpftool (probe checks).
 set -euo pipefail
@@ -49,13 +50,22 @@ fi
 if ! command -v rustup >/dev/null 2>&1; then
   log "rustup not found: install Rust from your distribution or rustup first"; exit 1
 fi
-if ! rustup toolchain list | grep -q '^nightly'; then
-  log "installing the nightly toolchain"
-  rustup toolchain install nightly --profile minimal
+# The eBPF build needs a nightly whose LLVM major matches bpf-linker's (xtask tries the default
+# nightly first, then this pinned one).
+PINNED_NIGHTLY=nightly-2026-05-20
+llvm_of() { rustc "+$1" -vV 2>/dev/null | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p'; }
+nightly=
+for t in nightly "$PINNED_NIGHTLY"; do
+  if [ "$(llvm_of "$t")" = "$LLVM_MAJOR" ]; then nightly=$t; break; fi
+done
+if [ -z "$nightly" ]; then
+  log "installing $PINNED_NIGHTLY (LLVM $LLVM_MAJOR, matching bpf-linker)"
+  rustup toolchain install "$PINNED_NIGHTLY" --profile minimal --component rust-src
+  nightly=$PINNED_NIGHTLY
 fi
-if ! rustup component list --toolchain nightly --installed | grep -q '^rust-src'; then
-  log "adding rust-src to nightly"
-  rustup component add rust-src --toolchain nightly
+if ! rustup component list --toolchain "$nightly" --installed | grep -q '^rust-src'; then
+  log "adding rust-src to $nightly"
+  rustup component add rust-src --toolchain "$nightly"
 fi
 
 if command -v bpf-linker >/dev/null 2>&1 && bpf-linker --version | grep -q "bpf-linker ${BPF_LINKER_VERSION}"; then
@@ -64,5 +74,9 @@ else
   log "building bpf-linker ${BPF_LINKER_VERSION} against LLVM ${LLVM_MAJOR} (a few minutes)"
   LLVM_PREFIX="/usr/lib/llvm-${LLVM_MAJOR}" cargo install --locked bpf-linker \
     --version "~${BPF_LINKER_VERSION}" --no-default-features --features "llvm-${LLVM_MAJOR}"
+fi
+if [ "$build_only" = 0 ] && ! command -v cargo-fuzz >/dev/null 2>&1; then
+  log "installing cargo-fuzz (fuzz smoke runs in the test suite)"
+  cargo install --locked cargo-fuzz
 fi
 log "done"

@@ -117,12 +117,16 @@ impl Lookup {
         let latency = self
             .latency_ms
             .map_or_else(|| "-".to_string(), |l| format!("{l:.1}ms"));
+        // The authority is shown only when it says more than the address does.
+        let via = match self.authority.as_deref() {
+            Some(a) if a != server => format!("{server} ({a})"),
+            _ => server,
+        };
         format!(
-            "{time} {pid:>7} {comm:<15} {transport} {server} {authority} {qname} {qtype} {outcome} {answers} {latency}",
+            "{time} {pid:>7} {comm:<15} {transport} {via} {qname} {qtype} {outcome} {answers} {latency}",
             pid = self.pid,
             comm = self.comm,
             transport = self.transport,
-            authority = self.authority.as_deref().unwrap_or("?"),
             qname = self.qname,
             qtype = self.qtype,
         )

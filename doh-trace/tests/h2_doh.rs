@@ -189,9 +189,8 @@ fn a_lost_chunk_stops_decoding_that_connection_and_is_counted() {
         200,
     );
     let mut p = pipeline();
-    let mut ts = 0;
     for (i, call) in calls.iter().enumerate() {
-        ts += 1;
+        let ts = i as u64;
         // Every call but the third arrives whole; the third loses its first half.
         let (offset, bytes) = if i == 2 {
             (

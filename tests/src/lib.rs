@@ -1,1 +1,450 @@
+//! Harness for doh-trace's privileged end-to-end tests: a private network namespace with real
+//! DoH servers from Debian packages, real clients run inside it, and the real tracer binary
+//! (with its real eBPF programs) watching from outside.
+//!
+//! Skipping: a test whose prerequisites are missing prints `SKIPPED: <why>` — unless
+//! `DOH_TRACE_E2E=require` is set (CI sets it), in which case a missing prerequisite fails.
 
+use std::{
+    io::{BufRead as _, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        mpsc, Arc, Mutex,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _, Result};
+use serde_json::Value;
+
+/// The Debian python3 that has dnspython, httpx and h2 (not a pyenv/venv one on PATH).
+pub const SYSTEM_PYTHON: &str = "/usr/bin/python3";
+
+/// What is missing for the end-to-end tests to run, if anything.
+pub fn missing_prerequisites(extra_programs: &[&str]) -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some(
+            "not root: the tracer needs CAP_BPF/CAP_PERFMON and the lab a network namespace".into(),
+        );
+    }
+    for p in ["unbound", "curl", "openssl", "unshare", "nsenter", "ip"]
+        .iter()
+        .chain(extra_programs)
+    {
+        if which(p).is_none() {
+            return Some(format!(
+                "`{p}` is not installed (scripts/setup.sh installs it)"
+            ));
+        }
+    }
+    if !tracer_binary().exists() {
+        return Some(format!(
+            "no tracer binary at {} (build it: cargo xtask build-ebpf && cargo build --release)",
+            tracer_binary().display()
+        ));
+    }
+    None
+}
+
+/// Skips (prints why) or, under `DOH_TRACE_E2E=require`, fails the calling test.
+pub fn skip_or_fail(why: &str) {
+    if std::env::var("DOH_TRACE_E2E").as_deref() == Ok("require") {
+        panic!("end-to-end test required (DOH_TRACE_E2E=require) but cannot run: {why}");
+    }
+    eprintln!("SKIPPED: {why}");
+}
+
+/// Returns early from a test (after printing why) when the environment cannot run it.
+#[macro_export]
+macro_rules! require_e2e {
+    ($($extra:expr),*) => {
+        if let Some(why) = $crate::missing_prerequisites(&[$($extra),*]) {
+            $crate::skip_or_fail(&why);
+            return;
+        }
+    };
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    if program.starts_with('/') {
+        return Path::new(program).exists().then(|| PathBuf::from(program));
+    }
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .chain(["/usr/sbin", "/sbin"])
+        .map(|d| Path::new(d).join(program))
+        .find(|p| p.exists())
+}
+
+/// The tracer under test: `$DOH_TRACE_BIN`, else the workspace's release build.
+pub fn tracer_binary() -> PathBuf {
+    std::env::var_os("DOH_TRACE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/doh-trace")
+        })
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// Sends `sig` to a process we started, by its PID.
+pub fn signal(child: &Child, sig: i32) {
+    // SAFETY: kill on a PID we spawned and have not reaped.
+    unsafe { libc::kill(child.id() as i32, sig) };
+}
+
+/// A network namespace with loopback up, real servers inside it, and a private work dir.
+pub struct Lab {
+    pub dir: PathBuf,
+    holder: Child,
+    servers: Vec<Child>,
+}
+
+static LAB_SEQ: AtomicU32 = AtomicU32::new(0);
+
+impl Lab {
+    /// A lab with unbound serving DoH on 127.0.0.1:8443 and [::1]:8443.
+    pub fn with_unbound() -> Result<Lab> {
+        let mut lab = Lab::empty()?;
+        let conf = include_str!("../lab/unbound.conf.in").replace("@W@", lab.dir.to_str().unwrap());
+        std::fs::write(lab.dir.join("unbound.conf"), conf)?;
+        let log = std::fs::File::create(lab.dir.join("unbound.log"))?;
+        let child = lab
+            .command("unbound")
+            .args(["-d", "-c"])
+            .arg(lab.dir.join("unbound.conf"))
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting unbound")?;
+        lab.servers.push(child);
+        lab.wait_listening(8443, Duration::from_secs(30))?;
+        Ok(lab)
+    }
+
+    /// A namespace and work directory with a test PKI, no servers yet.
+    pub fn empty() -> Result<Lab> {
+        let dir = std::env::temp_dir().join(format!(
+            "doh-trace-e2e-{}-{}",
+            std::process::id(),
+            LAB_SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        make_pki(&dir.join("pki"))?;
+        let holder = Command::new("unshare")
+            .args([
+                "-n",
+                "--",
+                "sh",
+                "-c",
+                "ip link set lo up && exec sleep 3600",
+            ])
+            .spawn()
+            .context("creating a network namespace (unshare -n)")?;
+        let lab = Lab {
+            dir,
+            holder,
+            servers: Vec::new(),
+        };
+        // Wait until the holder is inside its namespace with loopback up.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let ns = std::fs::read_link(format!("/proc/{}/ns/net", lab.holder.id())).ok();
+            let ours = std::fs::read_link("/proc/self/ns/net").ok();
+            // The holder execs `sleep` only after `ip link set lo up` succeeded.
+            let lo_up = std::fs::read_to_string(format!("/proc/{}/comm", lab.holder.id()))
+                .is_ok_and(|c| c.trim() == "sleep");
+            if ns.is_some() && ns != ours && lo_up {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("network namespace did not come up");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        Ok(lab)
+    }
+
+    /// A command that runs inside the lab's network namespace. `nsenter` execs the program,
+    /// so the spawned child's PID is the program's PID.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/proc/{}/ns/net", self.holder.id()))
+            .arg("--")
+            .arg(program);
+        c
+    }
+
+    /// The test CA certificate.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("pki/ca.pem")
+    }
+
+    /// Waits until something in the namespace listens on TCP `port`.
+    pub fn wait_listening(&self, port: u16, timeout: Duration) -> Result<()> {
+        let needle = format!(":{port:04X} ");
+        let deadline = Instant::now() + timeout;
+        loop {
+            for table in ["tcp", "tcp6"] {
+                let text =
+                    std::fs::read_to_string(format!("/proc/{}/net/{table}", self.holder.id()))
+                        .unwrap_or_default();
+                // state 0A = LISTEN
+                if text
+                    .lines()
+                    .any(|l| l.contains(&needle) && l.split_whitespace().nth(3) == Some("0A"))
+                {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(self.dir.join("unbound.log")).unwrap_or_default();
+                bail!("nothing listens on port {port} in the lab; server log:\n{log}");
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for s in &mut self.servers {
+            signal(s, libc::SIGTERM);
+            let _ = s.wait();
+        }
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A CA and a leaf for doh.test/localhost/127.0.0.1/::1 (some TLS stacks reject a CA cert
+/// used as the server certificate, so the server gets a proper leaf).
+fn make_pki(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let d = |f: &str| dir.join(f);
+    run(Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+        ])
+        .arg(d("ca.key"))
+        .arg("-out")
+        .arg(d("ca.pem"))
+        .args(["-days", "30", "-subj", "/CN=doh-trace test CA"])
+        .args([
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]))?;
+    run(Command::new("openssl")
+        .args([
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+        ])
+        .arg(d("server.key"))
+        .arg("-out")
+        .arg(d("server.csr"))
+        .args(["-subj", "/CN=doh.test"]))?;
+    std::fs::write(
+        d("server.ext"),
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n\
+         subjectAltName=DNS:doh.test,DNS:localhost,IP:127.0.0.1,IP:::1\n",
+    )?;
+    run(Command::new("openssl")
+        .args(["x509", "-req", "-in"])
+        .arg(d("server.csr"))
+        .arg("-CA")
+        .arg(d("ca.pem"))
+        .arg("-CAkey")
+        .arg(d("ca.key"))
+        .arg("-CAcreateserial")
+        .arg("-out")
+        .arg(d("server.pem"))
+        .args(["-days", "30", "-extfile"])
+        .arg(d("server.ext")))?;
+    let chain = [std::fs::read(d("server.pem"))?, std::fs::read(d("ca.pem"))?].concat();
+    std::fs::write(d("server-chain.pem"), chain)?;
+    Ok(())
+}
+
+/// The real tracer, running with its real eBPF programs.
+pub struct Tracer {
+    child: Child,
+    stdout: mpsc::Receiver<String>,
+    stderr: Arc<Mutex<Vec<String>>>,
+    /// Every JSON line seen so far.
+    pub seen: Vec<Value>,
+}
+
+impl Tracer {
+    /// Starts `doh-trace --json ARGS` and waits for its `ready` line.
+    pub fn start(args: &[&str]) -> Result<Tracer> {
+        let mut child = Command::new(tracer_binary())
+            .arg("--json")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", tracer_binary().display()))?;
+        let (tx, stdout) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(|l| l.ok()) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(|l| l.ok()) {
+                eprintln!("[tracer] {line}");
+                if line.starts_with("ready") {
+                    let _ = ready_tx.send(());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut t = Tracer {
+            child,
+            stdout,
+            stderr,
+            seen: Vec::new(),
+        };
+        match ready_rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(()) => Ok(t),
+            Err(_) => {
+                let _ = t.child.kill();
+                let _ = t.child.wait();
+                bail!(
+                    "tracer never said ready; stderr:\n{}",
+                    t.stderr.lock().unwrap().join("\n")
+                )
+            }
+        }
+    }
+
+    /// Collects lookups until `done(all lookups so far)` holds or `timeout` passes; returns
+    /// every lookup seen so far.
+    pub fn wait_for(&mut self, timeout: Duration, done: impl Fn(&[Value]) -> bool) -> &[Value] {
+        let deadline = Instant::now() + timeout;
+        while !done(&self.seen) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            if let Ok(line) = self.stdout.recv_timeout(left) {
+                let v: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+                self.seen.push(v);
+            }
+        }
+        &self.seen
+    }
+
+    /// Lookups of process `pid` seen so far.
+    pub fn of_pid(&self, pid: u32) -> Vec<&Value> {
+        self.seen.iter().filter(|v| v["pid"] == pid).collect()
+    }
+
+    /// Sends `sig`, waits for the exit, and returns the exit status and all of stderr.
+    pub fn stop(&mut self, sig: i32) -> Result<(ExitStatus, Vec<String>)> {
+        signal(&self.child, sig);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = self.child.try_wait()? {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                bail!("tracer did not exit within 30 s of signal {sig}");
+            }
+            thread::sleep(Duration::from_millis(50));
+        };
+        // Drain what is left of stdout.
+        while let Ok(line) = self.stdout.recv_timeout(Duration::from_millis(200)) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                self.seen.push(v);
+            }
+        }
+        thread::sleep(Duration::from_millis(100));
+        let err = self.stderr.lock().unwrap().clone();
+        Ok((status, err))
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            signal(&self.child, libc::SIGTERM);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs a client to completion and returns (pid, exit status, stdout).
+pub fn run_client(mut cmd: Command) -> Result<(u32, ExitStatus, String, Instant)> {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("{cmd:?}"))?;
+    let pid = child.id();
+    let out = child.wait_with_output()?;
+    let ended = Instant::now();
+    if !out.stderr.is_empty() {
+        eprintln!(
+            "[client {pid}] {}",
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        );
+    }
+    Ok((
+        pid,
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        ended,
+    ))
+}
+
+/// Names of loaded BPF programs (via bpftool), to check nothing is left attached.
+pub fn loaded_bpf_program_names() -> Option<Vec<String>> {
+    let out = Command::new("bpftool")
+        .args(["-j", "prog", "show"])
+        .output()
+        .ok()?;
+    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    Some(
+        v.as_array()?
+            .iter()
+            .filter_map(|p| p["name"].as_str().map(String::from))
+            .collect(),
+    )
+}

@@ -1,4 +1,5 @@
-//! Developer tasks: `cargo xtask build-ebpf` builds the eBPF object the tracer embeds.
+//! Developer tasks: `cargo xtask build-ebpf` builds the eBPF object the tracer embeds;
+//! `cargo xtask nightly` names the nightly toolchain it uses.
 mod build_ebpf;
 
 use std::process::ExitCode;
@@ -16,12 +17,15 @@ struct Cli {
 enum Command {
     /// Build the eBPF object (nightly + rust-src + bpf-linker; see scripts/setup.sh).
     BuildEbpf(build_ebpf::Options),
+    /// Print the nightly toolchain the eBPF build (and the fuzzers) use.
+    Nightly,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::BuildEbpf(opts) => build_ebpf::run(&opts),
+        Command::Nightly => build_ebpf::pick_toolchain(None).map(|t| println!("{t}")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

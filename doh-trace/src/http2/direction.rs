@@ -391,7 +391,7 @@ impl DirectionDecoder {
                 if head.has(frame::ACK) {
                     return Ok(());
                 }
-                if payload.len() % 6 != 0 {
+                if !payload.len().is_multiple_of(6) {
                     return Err(H2Error::Malformed(Kind::Settings));
                 }
                 let header_table_size = payload
@@ -400,7 +400,7 @@ impl DirectionDecoder {
                         u16::from_be_bytes([s[0], s[1]]) == frame::SETTINGS_HEADER_TABLE_SIZE
                     })
                     .map(|s| u32::from_be_bytes([s[2], s[3], s[4], s[5]]))
-                    .last();
+                    .next_back();
                 on_event(H2Event::Settings { header_table_size });
             }
             Kind::Data => unreachable!("DATA is streamed, never buffered"),

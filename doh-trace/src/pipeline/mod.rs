@@ -62,6 +62,18 @@ struct Conn {
 }
 
 impl Conn {
+    /// Stops decoding: open exchanges end unanswered, later bytes are dropped on arrival.
+    /// Returns false if decoding had already stopped.
+    fn stop_decoding(&mut self, seen: Seen, finished: &mut Vec<Finished>) -> bool {
+        if let Proto::H2Client(h2) = &mut self.proto {
+            h2.close(seen, finished);
+        }
+        !matches!(
+            std::mem::replace(&mut self.proto, Proto::Ignored),
+            Proto::Ignored
+        )
+    }
+
     fn new(peer: Option<SocketAddr>) -> Self {
         Conn {
             peer,
@@ -109,11 +121,6 @@ impl Pipeline {
     /// Lookups completed since the last call.
     pub fn drain_lookups(&mut self) -> std::vec::Drain<'_, Lookup> {
         self.out.drain(..)
-    }
-
-    /// Connections currently tracked.
-    pub fn conn_count(&self) -> usize {
-        self.conns.len()
     }
 
     /// Handles one raw ring-buffer record.
@@ -175,14 +182,6 @@ impl Pipeline {
         }
     }
 
-    /// Ends every connection (tracer shutdown): open exchanges are reported unanswered.
-    pub fn finish_all(&mut self, ts_ns: u64) {
-        let keys: Vec<ConnKey> = self.conns.keys().copied().collect();
-        for key in keys {
-            self.end_conn(key, Seen { ts_ns, tid: 0 });
-        }
-    }
-
     fn make_room(&mut self) {
         if self.conns.len() >= MAX_CONNS {
             // Drop ignored connections first; they hold no lookups.
@@ -198,9 +197,7 @@ impl Pipeline {
         let Some(mut conn) = self.conns.remove(&key) else {
             return;
         };
-        if let Proto::H2Client(h2) = &mut conn.proto {
-            h2.close(seen, &mut self.finished);
-        }
+        conn.stop_decoding(seen, &mut self.finished);
         self.flush_finished(key, &mut conn);
     }
 
@@ -224,25 +221,15 @@ impl Pipeline {
             Direction::Egress => &mut conn.egress,
             Direction::Ingress => &mut conn.ingress,
         };
-        if !seq.accept(chunk.offset, chunk.bytes.len() as u32, chunk.total_len) {
-            if !matches!(conn.proto, Proto::Ignored) {
-                self.counters.gaps += 1;
-                if let Proto::H2Client(h2) = &mut conn.proto {
-                    h2.close(
-                        Seen {
-                            ts_ns: chunk.meta.ts_ns,
-                            tid: chunk.meta.tid,
-                        },
-                        &mut self.finished,
-                    );
-                }
-                conn.proto = Proto::Ignored;
-            }
-        }
         let seen = Seen {
             ts_ns: chunk.meta.ts_ns,
             tid: chunk.meta.tid,
         };
+        if !seq.accept(chunk.offset, chunk.bytes.len() as u32, chunk.total_len)
+            && conn.stop_decoding(seen, &mut self.finished)
+        {
+            self.counters.gaps += 1;
+        }
         let dir = chunk.direction;
         let bytes = chunk.bytes;
         let counters = &mut self.counters;
@@ -368,7 +355,7 @@ impl Pipeline {
     }
 }
 
-/// Stops decoding a connection after a protocol error; open exchanges end unanswered.
+/// Stops decoding a connection after a protocol error, counting why.
 fn fail(
     conn: &mut Conn,
     e: H2Error,
@@ -380,8 +367,5 @@ fn fail(
         H2Error::Hpack(_) => counters.hpack_errors += 1,
         _ => counters.h2_errors += 1,
     }
-    if let Proto::H2Client(h2) = &mut conn.proto {
-        h2.close(seen, finished);
-    }
-    conn.proto = Proto::Ignored;
+    conn.stop_decoding(seen, finished);
 }

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian/Ubuntu machine and runs doh-trace's whole test suite, as root:
+#   1. parser unit tests and HTTP/2 tests on real h2-crate traffic (cargo test),
+#   2. a short fuzz run of every fuzz target (FUZZ_SECONDS each, default 20),
+#   3. the privileged end-to-end tests: the real tracer and eBPF programs, real DoH servers
+#      (unbound) and real clients (curl, python3) in a private network namespace.
+# The privileged tier may not skip: DOH_TRACE_E2E=require turns any skip into a failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "test.sh: the privileged end-to-end tests need root: run 'sudo scripts/test.sh'" >&2
+  exit 2
+fi
+
+scripts/setup.sh
+cargo xtask build-ebpf
+cargo build --release --locked
+
+echo "== unit and decoder tests"
+cargo test --locked -p doh-trace -p doh-trace-common -p xtask
+
+echo "== fuzz smoke (${FUZZ_SECONDS:-20}s per target)"
+nightly=$(cargo xtask nightly)
+for target in $(cd fuzz && cargo "+$nightly" fuzz list); do
+  (cd fuzz && cargo "+$nightly" fuzz run "$target" -- -max_total_time="${FUZZ_SECONDS:-20}" -rss_limit_mb=1024) \
+    > "target/fuzz-$target.log" 2>&1 || { tail -40 "target/fuzz-$target.log"; echo "fuzz target $target failed" >&2; exit 1; }
+  echo "fuzz $target: $(grep -E '^Done [0-9]+ runs' "target/fuzz-$target.log" || tail -1 "target/fuzz-$target.log")"
+done
+
+echo "== privileged end-to-end tests"
+DOH_TRACE_E2E=require DOH_TRACE_BIN="$PWD/target/release/doh-trace" \
+  cargo test --locked -p doh-trace-tests -- --test-threads=1
