@@ -47,11 +47,22 @@ pub const DIR_EGRESS: u32 = 0;
 pub const DIR_INGRESS: u32 = 1;
 
 /// The library/hook family a [`DataEvent`] came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u32)]
 pub enum Source {
     /// OpenSSL's `SSL_write`/`SSL_read` and their `_ex` forms (libssl.so.3, libssl.so.1.1).
     OpenSsl = 1,
+    /// Bytes of a `write`/`read`/`sendto`/`recvfrom` on a connected internet socket made outside
+    /// any TLS call: cleartext protocols (h2c, HTTP/1.1, DNS over TCP) — or ciphertext of TLS
+    /// stacks that are not hooked, which userspace recognises and stops.
+    Socket = 2,
+}
+
+impl Source {
+    /// Whether the bytes are TLS plaintext (as opposed to bytes on the socket itself).
+    pub fn is_tls(self) -> bool {
+        !matches!(self, Source::Socket)
+    }
 }
 
 impl TryFrom<u32> for Source {
@@ -59,9 +70,49 @@ impl TryFrom<u32> for Source {
     fn try_from(v: u32) -> Result<Self, u32> {
         match v {
             1 => Ok(Source::OpenSsl),
+            2 => Ok(Source::Socket),
             other => Err(other),
         }
     }
+}
+
+/// Capture policy bit: copy no more TLS plaintext of this connection (not DNS).
+pub const CAPTURE_TLS_SKIP: u32 = 1;
+/// Capture policy bit: copy all TLS plaintext of this connection (it carries DNS).
+pub const CAPTURE_TLS_FULL: u32 = 2;
+/// Capture policy bit: copy no more socket bytes of this connection (TLS ciphertext, not DNS).
+pub const CAPTURE_SOCK_SKIP: u32 = 4;
+/// Capture policy bit: copy all socket bytes of this connection (cleartext DNS carrier).
+pub const CAPTURE_SOCK_FULL: u32 = 8;
+/// Bytes per layer (TLS plaintext, socket bytes) copied from a connection userspace has not
+/// classified yet; the rest is counted in [`Stat::UnclassifiedBytes`].
+pub const UNCLASSIFIED_BUDGET: u32 = 16 * 1024;
+
+/// Per-connection capture state (CAPTURE map, key `tgid << 32 | fd`). Userspace sets `policy`
+/// once it knows what the connection carries; the eBPF side counts what it copied before.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct Capture {
+    /// `CAPTURE_*` bits.
+    pub policy: u32,
+    /// TLS plaintext bytes copied while unclassified.
+    pub tls_copied: u32,
+    /// Socket bytes copied while unclassified.
+    pub sock_copied: u32,
+    /// Explicit padding; always zero.
+    pub _pad: u32,
+}
+
+/// A socket read/write in progress outside TLS calls, saved at syscall entry.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C)]
+pub struct SockIo {
+    /// The caller's buffer.
+    pub buf: u64,
+    /// The socket fd.
+    pub fd: i32,
+    /// [`DIR_EGRESS`] or [`DIR_INGRESS`].
+    pub direction: u32,
 }
 
 /// How a [`ConnEvent`] came about.
@@ -79,6 +130,9 @@ pub const AF_INET6: u16 = 10;
 pub const DATA_FD_FROM_CACHE: u32 = 1;
 /// Set in [`DataEvent::flags`] when no fd at all is known for the TLS object (`fd` is -1).
 pub const DATA_FD_UNKNOWN: u32 = 2;
+/// Set in [`DataEvent::flags`] when the call was cut short because its connection is
+/// unclassified and over [`UNCLASSIFIED_BUDGET`] (the chunks stop before `total_len`).
+pub const DATA_BUDGET_CUT: u32 = 4;
 
 /// Common prefix of every record in the ring buffer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -186,10 +240,16 @@ pub enum Stat {
     UnknownFd = 3,
     /// TLS calls that returned data and were emitted.
     TlsCalls = 4,
+    /// Bytes not copied because their connection was still unclassified after
+    /// [`UNCLASSIFIED_BUDGET`] bytes.
+    UnclassifiedBytes = 5,
+    /// Vectored socket I/O (readv/writev/sendmsg/recvmsg) outside TLS on a tracked, unskipped
+    /// socket: not copied (only the plain calls are).
+    VectoredIoSkipped = 6,
 }
 
 /// Number of [`Stat`] slots.
-pub const STAT_COUNT: u32 = 5;
+pub const STAT_COUNT: u32 = 7;
 
 impl Stat {
     /// Every counter, in index order.
@@ -199,6 +259,8 @@ impl Stat {
         Stat::ReadErrors,
         Stat::UnknownFd,
         Stat::TlsCalls,
+        Stat::UnclassifiedBytes,
+        Stat::VectoredIoSkipped,
     ];
 }
 
@@ -251,6 +313,8 @@ const _: () = assert!(core::mem::size_of::<ExitEvent>() == 24);
 const _: () = assert!(core::mem::size_of::<TlsCall>() == 32);
 const _: () = assert!(core::mem::size_of::<TlsObjKey>() == 16);
 const _: () = assert!(core::mem::size_of::<PendingSockCall>() == 16);
+const _: () = assert!(core::mem::size_of::<Capture>() == 16);
+const _: () = assert!(core::mem::size_of::<SockIo>() == 16);
 const _: () = assert!(CHUNK_SIZE.is_power_of_two());
 
 #[cfg(feature = "user")]
@@ -260,4 +324,6 @@ mod pod {
     unsafe impl aya::Pod for super::TlsCall {}
     unsafe impl aya::Pod for super::TlsObjKey {}
     unsafe impl aya::Pod for super::PendingSockCall {}
+    unsafe impl aya::Pod for super::Capture {}
+    unsafe impl aya::Pod for super::SockIo {}
 }

@@ -5,11 +5,12 @@ use aya_ebpf::helpers::{
     generated::bpf_probe_read_user,
 };
 use doh_trace_common::{
-    CloseEvent, ConnEvent, DataEvent, EventHeader, EventKind, ExitEvent, Stat, CHUNK_SIZE,
-    COMM_LEN, DATA_EVENT_HEADER_SIZE, MAX_CHUNKS_PER_CALL,
+    Capture, CloseEvent, ConnEvent, DataEvent, EventHeader, EventKind, ExitEvent, Source, Stat,
+    CAPTURE_SOCK_FULL, CAPTURE_SOCK_SKIP, CAPTURE_TLS_FULL, CAPTURE_TLS_SKIP, CHUNK_SIZE, COMM_LEN,
+    DATA_BUDGET_CUT, DATA_EVENT_HEADER_SIZE, MAX_CHUNKS_PER_CALL, UNCLASSIFIED_BUDGET,
 };
 
-use crate::maps::{EVENTS, SCRATCH, STATS, TRACKED_FDS, TRACKED_TGIDS};
+use crate::maps::{fd_key, CAPTURE, EVENTS, SCRATCH, STATS, TRACKED_FDS, TRACKED_TGIDS};
 
 /// Adds `by` to a per-CPU counter.
 #[inline(always)]
@@ -41,14 +42,61 @@ fn comm() -> [u8; COMM_LEN] {
 #[inline(always)]
 pub fn track_fd(tgid: u32, fd: i32) {
     if fd >= 0 {
-        let key = ((tgid as u64) << 32) | fd as u32 as u64;
-        let _ = TRACKED_FDS.insert(&key, &1, 0);
+        let _ = TRACKED_FDS.insert(&fd_key(tgid, fd), &1, 0);
     }
     let _ = TRACKED_TGIDS.insert(&tgid, &1, 0);
 }
 
-/// Describes where a TLS call's plaintext is and which connection it belongs to.
-pub struct TlsData {
+/// Whether userspace asked to stop copying socket bytes of this connection.
+#[inline(always)]
+pub fn socket_bytes_skipped(key: u64) -> bool {
+    unsafe { CAPTURE.get(&key) }.is_some_and(|c| c.policy & CAPTURE_SOCK_SKIP != 0)
+}
+
+/// How many of a call's `total` bytes may be copied, by the connection's capture policy:
+/// all when classified as DNS, none when classified as not DNS, and while unclassified what is
+/// left of [`UNCLASSIFIED_BUDGET`] for this layer.
+#[inline(always)]
+fn allowance(tgid: u32, fd: i32, source: u32, total: u32) -> u32 {
+    if fd < 0 {
+        return total;
+    }
+    let key = fd_key(tgid, fd);
+    if unsafe { CAPTURE.get(&key) }.is_none() {
+        let _ = CAPTURE.insert(&key, &Capture::default(), 0);
+    }
+    let Some(cap) = CAPTURE.get_ptr_mut(&key) else {
+        return total;
+    };
+    let cap = unsafe { &mut *cap };
+    let tls = source != Source::Socket as u32;
+    let (skip, full) = if tls {
+        (CAPTURE_TLS_SKIP, CAPTURE_TLS_FULL)
+    } else {
+        (CAPTURE_SOCK_SKIP, CAPTURE_SOCK_FULL)
+    };
+    if cap.policy & skip != 0 {
+        return 0;
+    }
+    if cap.policy & full != 0 {
+        return total;
+    }
+    let copied = if tls { cap.tls_copied } else { cap.sock_copied };
+    let left = UNCLASSIFIED_BUDGET.saturating_sub(copied);
+    let n = if total < left { total } else { left };
+    if tls {
+        cap.tls_copied = copied + n;
+    } else {
+        cap.sock_copied = copied + n;
+    }
+    if n < total {
+        bump(Stat::UnclassifiedBytes, (total - n) as u64);
+    }
+    n
+}
+
+/// Describes where a call's bytes are and which connection they belong to.
+pub struct DataSpec {
     pub source: u32,
     pub direction: u32,
     pub flags: u32,
@@ -58,27 +106,39 @@ pub struct TlsData {
     pub total_len: u32,
 }
 
-/// Copies a TLS call's plaintext to the ring buffer in chunks of at most `CHUNK_SIZE` bytes.
-/// Bytes past `MAX_CHUNKS_PER_CALL` chunks are counted as truncated; lost chunks are counted.
+/// Copies a call's bytes to the ring buffer in chunks of at most `CHUNK_SIZE` bytes, as far as
+/// the connection's capture policy allows. Bytes past `MAX_CHUNKS_PER_CALL` chunks are counted
+/// as truncated; lost chunks are counted.
 #[inline(always)]
-pub fn emit_tls_data(d: &TlsData) {
+pub fn emit_data(d: &DataSpec) {
     let Some(ev) = SCRATCH.get_ptr_mut(0) else {
         return;
     };
     let ev: &mut DataEvent = unsafe { &mut *ev };
     ev.header = header(EventKind::Data);
+    let allowed = allowance(ev.header.tgid, d.fd, d.source, d.total_len);
+    if allowed == 0 {
+        return;
+    }
     ev.fd = d.fd;
     ev.source = d.source;
     ev.direction = d.direction;
-    ev.flags = d.flags;
+    ev.flags = d.flags
+        | if allowed < d.total_len {
+            DATA_BUDGET_CUT
+        } else {
+            0
+        };
     ev.tls_obj = d.tls_obj;
     ev.total_len = d.total_len;
     ev._pad = 0;
     ev.comm = comm();
     track_fd(ev.header.tgid, d.fd);
-    bump(Stat::TlsCalls, 1);
+    if d.source != Source::Socket as u32 {
+        bump(Stat::TlsCalls, 1);
+    }
 
-    let total = d.total_len;
+    let total = allowed;
     let mut i: u32 = 0;
     while i < MAX_CHUNKS_PER_CALL {
         let offset = i * CHUNK_SIZE as u32;
@@ -135,6 +195,8 @@ fn output<T: 'static>(value: T) {
 pub fn emit_conn(fd: i32, how: u32, ret: i32, family: u16, port: u16, addr: [u8; 16]) {
     let header = header(EventKind::Conn);
     track_fd(header.tgid, fd);
+    // A new socket on this fd starts unclassified.
+    let _ = CAPTURE.remove(&fd_key(header.tgid, fd));
     output(ConnEvent {
         header,
         fd,

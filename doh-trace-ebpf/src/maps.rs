@@ -2,9 +2,11 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{LruHashMap, PerCpuArray, RingBuf},
 };
-use doh_trace_common::{DataEvent, PendingSockCall, TlsCall, TlsObjKey, STAT_COUNT};
+use doh_trace_common::{
+    Capture, DataEvent, PendingSockCall, SockIo, TlsCall, TlsObjKey, STAT_COUNT,
+};
 
 /// Thread-group id of the tracer itself; its own calls are never traced. Set by the loader.
 #[unsafe(no_mangle)]
@@ -28,17 +30,18 @@ pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0
 #[map]
 pub static SCRATCH: PerCpuArray<DataEvent> = PerCpuArray::with_max_entries(1, 0);
 
-/// TLS calls in progress, keyed by pid_tgid (one per thread).
+/// TLS calls in progress, keyed by pid_tgid (one per thread). LRU, so entries of threads that
+/// never returned (killed mid-call) cannot fill it.
 #[map]
-pub static TLS_CALLS: HashMap<u64, TlsCall> = HashMap::with_max_entries(16384, 0);
+pub static TLS_CALLS: LruHashMap<u64, TlsCall> = LruHashMap::with_max_entries(16384, 0);
 
 /// Last socket fd seen for a TLS object, for reads served from the library's buffer.
 #[map]
 pub static TLS_FDS: LruHashMap<TlsObjKey, i32> = LruHashMap::with_max_entries(65536, 0);
 
-/// connect/accept calls in progress, keyed by pid_tgid.
+/// connect/accept calls in progress, keyed by pid_tgid (LRU for the same reason).
 #[map]
-pub static SOCK_CALLS: HashMap<u64, PendingSockCall> = HashMap::with_max_entries(16384, 0);
+pub static SOCK_CALLS: LruHashMap<u64, PendingSockCall> = LruHashMap::with_max_entries(16384, 0);
 
 /// Socket fds the tracer has reported (key: tgid << 32 | fd); their close is reported too.
 #[map]
@@ -47,3 +50,17 @@ pub static TRACKED_FDS: LruHashMap<u64, u8> = LruHashMap::with_max_entries(65536
 /// Processes the tracer has reported on; their exit is reported too.
 #[map]
 pub static TRACKED_TGIDS: LruHashMap<u32, u8> = LruHashMap::with_max_entries(16384, 0);
+
+/// Per-connection capture policy and unclassified-byte counters (key: tgid << 32 | fd).
+#[map]
+pub static CAPTURE: LruHashMap<u64, Capture> = LruHashMap::with_max_entries(65536, 0);
+
+/// Socket reads/writes outside TLS calls in progress, keyed by pid_tgid.
+#[map]
+pub static SOCK_IO: LruHashMap<u64, SockIo> = LruHashMap::with_max_entries(16384, 0);
+
+/// Key of the per-connection maps.
+#[inline(always)]
+pub fn fd_key(tgid: u32, fd: i32) -> u64 {
+    ((tgid as u64) << 32) | fd as u32 as u64
+}

@@ -1,37 +1,52 @@
-//! Command line, and the live tracing loop that joins the loader, the ring buffer and the
-//! pipeline. `main` only calls [`main`] here.
+//! Command line: argument definitions, dispatch, output of lookups, and `replay`. The live
+//! loop is in [`crate::live`]. `main` only calls [`main`] here.
 
 use std::{
-    io::{self, Write as _},
+    fs::File,
+    io::{self, BufReader, Write as _},
+    path::PathBuf,
     process::ExitCode,
-    time::Duration,
 };
 
 use anyhow::{Context as _, Result};
-use clap::Parser;
-use tokio::{
-    io::{unix::AsyncFd, Interest},
-    signal::unix::{signal, SignalKind},
-};
+use clap::{Parser, Subcommand};
 
 use crate::{
     clock::Clock,
-    loader::{KernelCounters, Tracer},
     lookup::Lookup,
     pipeline::Pipeline,
-    procinfo::LiveProcessInfo,
+    recording::{self, Record, RecordedProcessInfo},
 };
 
 /// Shows every DNS-over-HTTPS lookup on this host with the process that made it.
 #[derive(Debug, Parser)]
 #[command(name = "doh-trace", version, about, long_about = None)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Print one JSON object per lookup (JSON lines) instead of text.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub json: bool,
     /// Do not print the start-up report and periodic status lines on stderr.
-    #[arg(short, long)]
+    #[arg(short, long, global = true)]
     pub quiet: bool,
+}
+
+/// Subcommands; without one, doh-trace traces live.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Trace live and also write the raw events of DNS-carrying connections to a file
+    /// (non-DNS connections are never written).
+    Record {
+        /// The recording to write (see docs/RECORDING.md).
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Run the decoding pipeline on a recording, without root.
+    Replay {
+        /// A file written by `doh-trace record`.
+        file: PathBuf,
+    },
 }
 
 /// Entry point: parses arguments, runs, prints errors with their causes.
@@ -47,21 +62,37 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> Result<ExitCode> {
+    match &cli.command {
+        Some(Command::Replay { file }) => replay(cli, file),
+        Some(Command::Record { output }) => live(cli, Some(output)),
+        None => live(cli, None),
+    }
+}
+
+fn live(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(trace(cli))
+    rt.block_on(crate::live::trace(cli, record))
 }
 
 /// Where lookups go: stdout, text or JSON lines, flushed per line.
-struct Output {
+pub struct Output {
     json: bool,
     out: io::Stdout,
 }
 
 impl Output {
-    /// Writes one lookup. A closed stdout (broken pipe) ends the run successfully.
-    fn write(&mut self, l: &Lookup) -> io::Result<()> {
+    /// Stdout in the format the command line asked for.
+    pub fn new(cli: &Cli) -> Self {
+        Output {
+            json: cli.json,
+            out: io::stdout(),
+        }
+    }
+
+    /// Writes one lookup.
+    pub fn write(&mut self, l: &Lookup) -> io::Result<()> {
         let mut out = self.out.lock();
         if self.json {
             serde_json::to_writer(&mut out, l)?;
@@ -71,109 +102,56 @@ impl Output {
         }
         out.flush()
     }
+
+    /// Writes every lookup the pipeline has completed. Returns false when stdout is closed
+    /// (a broken pipe ends the run successfully).
+    pub fn drain(&mut self, pipeline: &mut Pipeline) -> Result<bool> {
+        for lookup in pipeline.drain_lookups() {
+            if let Err(e) = self.write(&lookup) {
+                if e.kind() == io::ErrorKind::BrokenPipe {
+                    return Ok(false);
+                }
+                return Err(e).context("writing to stdout");
+            }
+        }
+        Ok(true)
+    }
 }
 
-async fn trace(cli: &Cli) -> Result<ExitCode> {
-    let mut tracer = Tracer::start()?;
-    if !cli.quiet {
-        for (lib, symbols) in &tracer.report.libraries {
-            eprintln!(
-                "doh-trace: hooked OpenSSL in {lib} ({})",
-                symbols.join(", ")
-            );
-        }
-        for (lib, why) in &tracer.report.skipped {
-            eprintln!("doh-trace: warning: could not hook {lib}: {why}");
-        }
-    }
-    let ring = tracer.take_events()?;
-    // SAFETY: the RingBuf owns its map fd, which stays open and unchanged until the AsyncFd
-    // (which owns the RingBuf) is dropped.
-    let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
-        .map_err(|e| e.into_parts().1)
-        .context("polling the ring buffer")?;
-    let mut pipeline = Pipeline::new(Box::new(LiveProcessInfo::new()), Clock::now());
-    let mut output = Output {
-        json: cli.json,
-        out: io::stdout(),
-    };
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut shown = Shown::default();
-
-    eprintln!(
-        "ready: {} uprobes on {} libraries, {} tracepoints",
-        tracer.report.uprobes,
-        tracer.report.libraries.len(),
-        tracer.report.tracepoints
+fn replay(cli: &Cli, file: &PathBuf) -> Result<ExitCode> {
+    let mut r =
+        BufReader::new(File::open(file).with_context(|| format!("opening {}", file.display()))?);
+    let header =
+        recording::read_header(&mut r).with_context(|| format!("reading {}", file.display()))?;
+    let mut pipeline = Pipeline::new(
+        Box::new(RecordedProcessInfo::default()),
+        Clock::with_offset(header.clock_offset_ns.into()),
     );
-
-    loop {
-        tokio::select! {
-            guard = ring.readable_mut() => {
-                let mut guard = guard?;
-                let rb = guard.get_inner_mut();
-                while let Some(item) = rb.next() {
-                    pipeline.handle_record(&item);
-                }
-                guard.clear_ready();
-                for lookup in pipeline.drain_lookups() {
-                    if let Err(e) = output.write(&lookup) {
-                        if e.kind() == io::ErrorKind::BrokenPipe {
-                            return Ok(ExitCode::SUCCESS);
-                        }
-                        return Err(e).context("writing to stdout");
-                    }
+    let mut output = Output::new(cli);
+    let mut records = 0u64;
+    while let Some(rec) =
+        recording::read_record(&mut r).with_context(|| format!("reading {}", file.display()))?
+    {
+        records += 1;
+        match rec {
+            Record::ProcessName { pid, name } => pipeline.process_info().remember_name(pid, name),
+            Record::SocketEnds { pid, fd, ends } => {
+                pipeline.process_info().remember_socket(pid, fd, ends)
+            }
+            Record::Event(raw) => {
+                pipeline.handle_record(&raw);
+                if !output.drain(&mut pipeline)? {
+                    return Ok(ExitCode::SUCCESS);
                 }
             }
-            _ = tick.tick() => {
-                if !cli.quiet {
-                    let kernel = tracer.kernel_counters().unwrap_or_default();
-                    shown.report_new_problems(&kernel, &pipeline);
-                }
-            }
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
         }
     }
-    let kernel = tracer.kernel_counters().unwrap_or_default();
-    drop(tracer);
+    let _ = pipeline.drain_decisions();
     if !cli.quiet {
         eprintln!(
-            "doh-trace: stopped, all probes detached: {}",
+            "doh-trace: replayed {records} records: {}",
             pipeline.counters()
         );
-        for (label, n) in kernel.problems() {
-            eprintln!("doh-trace: {n} {label}");
-        }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Problem counters already shown, so each status line says what is new.
-#[derive(Default)]
-struct Shown {
-    lines: Vec<(&'static str, u64)>,
-}
-
-impl Shown {
-    fn report_new_problems(&mut self, kernel: &KernelCounters, pipeline: &Pipeline) {
-        let now: Vec<(&'static str, u64)> = kernel
-            .problems()
-            .into_iter()
-            .chain(pipeline.counters().problems())
-            .collect();
-        for (label, n) in &now {
-            let before = self
-                .lines
-                .iter()
-                .find(|(l, _)| l == label)
-                .map_or(0, |(_, v)| *v);
-            if *n > before {
-                eprintln!("doh-trace: status: {n} {label} (+{})", n - before);
-            }
-        }
-        self.lines = now;
-    }
 }

@@ -27,6 +27,11 @@ impl Clock {
         Clock { offset_ns }
     }
 
+    /// Unix-epoch nanoseconds minus monotonic nanoseconds.
+    pub fn offset_ns(&self) -> i128 {
+        self.offset_ns
+    }
+
     /// Wall-clock time of a kernel timestamp.
     pub fn wall(&self, ts_ns: u64) -> SystemTime {
         let unix = (ts_ns as i128 + self.offset_ns).max(0) as u128;

@@ -12,12 +12,18 @@ pub struct DecodeCounters {
     pub bad_events: u64,
     /// Chunks missing inside or between TLS calls (connection dropped from decoding).
     pub gaps: u64,
-    /// HTTP/2 client connections decoded.
+    /// HTTP/2 client connections decoded (from their start or joined mid-stream).
     pub h2_client_conns: u64,
-    /// Connections where this host is the HTTP/2 server (not reported).
-    pub h2_server_conns: u64,
-    /// TLS connections without an HTTP/2 preface: other protocols, or joined mid-connection.
-    pub no_preface_conns: u64,
+    /// Of those, connections joined mid-stream (headers unknown).
+    pub mid_stream_conns: u64,
+    /// Connections where this process is the server side (not reported).
+    pub server_side_conns: u64,
+    /// Connections classified as not carrying DNS (no longer copied or decoded).
+    pub non_dns_conns: u64,
+    /// Sockets whose own bytes are TLS records (their plaintext comes from the TLS hooks).
+    pub tls_on_socket_conns: u64,
+    /// Connections in a protocol doh-trace does not decode.
+    pub undecoded_conns: u64,
     /// Connections dropped from decoding because their HTTP/2 framing was malformed.
     pub h2_errors: u64,
     /// Connections dropped because a header block could not be HPACK-decoded.
@@ -57,13 +63,17 @@ impl fmt::Display for DecodeCounters {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} lookups, {} events, {} HTTP/2 client connections, {} server-side connections \
-             (not reported), {} TLS connections without an HTTP/2 preface",
+            "{} lookups, {} events, {} HTTP/2 client connections ({} joined mid-stream), \
+             {} classified not DNS, {} server-side (not reported), {} TLS sockets, \
+             {} in protocols not decoded",
             self.lookups,
             self.events,
             self.h2_client_conns,
-            self.h2_server_conns,
-            self.no_preface_conns
+            self.mid_stream_conns,
+            self.non_dns_conns,
+            self.server_side_conns,
+            self.tls_on_socket_conns,
+            self.undecoded_conns,
         )?;
         for (label, n) in self.problems() {
             write!(f, ", {n} {label}")?;

@@ -18,6 +18,8 @@ pub enum Status {
     Unanswered,
     /// A 2xx response whose body is not a DNS message.
     MalformedAnswer,
+    /// No answer within the stream timeout.
+    Timeout,
 }
 
 impl Status {
@@ -29,6 +31,7 @@ impl Status {
             Status::Reset => "reset",
             Status::Unanswered => "unanswered",
             Status::MalformedAnswer => "malformed-answer",
+            Status::Timeout => "timeout",
         }
     }
 }
@@ -72,10 +75,13 @@ pub struct Lookup {
     pub authority: Option<String>,
     /// Resolver URL without the query string.
     pub url: Option<String>,
-    /// `POST` or `GET`.
-    pub method: String,
+    /// `POST` or `GET`; null when the request headers are unknown.
+    pub method: Option<String>,
     /// `"h2"`.
     pub http_version: &'static str,
+    /// False when the connection was joined mid-stream and its request headers (method,
+    /// authority, path) could not be decoded; nothing is guessed in their place.
+    pub headers_known: bool,
     /// HTTP/2 stream the exchange used.
     pub stream_id: u32,
     /// Question name.

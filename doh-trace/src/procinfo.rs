@@ -23,6 +23,10 @@ pub trait ProcessInfo {
     fn socket_ends(&mut self, pid: u32, fd: i32) -> Option<SocketEnds>;
     /// The process is gone; forget what was cached about it.
     fn forget(&mut self, pid: u32);
+    /// A name learnt elsewhere (a recording); sources that read /proc ignore it.
+    fn remember_name(&mut self, _pid: u32, _name: String) {}
+    /// A socket's addresses learnt elsewhere (a recording); /proc sources ignore it.
+    fn remember_socket(&mut self, _pid: u32, _fd: i32, _ends: SocketEnds) {}
 }
 
 /// No /proc at all: replays and unit tests. Names fall back to the kernel's thread names.

@@ -227,16 +227,24 @@ fn ordinary_https_requests_over_http2_produce_no_lookups_and_leak_nothing() {
         "non-DNS plaintext leaked into output"
     );
     let summary = stderr.iter().find(|l| l.contains("stopped")).unwrap();
-    let h2_clients: u64 = summary
-        .split(", ")
-        .find_map(|part| {
-            part.strip_suffix(" HTTP/2 client connections")?
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("no connection count in {summary}"));
+    let count_before = |label: &str| -> u64 {
+        let end = summary
+            .find(label)
+            .unwrap_or_else(|| panic!("no '{label}' in {summary}"));
+        let digits: String = summary[..end]
+            .trim_end()
+            .chars()
+            .rev()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.chars().rev().collect::<String>().parse().unwrap()
+    };
     assert!(
-        h2_clients >= 3,
+        count_before(" HTTP/2 client connections") >= 3,
         "the non-DNS connections were decoded too: {summary}"
+    );
+    assert!(
+        count_before(" classified not DNS") >= 2,
+        "and classified as not DNS: {summary}"
     );
 }

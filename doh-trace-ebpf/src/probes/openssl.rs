@@ -14,7 +14,7 @@ use doh_trace_common::{
 };
 
 use crate::{
-    emit::{bump, emit_tls_data, TlsData},
+    emit::{bump, emit_data, DataSpec},
     maps::{tracer_tgid, TLS_CALLS, TLS_FDS},
 };
 
@@ -98,7 +98,7 @@ fn exit(ctx: &RetProbeContext) -> u32 {
             }
         }
     };
-    emit_tls_data(&TlsData {
+    emit_data(&DataSpec {
         source: Source::OpenSsl as u32,
         direction: call.direction,
         flags,

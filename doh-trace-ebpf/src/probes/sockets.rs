@@ -1,4 +1,6 @@
-//! Socket syscalls (tracepoints): which fd a TLS call used, connect/accept peers, closes.
+//! Socket syscalls (tracepoints): which fd a TLS call used, the bytes of socket I/O made
+//! outside TLS calls on tracked internet sockets (bounded by the capture policy), connect/accept
+//! peers, closes.
 //!
 //! Syscall tracepoint records hold the `__syscall_nr` at offset 8 and the arguments as 8-byte
 //! slots from offset 16; `sys_exit_*` records hold `ret` at offset 16.
@@ -9,12 +11,13 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use doh_trace_common::{
-    PendingSockCall, AF_INET, AF_INET6, CONN_ACCEPT, CONN_CONNECT, DIR_EGRESS, DIR_INGRESS,
+    PendingSockCall, SockIo, Source, Stat, AF_INET, AF_INET6, CONN_ACCEPT, CONN_CONNECT,
+    DIR_EGRESS, DIR_INGRESS,
 };
 
 use crate::{
-    emit::{emit_close, emit_conn},
-    maps::{tracer_tgid, SOCK_CALLS, TLS_CALLS, TRACKED_FDS},
+    emit::{bump, emit_close, emit_conn, emit_data, socket_bytes_skipped, DataSpec},
+    maps::{fd_key, tracer_tgid, CAPTURE, SOCK_CALLS, SOCK_IO, TLS_CALLS, TRACKED_FDS},
 };
 
 const ARG0: usize = 16;
@@ -27,65 +30,150 @@ fn arg_u64(ctx: &TracePointContext, offset: usize) -> u64 {
     unsafe { ctx.read_at::<u64>(offset) }.unwrap_or(0)
 }
 
-/// Records the fd of an I/O syscall made inside a TLS call of the same direction.
+/// How an I/O syscall's buffer is passed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Buffer {
+    /// One buffer in the second argument: its bytes are captured outside TLS calls.
+    Flat,
+    /// An iovec or msghdr: not captured (counted when it concerns a tracked socket).
+    Vectored,
+}
+
+/// At I/O syscall entry: inside a TLS call of the same direction, records the fd the call
+/// uses; outside TLS calls, on a tracked internet socket whose bytes are still wanted, saves
+/// the buffer for the exit tracepoint.
 #[inline(always)]
-fn note_fd(ctx: &TracePointContext, direction: u32) -> u32 {
+fn io_enter(ctx: &TracePointContext, direction: u32, buffer: Buffer) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
+    let fd = arg_u64(ctx, ARG0) as i32;
     if let Some(call) = TLS_CALLS.get_ptr_mut(&pid_tgid) {
         let call = unsafe { &mut *call };
         if call.direction == direction && call.fd < 0 {
-            call.fd = arg_u64(ctx, ARG0) as i32;
+            call.fd = fd;
+        }
+        return 0;
+    }
+    let tgid = (pid_tgid >> 32) as u32;
+    if tgid == tracer_tgid() {
+        return 0;
+    }
+    let key = fd_key(tgid, fd);
+    if unsafe { TRACKED_FDS.get(&key) }.is_none() || socket_bytes_skipped(key) {
+        return 0;
+    }
+    match buffer {
+        Buffer::Vectored => bump(Stat::VectoredIoSkipped, 1),
+        Buffer::Flat => {
+            let io = SockIo {
+                buf: arg_u64(ctx, ARG1),
+                fd,
+                direction,
+            };
+            let _ = SOCK_IO.insert(&pid_tgid, &io, 0);
         }
     }
+    0
+}
+
+/// At I/O syscall exit: emits the bytes transferred by a saved socket read/write.
+#[inline(always)]
+fn io_exit(ctx: &TracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let Some(io) = (unsafe { SOCK_IO.get(&pid_tgid) }).copied() else {
+        return 0;
+    };
+    let _ = SOCK_IO.remove(&pid_tgid);
+    let ret = arg_u64(ctx, RET) as i64;
+    if ret <= 0 || io.buf == 0 {
+        return 0;
+    }
+    let total = if ret > u32::MAX as i64 {
+        u32::MAX
+    } else {
+        ret as u32
+    };
+    emit_data(&DataSpec {
+        source: Source::Socket as u32,
+        direction: io.direction,
+        flags: 0,
+        fd: io.fd,
+        tls_obj: 0,
+        buf: io.buf,
+        total_len: total,
+    });
     0
 }
 
 /// ssize_t write(int fd, const void *buf, size_t count)
 #[tracepoint]
 pub fn sys_enter_write(ctx: TracePointContext) -> u32 {
-    note_fd(&ctx, DIR_EGRESS)
+    io_enter(&ctx, DIR_EGRESS, Buffer::Flat)
+}
+
+/// Return of write.
+#[tracepoint]
+pub fn sys_exit_write(ctx: TracePointContext) -> u32 {
+    io_exit(&ctx)
 }
 
 /// ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 #[tracepoint]
 pub fn sys_enter_writev(ctx: TracePointContext) -> u32 {
-    note_fd(&ctx, DIR_EGRESS)
+    io_enter(&ctx, DIR_EGRESS, Buffer::Vectored)
 }
 
 /// ssize_t sendto(int fd, const void *buf, size_t len, int flags, ...)
 #[tracepoint]
 pub fn sys_enter_sendto(ctx: TracePointContext) -> u32 {
-    note_fd(&ctx, DIR_EGRESS)
+    io_enter(&ctx, DIR_EGRESS, Buffer::Flat)
+}
+
+/// Return of sendto.
+#[tracepoint]
+pub fn sys_exit_sendto(ctx: TracePointContext) -> u32 {
+    io_exit(&ctx)
 }
 
 /// ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 #[tracepoint]
 pub fn sys_enter_sendmsg(ctx: TracePointContext) -> u32 {
-    note_fd(&ctx, DIR_EGRESS)
+    io_enter(&ctx, DIR_EGRESS, Buffer::Vectored)
 }
 
 /// ssize_t read(int fd, void *buf, size_t count)
 #[tracepoint]
 pub fn sys_enter_read(ctx: TracePointContext) -> u32 {
-    note_fd(&ctx, DIR_INGRESS)
+    io_enter(&ctx, DIR_INGRESS, Buffer::Flat)
+}
+
+/// Return of read.
+#[tracepoint]
+pub fn sys_exit_read(ctx: TracePointContext) -> u32 {
+    io_exit(&ctx)
 }
 
 /// ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 #[tracepoint]
 pub fn sys_enter_readv(ctx: TracePointContext) -> u32 {
-    note_fd(&ctx, DIR_INGRESS)
+    io_enter(&ctx, DIR_INGRESS, Buffer::Vectored)
 }
 
 /// ssize_t recvfrom(int fd, void *buf, size_t len, int flags, ...)
 #[tracepoint]
 pub fn sys_enter_recvfrom(ctx: TracePointContext) -> u32 {
-    note_fd(&ctx, DIR_INGRESS)
+    io_enter(&ctx, DIR_INGRESS, Buffer::Flat)
+}
+
+/// Return of recvfrom.
+#[tracepoint]
+pub fn sys_exit_recvfrom(ctx: TracePointContext) -> u32 {
+    io_exit(&ctx)
 }
 
 /// ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 #[tracepoint]
 pub fn sys_enter_recvmsg(ctx: TracePointContext) -> u32 {
-    note_fd(&ctx, DIR_INGRESS)
+    io_enter(&ctx, DIR_INGRESS, Buffer::Vectored)
 }
 
 /// Saves connect/accept arguments for the exit tracepoint.
@@ -191,6 +279,7 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     let key = (pid_tgid & 0xffff_ffff_0000_0000) | fd as u32 as u64;
     if unsafe { TRACKED_FDS.get(&key) }.is_some() {
         let _ = TRACKED_FDS.remove(&key);
+        let _ = CAPTURE.remove(&key);
         emit_close(fd);
     }
     0

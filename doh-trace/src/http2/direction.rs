@@ -5,6 +5,12 @@
 //! without buffering, with padding removed. Header blocks are reassembled across CONTINUATION
 //! frames and decoded with this direction's own HPACK state, including blocks of PUSH_PROMISE
 //! frames (decoded to keep the table in sync, then ignored).
+//!
+//! A decoder made with [`DirectionDecoder::mid_stream`] joins a connection whose start it did
+//! not see: it waits for an I/O call that starts with plausible frame heads
+//! ([`DirectionDecoder::try_sync`]), then decodes frames as usual, except that header blocks
+//! are reported as [`H2Event::HeadersUnknown`] — the HPACK dynamic table is unknown, so no
+//! header value is ever guessed.
 
 use super::{
     frame::{self, Head, Kind, HEAD_LEN},
@@ -26,6 +32,8 @@ pub enum H2Event<'a> {
         fields: HeaderFields,
         end_stream: bool,
     },
+    /// A header block that cannot be decoded because the connection was joined mid-stream.
+    HeadersUnknown { stream: u32, end_stream: bool },
     /// A piece of a DATA frame's payload (padding removed); `end_stream` on the last piece
     /// of a frame that carries END_STREAM.
     Data {
@@ -69,6 +77,8 @@ pub enum H2Error {
 
 #[derive(Debug)]
 enum State {
+    /// Joined mid-stream: waiting for an I/O call that starts at a frame boundary.
+    Hunting,
     /// Matching the client preface; `usize` bytes matched so far.
     Preface(usize),
     /// Collecting the 9-byte head.
@@ -103,7 +113,46 @@ pub struct DirectionDecoder {
     /// Partial head or buffered payload.
     buf: Vec<u8>,
     hpack: HeaderDecoder,
+    /// False when joined mid-stream: header blocks are not decodable.
+    hpack_known: bool,
     pending: Option<PendingBlock>,
+}
+
+/// Largest frame a peer may send without having raised SETTINGS_MAX_FRAME_SIZE.
+const DEFAULT_MAX_FRAME: u32 = 16384;
+
+/// Whether `bytes` start with frame heads a real peer would send: known types, lengths within
+/// the default maximum, stream ids where the type needs them (and none where it must not).
+/// Every complete frame in `bytes` is checked; a final partial frame is allowed.
+pub fn plausible_frames(mut bytes: &[u8]) -> bool {
+    let mut frames = 0;
+    while bytes.len() >= HEAD_LEN {
+        let head = Head::parse(bytes[..HEAD_LEN].try_into().expect("9 bytes"));
+        if bytes[5] & 0x80 != 0 || head.len > DEFAULT_MAX_FRAME {
+            return false;
+        }
+        let ok = match head.kind {
+            Kind::Data | Kind::Headers | Kind::Continuation | Kind::RstStream | Kind::Priority => {
+                head.stream != 0
+            }
+            Kind::Settings => head.stream == 0 && head.len % 6 == 0,
+            Kind::Ping => head.stream == 0 && head.len == 8,
+            Kind::GoAway => head.stream == 0 && head.len >= 8,
+            Kind::WindowUpdate => head.len == 4,
+            Kind::PushPromise => head.stream != 0 && head.len >= 4,
+            Kind::Unknown(_) => false,
+        };
+        if !ok {
+            return false;
+        }
+        frames += 1;
+        let end = HEAD_LEN + head.len as usize;
+        if end >= bytes.len() {
+            return true;
+        }
+        bytes = &bytes[end..];
+    }
+    frames > 0 && bytes.is_empty()
 }
 
 impl DirectionDecoder {
@@ -117,13 +166,36 @@ impl DirectionDecoder {
         Self::with_state(State::Head)
     }
 
+    /// A decoder for a direction whose start was not seen (see the module docs).
+    pub fn mid_stream() -> Self {
+        DirectionDecoder {
+            hpack_known: false,
+            ..Self::with_state(State::Hunting)
+        }
+    }
+
     fn with_state(state: State) -> Self {
         DirectionDecoder {
             state,
             buf: Vec::new(),
             hpack: HeaderDecoder::new(),
+            hpack_known: true,
             pending: None,
         }
+    }
+
+    /// Whether the decoder is still waiting for a frame boundary.
+    pub fn hunting(&self) -> bool {
+        matches!(self.state, State::Hunting)
+    }
+
+    /// At the start of an I/O call: if hunting and `call_start` begins with plausible frames,
+    /// start decoding here. Returns whether the decoder is (now) synchronised.
+    pub fn try_sync(&mut self, call_start: &[u8]) -> bool {
+        if self.hunting() && plausible_frames(call_start) {
+            self.state = State::Head;
+        }
+        !self.hunting()
     }
 
     /// The peer receiving this direction advertised SETTINGS_HEADER_TABLE_SIZE.
@@ -164,6 +236,8 @@ impl DirectionDecoder {
         while !input.is_empty() {
             match self.state {
                 State::Failed => return Err(H2Error::Failed),
+                // Bytes before a frame boundary was found are dropped.
+                State::Hunting => return Ok(()),
                 State::Preface(matched) => {
                     let n = (PREFACE.len() - matched).min(input.len());
                     if input[..n] != PREFACE[matched..matched + n] {
@@ -437,6 +511,12 @@ impl DirectionDecoder {
         report: bool,
         on_event: &mut dyn FnMut(H2Event<'_>),
     ) -> Result<(), H2Error> {
+        if !self.hpack_known {
+            if report {
+                on_event(H2Event::HeadersUnknown { stream, end_stream });
+            }
+            return Ok(());
+        }
         let fields = self
             .hpack
             .decode(block)
@@ -467,4 +547,50 @@ fn strip_padding(head: Head, payload: &[u8]) -> Result<&[u8], H2Error> {
 
 fn be_u32(b: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(b.get(..4)?.try_into().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plausible_frames_accepts_real_frame_runs_and_rejects_text() {
+        // SETTINGS(0) + WINDOW_UPDATE + start of a HEADERS frame on stream 1
+        let mut b = vec![0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 100];
+        b.extend_from_slice(&[0, 0, 4, 8, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+        b.extend_from_slice(&[0, 0, 20, 1, 4, 0, 0, 0, 1, 0x82]);
+        assert!(plausible_frames(&b));
+        assert!(!plausible_frames(b"GET / HTTP/1.1\r\nHost: x\r\n"));
+        assert!(
+            !plausible_frames(&[0, 0, 4, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4]),
+            "DATA on stream 0"
+        );
+        assert!(!plausible_frames(&[0, 0, 1]), "no complete head");
+    }
+
+    #[test]
+    fn a_mid_stream_decoder_reports_headers_as_unknown_and_data_as_is() {
+        let mut d = DirectionDecoder::mid_stream();
+        let mut events = Vec::new();
+        d.feed(&[1, 2, 3], &mut |e| events.push(format!("{e:?}")))
+            .unwrap();
+        assert!(
+            events.is_empty() && d.hunting(),
+            "bytes before a boundary are dropped"
+        );
+        // HEADERS (indexed :method POST from the static table, END_HEADERS) + DATA(END_STREAM)
+        let call = [
+            0, 0, 1, 1, 4, 0, 0, 0, 7, 0x83, 0, 0, 2, 0, 1, 0, 0, 0, 7, 0xab, 0xcd,
+        ];
+        assert!(d.try_sync(&call));
+        d.feed(&call, &mut |e| events.push(format!("{e:?}")))
+            .unwrap();
+        assert_eq!(
+            events,
+            vec![
+                "HeadersUnknown { stream: 7, end_stream: false }".to_string(),
+                "Data { stream: 7, bytes: [171, 205], end_stream: true }".to_string()
+            ]
+        );
+    }
 }

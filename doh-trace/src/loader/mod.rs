@@ -8,11 +8,11 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use aya::{
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::{uprobe::UProbeScope, TracePoint, UProbe},
     Ebpf, EbpfLoader,
 };
-use doh_trace_common::{Stat, STAT_COUNT};
+use doh_trace_common::{Capture, Stat, STAT_COUNT};
 
 use probes::{Hook, UprobeSpec, OPENSSL, OPENSSL_SONAMES, TRACEPOINTS};
 
@@ -29,6 +29,8 @@ pub struct AttachReport {
     pub skipped: Vec<(String, String)>,
     pub uprobes: usize,
     pub tracepoints: usize,
+    /// Environment limitations worth telling the user.
+    pub warnings: Vec<String>,
 }
 
 /// A loaded, attached tracer.
@@ -37,8 +39,10 @@ pub struct Tracer {
     pub report: AttachReport,
 }
 
-/// Checks that this process can load eBPF programs at all, with advice if not.
-pub fn preflight() -> Result<()> {
+/// Checks that this process can load eBPF programs at all, with advice if not. Returns
+/// warnings about things that are not needed now but limit what can be traced.
+pub fn preflight() -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
     if EBPF_OBJECT.is_empty() {
         bail!("this doh-trace was built without its eBPF object: run `cargo xtask build-ebpf`, then rebuild");
     }
@@ -54,19 +58,29 @@ pub fn preflight() -> Result<()> {
             .args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"])
             .status();
     }
-    Ok(())
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        warnings.push(
+            "kernel has no BTF (/sys/kernel/btf/vmlinux): the OpenSSL and syscall hooks work \
+             without it, but a kernel built with CONFIG_DEBUG_INFO_BTF=y is recommended"
+                .to_string(),
+        );
+    }
+    Ok(warnings)
 }
 
 impl Tracer {
     /// Loads the object (excluding this process from tracing) and attaches every probe.
     pub fn start() -> Result<Tracer> {
-        preflight()?;
+        let warnings = preflight()?;
         let tgid = std::process::id();
         let mut ebpf = EbpfLoader::new()
             .override_global("TRACER_TGID", &tgid, true)
             .load(EBPF_OBJECT)
             .map_err(|e| load_error_advice(anyhow!(e)))?;
-        let mut report = AttachReport::default();
+        let mut report = AttachReport {
+            warnings,
+            ..AttachReport::default()
+        };
 
         for tp in TRACEPOINTS {
             let prog: &mut TracePoint = program(&mut ebpf, tp.program)?.try_into()?;
@@ -122,6 +136,20 @@ impl Tracer {
         Ok(RingBuf::try_from(map)?)
     }
 
+    /// Applies a capture decision: sets policy bits for (pid, fd) in the CAPTURE map.
+    pub fn set_capture_policy(&mut self, pid: u32, fd: i32, policy: u32) -> Result<()> {
+        let map = self
+            .ebpf
+            .map_mut("CAPTURE")
+            .ok_or_else(|| anyhow!("CAPTURE map missing"))?;
+        let mut captures: BpfHashMap<&mut MapData, u64, Capture> = BpfHashMap::try_from(map)?;
+        let key = (u64::from(pid) << 32) | u64::from(fd as u32);
+        let mut cap = captures.get(&key, 0).unwrap_or_default();
+        cap.policy |= policy;
+        captures.insert(key, cap, 0)?;
+        Ok(())
+    }
+
     /// The kernel-side counters, summed over CPUs.
     pub fn kernel_counters(&self) -> Result<KernelCounters> {
         let map = self
@@ -161,6 +189,14 @@ impl KernelCounters {
                 self.get(Stat::TruncatedBytes),
             ),
             ("plaintext reads failed", self.get(Stat::ReadErrors)),
+            (
+                "bytes of still-unclassified connections not copied",
+                self.get(Stat::UnclassifiedBytes),
+            ),
+            (
+                "vectored socket calls (readv/writev/sendmsg/recvmsg) not copied",
+                self.get(Stat::VectoredIoSkipped),
+            ),
         ]
         .into_iter()
         .filter(|(_, n)| *n > 0)

@@ -82,6 +82,11 @@ pub const TRACEPOINTS: &[TracepointSpec] = &[
         name: "sys_enter_write",
     },
     TracepointSpec {
+        program: "sys_exit_write",
+        category: "syscalls",
+        name: "sys_exit_write",
+    },
+    TracepointSpec {
         program: "sys_enter_writev",
         category: "syscalls",
         name: "sys_enter_writev",
@@ -90,6 +95,11 @@ pub const TRACEPOINTS: &[TracepointSpec] = &[
         program: "sys_enter_sendto",
         category: "syscalls",
         name: "sys_enter_sendto",
+    },
+    TracepointSpec {
+        program: "sys_exit_sendto",
+        category: "syscalls",
+        name: "sys_exit_sendto",
     },
     TracepointSpec {
         program: "sys_enter_sendmsg",
@@ -102,6 +112,11 @@ pub const TRACEPOINTS: &[TracepointSpec] = &[
         name: "sys_enter_read",
     },
     TracepointSpec {
+        program: "sys_exit_read",
+        category: "syscalls",
+        name: "sys_exit_read",
+    },
+    TracepointSpec {
         program: "sys_enter_readv",
         category: "syscalls",
         name: "sys_enter_readv",
@@ -110,6 +125,11 @@ pub const TRACEPOINTS: &[TracepointSpec] = &[
         program: "sys_enter_recvfrom",
         category: "syscalls",
         name: "sys_enter_recvfrom",
+    },
+    TracepointSpec {
+        program: "sys_exit_recvfrom",
+        category: "syscalls",
+        name: "sys_exit_recvfrom",
     },
     TracepointSpec {
         program: "sys_enter_recvmsg",

@@ -1,5 +1,9 @@
 //! DoH over one HTTP/2 client connection: both directions decoded, requests classified,
 //! queries paired with answers by stream id (never by DNS id).
+//!
+//! A connection joined mid-stream has no usable request headers: every stream is tracked with
+//! an unknown form, and the pipeline decides from the bodies (DNS messages or not) whether it
+//! was a lookup.
 
 use std::collections::HashMap;
 
@@ -24,9 +28,11 @@ pub struct Seen {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DohStream {
     pub stream_id: u32,
+    /// Request headers; all `None` when they could not be decoded (joined mid-stream).
     pub request: HeaderFields,
-    pub form: DohRequest,
-    /// POST body so far (for GET the query is in `form`).
+    /// How the request carries its query; `None` when the headers are unknown.
+    pub form: Option<DohRequest>,
+    /// Request body so far (the query of a POST).
     pub body: Vec<u8>,
     /// When the request started.
     pub started: Seen,
@@ -39,12 +45,17 @@ pub struct DohStream {
 }
 
 impl DohStream {
-    /// The DNS query bytes.
+    /// The DNS query bytes, when the request carried them.
     pub fn query(&self) -> &[u8] {
         match &self.form {
-            DohRequest::Get(q) => q,
-            DohRequest::Post => &self.body,
+            Some(DohRequest::Get(q)) => q,
+            Some(DohRequest::Post) | None => &self.body,
         }
+    }
+
+    /// Whether the request headers were decoded.
+    pub fn headers_known(&self) -> bool {
+        self.form.is_some()
     }
 }
 
@@ -57,6 +68,8 @@ pub enum Outcome {
     Reset,
     /// The connection ended first.
     Unanswered,
+    /// No answer within the stream timeout.
+    TimedOut,
 }
 
 /// A finished exchange, ready to become a lookup record.
@@ -67,17 +80,23 @@ pub struct Finished {
     pub ended: Seen,
 }
 
+/// What the first request on a connection said about it (for capture minimisation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstRequest {
+    /// No request yet.
+    Pending,
+    /// The first request was DoH.
+    Doh,
+    /// The first request was something else.
+    NotDoh,
+}
+
 /// Both directions of an HTTP/2 connection on which this process is the client.
 pub struct H2Client {
     egress: DirectionDecoder,
     ingress: DirectionDecoder,
     streams: HashMap<u32, DohStream>,
-}
-
-impl Default for H2Client {
-    fn default() -> Self {
-        Self::new()
-    }
+    first: FirstRequest,
 }
 
 fn append_bounded(buf: &mut Vec<u8>, bytes: &[u8], oversized: &mut bool) {
@@ -91,18 +110,61 @@ fn append_bounded(buf: &mut Vec<u8>, bytes: &[u8], oversized: &mut bool) {
 impl H2Client {
     /// A connection observed from its first byte.
     pub fn new() -> Self {
+        Self::with(
+            DirectionDecoder::client_to_server(),
+            DirectionDecoder::server_to_client(),
+        )
+    }
+
+    /// A connection joined mid-stream (its preface and HPACK history were not seen).
+    pub fn mid_stream() -> Self {
+        Self::with(
+            DirectionDecoder::mid_stream(),
+            DirectionDecoder::mid_stream(),
+        )
+    }
+
+    /// An `h2c` connection upgraded from HTTP/1.1: stream 1 is the upgrade request.
+    pub fn upgraded(request: DohStream) -> Self {
+        let mut c = Self::new();
+        c.first = if request.form.is_some() {
+            FirstRequest::Doh
+        } else {
+            FirstRequest::NotDoh
+        };
+        if request.form.is_some() {
+            c.streams.insert(
+                1,
+                DohStream {
+                    stream_id: 1,
+                    ..request
+                },
+            );
+        }
+        c
+    }
+
+    fn with(egress: DirectionDecoder, ingress: DirectionDecoder) -> Self {
         H2Client {
-            egress: DirectionDecoder::client_to_server(),
-            ingress: DirectionDecoder::server_to_client(),
+            egress,
+            ingress,
             streams: HashMap::new(),
+            first: FirstRequest::Pending,
         }
     }
 
-    /// Decodes the next plaintext bytes in `dir`; finished exchanges are pushed to `done`.
+    /// What the first request said, once there was one.
+    pub fn first_request(&self) -> FirstRequest {
+        self.first
+    }
+
+    /// Decodes the next bytes in `dir`; `call_start` says they begin an I/O call (where a
+    /// mid-stream decoder may find a frame boundary). Finished exchanges go to `done`.
     pub fn feed(
         &mut self,
         dir: Direction,
         bytes: &[u8],
+        call_start: bool,
         seen: Seen,
         counters: &mut DecodeCounters,
         done: &mut Vec<Finished>,
@@ -111,11 +173,15 @@ impl H2Client {
             egress,
             ingress,
             streams,
+            first,
         } = self;
         let (decoder, other) = match dir {
             Direction::Egress => (egress, ingress),
             Direction::Ingress => (ingress, egress),
         };
+        if call_start {
+            decoder.try_sync(bytes);
+        }
         decoder.feed(bytes, &mut |ev| match ev {
             H2Event::Settings {
                 header_table_size: Some(size),
@@ -139,21 +205,27 @@ impl H2Client {
                 end_stream,
             } => match dir {
                 Direction::Egress => {
-                    on_request_headers(streams, stream, fields, end_stream, seen, counters)
+                    on_request_headers(streams, first, stream, fields, end_stream, seen, counters)
                 }
                 Direction::Ingress => {
-                    let Some(s) = streams.get_mut(&stream) else {
-                        return;
-                    };
-                    let informational = fields
-                        .status_code()
-                        .is_some_and(|c| (100..200).contains(&c));
-                    if s.response.is_none() && !informational {
-                        s.response = Some(fields);
+                    on_response_headers(streams, stream, Some(fields), end_stream, seen, done)
+                }
+            },
+            H2Event::HeadersUnknown { stream, end_stream } => match dir {
+                Direction::Egress => {
+                    if !streams.contains_key(&stream) && streams.len() < MAX_STREAMS {
+                        streams.insert(
+                            stream,
+                            new_stream(stream, HeaderFields::default(), None, end_stream, seen),
+                        );
+                    } else if let Some(s) = streams.get_mut(&stream) {
+                        if end_stream {
+                            s.sent = Some(seen);
+                        }
                     }
-                    if end_stream {
-                        finish(streams, stream, seen, done);
-                    }
+                }
+                Direction::Ingress => {
+                    on_response_headers(streams, stream, None, end_stream, seen, done)
                 }
             },
             H2Event::Data {
@@ -166,7 +238,8 @@ impl H2Client {
                 };
                 match dir {
                     Direction::Egress => {
-                        if s.form == DohRequest::Post {
+                        // A GET carries its query in the path; only other bodies are kept.
+                        if !matches!(s.form, Some(DohRequest::Get(_))) {
                             append_bounded(&mut s.body, bytes, &mut s.oversized);
                         }
                         if end_stream {
@@ -176,12 +249,34 @@ impl H2Client {
                     Direction::Ingress => {
                         append_bounded(&mut s.answer, bytes, &mut s.oversized);
                         if end_stream {
-                            finish(streams, stream, seen, done);
+                            finish(streams, stream, Outcome::Answered, seen, done);
                         }
                     }
                 }
             }
         })
+    }
+
+    /// Ends exchanges that started more than `timeout_ns` before `now_ns`.
+    pub fn expire(&mut self, now_ns: u64, timeout_ns: u64, done: &mut Vec<Finished>) {
+        let old: Vec<u32> = self
+            .streams
+            .values()
+            .filter(|s| now_ns.saturating_sub(s.started.ts_ns) > timeout_ns)
+            .map(|s| s.stream_id)
+            .collect();
+        for id in old {
+            finish(
+                &mut self.streams,
+                id,
+                Outcome::TimedOut,
+                Seen {
+                    ts_ns: now_ns,
+                    tid: 0,
+                },
+                done,
+            );
+        }
     }
 
     /// The connection is gone: every open exchange ends unanswered.
@@ -196,8 +291,29 @@ impl H2Client {
     }
 }
 
+fn new_stream(
+    id: u32,
+    request: HeaderFields,
+    form: Option<DohRequest>,
+    end_stream: bool,
+    seen: Seen,
+) -> DohStream {
+    DohStream {
+        stream_id: id,
+        request,
+        form,
+        body: Vec::new(),
+        started: seen,
+        sent: end_stream.then_some(seen),
+        response: None,
+        answer: Vec::new(),
+        oversized: false,
+    }
+}
+
 fn on_request_headers(
     streams: &mut HashMap<u32, DohStream>,
+    first: &mut FirstRequest,
     stream: u32,
     fields: HeaderFields,
     end_stream: bool,
@@ -212,43 +328,66 @@ fn on_request_headers(
         return;
     }
     let form = match doh::classify(&fields) {
-        None => return,
+        None => {
+            if *first == FirstRequest::Pending {
+                *first = FirstRequest::NotDoh;
+            }
+            return;
+        }
         Some(Err(_)) => {
             counters.bad_queries += 1;
             return;
         }
         Some(Ok(form)) => form,
     };
+    if *first == FirstRequest::Pending {
+        *first = FirstRequest::Doh;
+    }
     if streams.len() >= MAX_STREAMS {
         counters.streams_over_limit += 1;
         return;
     }
     streams.insert(
         stream,
-        DohStream {
-            stream_id: stream,
-            request: fields,
-            form,
-            body: Vec::new(),
-            started: seen,
-            sent: end_stream.then_some(seen),
-            response: None,
-            answer: Vec::new(),
-            oversized: false,
-        },
+        new_stream(stream, fields, Some(form), end_stream, seen),
     );
+}
+
+fn on_response_headers(
+    streams: &mut HashMap<u32, DohStream>,
+    stream: u32,
+    fields: Option<HeaderFields>,
+    end_stream: bool,
+    seen: Seen,
+    done: &mut Vec<Finished>,
+) {
+    let Some(s) = streams.get_mut(&stream) else {
+        return;
+    };
+    if let Some(fields) = fields {
+        let informational = fields
+            .status_code()
+            .is_some_and(|c| (100..200).contains(&c));
+        if s.response.is_none() && !informational {
+            s.response = Some(fields);
+        }
+    }
+    if end_stream {
+        finish(streams, stream, Outcome::Answered, seen, done);
+    }
 }
 
 fn finish(
     streams: &mut HashMap<u32, DohStream>,
     stream: u32,
+    outcome: Outcome,
     seen: Seen,
     done: &mut Vec<Finished>,
 ) {
     if let Some(s) = streams.remove(&stream) {
         done.push(Finished {
             stream: s,
-            outcome: Outcome::Answered,
+            outcome,
             ended: seen,
         });
     }

@@ -1,53 +1,87 @@
-//! The userspace pipeline: ring-buffer records in, lookup records out.
+//! The userspace pipeline: ring-buffer records in, lookup records and capture decisions out.
 //!
-//! Keeps one [`Conn`] per (process, socket fd) — or per (process, TLS object) when the fd is
-//! unknown — checks that each direction's chunks arrive without gaps, recognises the HTTP/2
-//! client preface, and hands the bytes to [`doh_h2::H2Client`]. The same code runs live and on
-//! recorded streams; only the [`ProcessInfo`] differs.
+//! Keeps one [`Conn`] per (process, socket fd, layer) — the layer being TLS plaintext or the
+//! socket's own bytes — or per (process, TLS object) when the fd is unknown. Each direction's
+//! chunks are checked for gaps; the first bytes decide what the connection carries
+//! ([`sniff`]); HTTP/2 client connections are decoded by [`doh_h2::H2Client`]. The same code runs
+//! live and on recorded streams; only the [`ProcessInfo`] differs.
 
 pub mod doh_h2;
+mod lookups;
 mod reassembly;
-mod sniff;
+pub mod sniff;
 
 use std::{collections::HashMap, net::SocketAddr};
+
+use doh_trace_common::{
+    Source, CAPTURE_SOCK_FULL, CAPTURE_SOCK_SKIP, CAPTURE_TLS_FULL, CAPTURE_TLS_SKIP, COMM_LEN,
+};
 
 use crate::{
     clock::Clock,
     counters::DecodeCounters,
-    dns, doh,
     event::{self, comm_str, DataChunk, Direction, Event},
-    http2::{H2Error, PREFACE},
-    lookup::{Endpoint, Lookup, Status},
+    http2::H2Error,
+    lookup::Lookup,
     procinfo::ProcessInfo,
 };
-use doh_h2::{Finished, H2Client, Outcome, Seen};
+use doh_h2::{Finished, FirstRequest, H2Client, Seen};
+use lookups::{to_lookup, Judged};
 use reassembly::CallSequence;
 use sniff::{Sniffer, Verdict};
 
-/// Identity of a traced connection.
+/// Which bytes of a socket a connection state decodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ConnKey {
-    /// Process and socket fd.
-    Fd { pid: u32, fd: i32 },
-    /// Process and TLS library object, when no fd was ever seen.
-    TlsObject { pid: u32, obj: u64 },
+pub enum Layer {
+    /// Plaintext from a hooked TLS library.
+    Tls,
+    /// The socket's own bytes (cleartext protocols).
+    Socket,
 }
 
-impl ConnKey {
-    fn pid(&self) -> u32 {
-        match *self {
-            ConnKey::Fd { pid, .. } | ConnKey::TlsObject { pid, .. } => pid,
+/// What identifies the connection within the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnId {
+    /// A socket fd.
+    Fd(i32),
+    /// A TLS library object whose fd was never seen.
+    TlsObject(u64),
+}
+
+/// Identity of a traced connection state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnKey {
+    pub pid: u32,
+    pub id: ConnId,
+    pub layer: Layer,
+}
+
+/// What the pipeline concluded about a connection: the eBPF side copies all of it
+/// (`CAPTURE_*_FULL`) or none of it (`CAPTURE_*_SKIP`) from now on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaptureDecision {
+    pub key: ConnKey,
+    /// `CAPTURE_*` bits to set.
+    pub policy: u32,
+}
+
+impl CaptureDecision {
+    /// The (pid, fd) the eBPF capture map is keyed by, if the connection has an fd.
+    pub fn fd(&self) -> Option<(u32, i32)> {
+        match self.key.id {
+            ConnId::Fd(fd) => Some((self.key.pid, fd)),
+            ConnId::TlsObject(_) => None,
         }
     }
 }
 
-/// What a connection's plaintext turned out to be.
+/// What a connection's bytes turned out to be.
 enum Proto {
-    /// Waiting for enough bytes to recognise the HTTP/2 preface.
+    /// Waiting for enough bytes to decide.
     Sniffing(Sniffer),
     /// This process is the HTTP/2 client: decode DoH.
     H2Client(Box<H2Client>),
-    /// Not decoded (server side, not HTTP/2, or failed); bytes are dropped on arrival.
+    /// Not decoded (server side, not DNS, or failed); bytes are dropped on arrival.
     Ignored,
 }
 
@@ -57,11 +91,32 @@ struct Conn {
     egress: CallSequence,
     ingress: CallSequence,
     proto: Proto,
+    /// Finished streams of a mid-stream connection that were not DNS.
+    non_dns_streams: u32,
+    /// A capture decision was already sent.
+    decided: bool,
+    /// Counted as a mid-stream HTTP/2 client before its role was known.
+    counted_mid_stream: bool,
     uid: u32,
-    thread_comm: [u8; doh_trace_common::COMM_LEN],
+    thread_comm: [u8; COMM_LEN],
 }
 
 impl Conn {
+    fn new(peer: Option<SocketAddr>) -> Self {
+        Conn {
+            peer,
+            local: None,
+            egress: CallSequence::default(),
+            ingress: CallSequence::default(),
+            proto: Proto::Sniffing(Sniffer::default()),
+            non_dns_streams: 0,
+            decided: false,
+            counted_mid_stream: false,
+            uid: 0,
+            thread_comm: [0; COMM_LEN],
+        }
+    }
+
     /// Stops decoding: open exchanges end unanswered, later bytes are dropped on arrival.
     /// Returns false if decoding had already stopped.
     fn stop_decoding(&mut self, seen: Seen, finished: &mut Vec<Finished>) -> bool {
@@ -73,31 +128,39 @@ impl Conn {
             Proto::Ignored
         )
     }
-
-    fn new(peer: Option<SocketAddr>) -> Self {
-        Conn {
-            peer,
-            local: None,
-            egress: CallSequence::default(),
-            ingress: CallSequence::default(),
-            proto: Proto::Sniffing(Sniffer::default()),
-            uid: 0,
-            thread_comm: [0; doh_trace_common::COMM_LEN],
-        }
-    }
 }
 
 /// Most connections tracked at once; beyond it the stalest is dropped.
 pub const MAX_CONNS: usize = 65536;
+/// A DoH exchange without an answer after this long is reported as timed out.
+pub const STREAM_TIMEOUT_NS: u64 = 30_000_000_000;
+/// A mid-stream connection whose first this many exchanges were not DNS is dropped.
+const MID_STREAM_PATIENCE: u32 = 8;
 
-/// Ring-buffer records → lookups.
+/// Ring-buffer records → lookups and capture decisions.
 pub struct Pipeline {
     conns: HashMap<ConnKey, Conn>,
     procs: Box<dyn ProcessInfo>,
     clock: Clock,
     counters: DecodeCounters,
     out: Vec<Lookup>,
+    decisions: Vec<CaptureDecision>,
     finished: Vec<Finished>,
+    last_tick_ns: u64,
+}
+
+fn skip_bit(layer: Layer) -> u32 {
+    match layer {
+        Layer::Tls => CAPTURE_TLS_SKIP,
+        Layer::Socket => CAPTURE_SOCK_SKIP,
+    }
+}
+
+fn full_bit(layer: Layer) -> u32 {
+    match layer {
+        Layer::Tls => CAPTURE_TLS_FULL,
+        Layer::Socket => CAPTURE_SOCK_FULL,
+    }
 }
 
 impl Pipeline {
@@ -109,8 +172,15 @@ impl Pipeline {
             clock,
             counters: DecodeCounters::default(),
             out: Vec::new(),
+            decisions: Vec::new(),
             finished: Vec::new(),
+            last_tick_ns: 0,
         }
+    }
+
+    /// Process facts (the recorder asks for names of processes it writes).
+    pub fn process_info(&mut self) -> &mut dyn ProcessInfo {
+        self.procs.as_mut()
     }
 
     /// Counters so far.
@@ -121,6 +191,11 @@ impl Pipeline {
     /// Lookups completed since the last call.
     pub fn drain_lookups(&mut self) -> std::vec::Drain<'_, Lookup> {
         self.out.drain(..)
+    }
+
+    /// Capture decisions made since the last call (to apply to the eBPF side).
+    pub fn drain_decisions(&mut self) -> std::vec::Drain<'_, CaptureDecision> {
+        self.decisions.drain(..)
     }
 
     /// Handles one raw ring-buffer record.
@@ -134,38 +209,44 @@ impl Pipeline {
 
     /// Handles one decoded event.
     pub fn handle_event(&mut self, ev: Event<'_>) {
+        let ts = match &ev {
+            Event::Data(d) => d.meta.ts_ns,
+            Event::Conn(c) => c.meta.ts_ns,
+            Event::Close { meta, .. } | Event::Exit { meta } => meta.ts_ns,
+        };
+        if ts > self.last_tick_ns + 1_000_000_000 {
+            self.tick(ts);
+        }
         match ev {
             Event::Data(chunk) => self.on_data(chunk),
             Event::Conn(c) => {
-                let key = ConnKey::Fd {
-                    pid: c.meta.pid,
-                    fd: c.fd,
+                let seen = Seen {
+                    ts_ns: c.meta.ts_ns,
+                    tid: c.meta.tid,
                 };
                 // A new socket on a reused fd: whatever was there before has ended.
-                self.end_conn(
-                    key,
-                    Seen {
-                        ts_ns: c.meta.ts_ns,
-                        tid: c.meta.tid,
-                    },
-                );
+                self.end_fd(c.meta.pid, c.fd, seen);
                 self.make_room();
+                let key = ConnKey {
+                    pid: c.meta.pid,
+                    id: ConnId::Fd(c.fd),
+                    layer: Layer::Socket,
+                };
                 self.conns.insert(key, Conn::new(Some(c.peer)));
             }
-            Event::Close { meta, fd } => {
-                self.end_conn(
-                    ConnKey::Fd { pid: meta.pid, fd },
-                    Seen {
-                        ts_ns: meta.ts_ns,
-                        tid: meta.tid,
-                    },
-                );
-            }
+            Event::Close { meta, fd } => self.end_fd(
+                meta.pid,
+                fd,
+                Seen {
+                    ts_ns: meta.ts_ns,
+                    tid: meta.tid,
+                },
+            ),
             Event::Exit { meta } => {
                 let keys: Vec<ConnKey> = self
                     .conns
                     .keys()
-                    .filter(|k| k.pid() == meta.pid)
+                    .filter(|k| k.pid == meta.pid)
                     .copied()
                     .collect();
                 for key in keys {
@@ -179,6 +260,38 @@ impl Pipeline {
                 }
                 self.procs.forget(meta.pid);
             }
+        }
+    }
+
+    /// Time passes (kernel monotonic ns): exchanges without an answer for too long end.
+    pub fn tick(&mut self, now_ns: u64) {
+        self.last_tick_ns = now_ns;
+        let keys: Vec<ConnKey> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(c.proto, Proto::H2Client(_)))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in keys {
+            let mut conn = self.conns.remove(&key).expect("listed");
+            if let Proto::H2Client(h2) = &mut conn.proto {
+                h2.expire(now_ns, STREAM_TIMEOUT_NS, &mut self.finished);
+            }
+            self.flush_finished(key, &mut conn);
+            self.conns.insert(key, conn);
+        }
+    }
+
+    fn end_fd(&mut self, pid: u32, fd: i32, seen: Seen) {
+        for layer in [Layer::Tls, Layer::Socket] {
+            self.end_conn(
+                ConnKey {
+                    pid,
+                    id: ConnId::Fd(fd),
+                    layer,
+                },
+                seen,
+            );
         }
     }
 
@@ -201,80 +314,158 @@ impl Pipeline {
         self.flush_finished(key, &mut conn);
     }
 
+    fn decide(&mut self, key: ConnKey, conn: &mut Conn, policy: u32) {
+        if conn.decided {
+            return;
+        }
+        conn.decided = true;
+        self.decisions.push(CaptureDecision { key, policy });
+    }
+
     fn on_data(&mut self, chunk: DataChunk<'_>) {
         let pid = chunk.meta.pid;
-        let key = if chunk.fd >= 0 {
-            ConnKey::Fd { pid, fd: chunk.fd }
+        let layer = layer_of(chunk.source);
+        let id = if chunk.fd >= 0 {
+            ConnId::Fd(chunk.fd)
         } else {
-            ConnKey::TlsObject {
-                pid,
-                obj: chunk.tls_obj,
-            }
+            ConnId::TlsObject(chunk.tls_obj)
         };
+        let key = ConnKey { pid, id, layer };
         if !self.conns.contains_key(&key) {
             self.make_room();
         }
-        let conn = self.conns.entry(key).or_insert_with(|| Conn::new(None));
+        // Socket bytes inherit the peer learnt from connect/accept; TLS plaintext too.
+        let peer = self
+            .conns
+            .get(&ConnKey {
+                layer: Layer::Socket,
+                ..key
+            })
+            .and_then(|c| c.peer);
+        let mut conn = self.conns.remove(&key).unwrap_or_else(|| Conn::new(peer));
         conn.uid = chunk.meta.uid;
         conn.thread_comm = chunk.comm;
-        let seq = match chunk.direction {
-            Direction::Egress => &mut conn.egress,
-            Direction::Ingress => &mut conn.ingress,
-        };
         let seen = Seen {
             ts_ns: chunk.meta.ts_ns,
             tid: chunk.meta.tid,
+        };
+        let seq = match chunk.direction {
+            Direction::Egress => &mut conn.egress,
+            Direction::Ingress => &mut conn.ingress,
         };
         if !seq.accept(chunk.offset, chunk.bytes.len() as u32, chunk.total_len)
             && conn.stop_decoding(seen, &mut self.finished)
         {
             self.counters.gaps += 1;
         }
-        let dir = chunk.direction;
-        let bytes = chunk.bytes;
-        let counters = &mut self.counters;
-        let finished = &mut self.finished;
+        let call_start = chunk.offset == 0;
         match &mut conn.proto {
             Proto::Ignored => {}
-            Proto::Sniffing(sniff) => match sniff.feed(dir, bytes) {
-                Verdict::Undecided => {}
-                Verdict::NotHttp2 => {
-                    counters.no_preface_conns += 1;
-                    conn.proto = Proto::Ignored;
-                }
-                Verdict::Server => {
-                    counters.h2_server_conns += 1;
-                    conn.proto = Proto::Ignored;
-                }
-                Verdict::Client { rest } => {
-                    counters.h2_client_conns += 1;
-                    let mut h2 = Box::new(H2Client::new());
-                    let r = h2
-                        .feed(dir, PREFACE, seen, counters, finished)
-                        .and_then(|()| h2.feed(dir, &bytes[rest..], seen, counters, finished));
-                    conn.proto = Proto::H2Client(h2);
-                    if let ConnKey::Fd { fd, .. } = key {
-                        // The connection is open right now: learn its addresses while we can.
-                        if let Some(ends) = self.procs.socket_ends(pid, fd) {
-                            conn.peer = conn.peer.or(Some(ends.remote));
-                            conn.local = Some(ends.local);
-                        }
-                    }
-                    if let Err(e) = r {
-                        fail(conn, e, seen, counters, finished);
-                    }
-                }
-            },
-            Proto::H2Client(h2) => {
-                if let Err(e) = h2.feed(dir, bytes, seen, counters, finished) {
-                    fail(conn, e, seen, counters, finished);
-                }
+            Proto::Sniffing(sniff) => {
+                let verdict = sniff.feed(chunk.direction, call_start, seen, chunk.bytes);
+                self.on_verdict(key, &mut conn, verdict);
+            }
+            Proto::H2Client(_) => self.feed_h2(
+                key,
+                &mut conn,
+                chunk.direction,
+                chunk.bytes,
+                call_start,
+                seen,
+            ),
+        }
+        self.flush_finished(key, &mut conn);
+        self.conns.insert(key, conn);
+    }
+
+    fn on_verdict(&mut self, key: ConnKey, conn: &mut Conn, verdict: Verdict) {
+        let c = &mut self.counters;
+        let h2 = match verdict {
+            Verdict::Undecided => return,
+            Verdict::H2Client => {
+                c.h2_client_conns += 1;
+                H2Client::new()
+            }
+            Verdict::H2MidStream => {
+                c.h2_client_conns += 1;
+                c.mid_stream_conns += 1;
+                conn.counted_mid_stream = true;
+                H2Client::mid_stream()
+            }
+            Verdict::H2Server | Verdict::Http1Server => {
+                c.server_side_conns += 1;
+                return self.ignore(key, conn);
+            }
+            Verdict::Tls => {
+                c.tls_on_socket_conns += 1;
+                return self.ignore(key, conn);
+            }
+            Verdict::Http1Client | Verdict::Other => {
+                c.undecoded_conns += 1;
+                return self.ignore(key, conn);
+            }
+        };
+        let Proto::Sniffing(sniff) = &mut conn.proto else {
+            unreachable!("sniffing")
+        };
+        let pieces = sniff.take_pieces();
+        conn.proto = Proto::H2Client(Box::new(h2));
+        // The process and connection are alive right now: learn what /proc knows.
+        let _ = self.procs.leader_comm(key.pid);
+        if let ConnId::Fd(fd) = key.id {
+            if let Some(ends) = self.procs.socket_ends(key.pid, fd) {
+                conn.peer = conn.peer.or(Some(ends.remote));
+                conn.local = Some(ends.local);
             }
         }
-        if !self.finished.is_empty() {
-            let mut conn = self.conns.remove(&key).expect("present");
-            self.flush_finished(key, &mut conn);
-            self.conns.insert(key, conn);
+        for p in pieces {
+            self.feed_h2(key, conn, p.dir, &p.bytes, p.call_start, p.seen);
+        }
+    }
+
+    fn ignore(&mut self, key: ConnKey, conn: &mut Conn) {
+        conn.proto = Proto::Ignored;
+        self.decide(key, conn, skip_bit(key.layer));
+    }
+
+    fn feed_h2(
+        &mut self,
+        key: ConnKey,
+        conn: &mut Conn,
+        dir: Direction,
+        bytes: &[u8],
+        call_start: bool,
+        seen: Seen,
+    ) {
+        let Proto::H2Client(h2) = &mut conn.proto else {
+            return;
+        };
+        let r = h2.feed(
+            dir,
+            bytes,
+            call_start,
+            seen,
+            &mut self.counters,
+            &mut self.finished,
+        );
+        let first = h2.first_request();
+        if let Err(e) = r {
+            match e {
+                H2Error::Hpack(_) => self.counters.hpack_errors += 1,
+                _ => self.counters.h2_errors += 1,
+            }
+            conn.stop_decoding(seen, &mut self.finished);
+            return;
+        }
+        match first {
+            FirstRequest::Doh => self.decide(key, conn, full_bit(key.layer)),
+            FirstRequest::NotDoh if !conn.decided => {
+                // Classified by its first request: not DNS. Stop copying and decoding it.
+                self.counters.non_dns_conns += 1;
+                conn.stop_decoding(seen, &mut self.finished);
+                self.decide(key, conn, skip_bit(key.layer));
+            }
+            FirstRequest::NotDoh | FirstRequest::Pending => {}
         }
     }
 
@@ -283,89 +474,55 @@ impl Pipeline {
         if self.finished.is_empty() {
             return;
         }
-        let pid = key.pid();
         let comm = self
             .procs
-            .leader_comm(pid)
+            .leader_comm(key.pid)
             .unwrap_or_else(|| comm_str(&conn.thread_comm));
         for f in std::mem::take(&mut self.finished) {
-            if let Some(lookup) = self.lookup(pid, &comm, conn, f) {
-                self.counters.lookups += 1;
-                self.out.push(lookup);
+            match to_lookup(
+                &f,
+                key.pid,
+                &comm,
+                conn.uid,
+                conn.peer,
+                conn.local,
+                &self.clock,
+                &mut self.counters,
+            ) {
+                Judged::Lookup(lookup) => {
+                    self.counters.lookups += 1;
+                    self.out.push(*lookup);
+                    self.decide(key, conn, full_bit(key.layer));
+                }
+                Judged::NotDns => {
+                    conn.non_dns_streams += 1;
+                    if conn.non_dns_streams >= MID_STREAM_PATIENCE && !conn.decided {
+                        self.counters.non_dns_conns += 1;
+                        conn.stop_decoding(f.ended, &mut Vec::new());
+                        self.decide(key, conn, skip_bit(key.layer));
+                    }
+                }
+                Judged::ServerSide => {
+                    if std::mem::take(&mut conn.counted_mid_stream) {
+                        // Counted as a client while its role was unknown.
+                        self.counters.h2_client_conns -= 1;
+                        self.counters.mid_stream_conns -= 1;
+                    }
+                    self.counters.server_side_conns += 1;
+                    conn.stop_decoding(f.ended, &mut Vec::new());
+                    self.decide(key, conn, skip_bit(key.layer));
+                }
+                Judged::Dropped => {}
             }
         }
     }
-
-    fn lookup(&mut self, pid: u32, comm: &str, conn: &Conn, f: Finished) -> Option<Lookup> {
-        let s = &f.stream;
-        if s.oversized {
-            self.counters.oversized_bodies += 1;
-        }
-        let Ok(query) = dns::summarize(s.query()) else {
-            self.counters.bad_queries += 1;
-            return None;
-        };
-        let http_status = s.response.as_ref().and_then(|r| r.status_code());
-        let mut rcode = None;
-        let mut answers = Vec::new();
-        let status = match f.outcome {
-            Outcome::Reset => Status::Reset,
-            Outcome::Unanswered => Status::Unanswered,
-            Outcome::Answered => match http_status {
-                Some(200..=299) => match dns::summarize(&s.answer) {
-                    Ok(a) => {
-                        rcode = Some(a.rcode);
-                        answers = a.answers;
-                        Status::Ok
-                    }
-                    Err(_) => {
-                        self.counters.bad_answers += 1;
-                        Status::MalformedAnswer
-                    }
-                },
-                _ => Status::HttpError,
-            },
-        };
-        let sent = s.sent.unwrap_or(s.started);
-        let latency_ms = (f.outcome == Outcome::Answered)
-            .then(|| f.ended.ts_ns.saturating_sub(sent.ts_ns) as f64 / 1e6);
-        Some(Lookup {
-            time: self.clock.rfc3339(f.ended.ts_ns),
-            pid,
-            tid: s.started.tid,
-            uid: conn.uid,
-            comm: comm.to_string(),
-            transport: "doh",
-            server: conn.peer.map(Endpoint::from),
-            client: conn.local.map(Endpoint::from),
-            authority: s.request.authority.clone(),
-            url: doh::url(&s.request),
-            method: s.request.method.clone().unwrap_or_default(),
-            http_version: "h2",
-            stream_id: s.stream_id,
-            qname: query.qname,
-            qtype: query.qtype,
-            dns_id: query.id,
-            rcode,
-            answers,
-            latency_ms,
-            status,
-            http_status,
-        })
-    }
 }
 
-/// Stops decoding a connection after a protocol error, counting why.
-fn fail(
-    conn: &mut Conn,
-    e: H2Error,
-    seen: Seen,
-    counters: &mut DecodeCounters,
-    finished: &mut Vec<Finished>,
-) {
-    match e {
-        H2Error::Hpack(_) => counters.hpack_errors += 1,
-        _ => counters.h2_errors += 1,
+/// Whether bytes of this source are TLS plaintext.
+pub fn layer_of(source: Source) -> Layer {
+    if source.is_tls() {
+        Layer::Tls
+    } else {
+        Layer::Socket
     }
-    conn.stop_decoding(seen, finished);
 }

@@ -1,81 +1,167 @@
-//! Deciding from a connection's first bytes whether this process is an HTTP/2 client, an
-//! HTTP/2 server, or neither. Keeps at most the 24 bytes of one preface per direction.
+//! Deciding from a connection's first bytes what it carries and which side this process is
+//! on. Undecided bytes are kept (bounded) so the chosen decoder sees them from the start.
 
-use crate::{event::Direction, http2::PREFACE};
+use crate::{event::Direction, http2::direction::plausible_frames, http2::PREFACE};
 
-/// What one direction's first bytes are.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum Seen {
-    /// Fewer than 24 bytes, all matching the preface so far.
-    #[default]
-    Partial,
-    /// The whole preface.
-    Preface,
-    /// Something else.
-    Other,
+use super::doh_h2::Seen;
+
+/// Most bytes kept while undecided; past it the connection is not decoded.
+pub const MAX_SNIFF_BYTES: usize = 32 * 1024;
+/// Bytes of each direction's start kept for matching.
+const HEAD_KEEP: usize = 24;
+
+const HTTP1_METHODS: &[&[u8]] = &[
+    b"GET ",
+    b"POST ",
+    b"HEAD ",
+    b"PUT ",
+    b"DELETE ",
+    b"OPTIONS ",
+    b"PATCH ",
+    b"CONNECT ",
+    b"TRACE ",
+];
+
+/// A piece of bytes kept while undecided, with where it was in its I/O call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    pub dir: Direction,
+    /// The bytes begin an I/O call.
+    pub call_start: bool,
+    pub seen: Seen,
+    pub bytes: Vec<u8>,
 }
 
-#[derive(Debug, Default)]
-struct DirectionSniff {
-    matched: usize,
-    seen: Seen,
-}
-
-impl DirectionSniff {
-    /// Consumes bytes while undecided; returns how many of `bytes` were preface bytes.
-    fn feed(&mut self, bytes: &[u8]) -> usize {
-        if self.seen != Seen::Partial {
-            return 0;
-        }
-        let n = (PREFACE.len() - self.matched).min(bytes.len());
-        if bytes[..n] != PREFACE[self.matched..self.matched + n] {
-            self.seen = Seen::Other;
-            return 0;
-        }
-        self.matched += n;
-        if self.matched == PREFACE.len() {
-            self.seen = Seen::Preface;
-        }
-        n
-    }
-}
-
-/// The decision for a connection.
+/// What a connection is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// Need more bytes.
     Undecided,
-    /// This process sent the preface; `rest` is where frames begin in the bytes just fed.
-    Client { rest: usize },
-    /// This process received the preface.
-    Server,
-    /// Not HTTP/2 (or its start was not seen).
-    NotHttp2,
+    /// This process sent the HTTP/2 preface.
+    H2Client,
+    /// This process received the HTTP/2 preface.
+    H2Server,
+    /// HTTP/2 frames without a preface: the connection was already open.
+    H2MidStream,
+    /// This process sent an HTTP/1.x request.
+    Http1Client,
+    /// This process received an HTTP/1.x request, or sent a response.
+    Http1Server,
+    /// TLS records (ciphertext) on the socket.
+    Tls,
+    /// None of the above.
+    Other,
 }
 
-/// Both directions' first bytes.
+#[derive(Debug, Default)]
+struct Start {
+    head: Vec<u8>,
+    /// Whether the first I/O call seen in this direction began with plausible HTTP/2 frames.
+    plausible_frames: Option<bool>,
+}
+
+/// Both directions' first bytes and everything seen while undecided.
 #[derive(Debug, Default)]
 pub struct Sniffer {
-    egress: DirectionSniff,
-    ingress: DirectionSniff,
+    egress: Start,
+    ingress: Start,
+    pieces: Vec<Piece>,
+    kept: usize,
+}
+
+fn is_prefix_of(bytes: &[u8], whole: &[u8]) -> bool {
+    let n = bytes.len().min(whole.len());
+    bytes[..n] == whole[..n]
+}
+
+fn is_tls_record(b: &[u8]) -> bool {
+    b.len() >= 3 && (0x14..=0x17).contains(&b[0]) && b[1] == 0x03 && b[2] <= 0x04
+}
+
+enum Match {
+    Yes,
+    Maybe,
+    No,
+}
+
+fn http1_request(b: &[u8]) -> Match {
+    if HTTP1_METHODS.iter().any(|m| b.starts_with(m)) {
+        Match::Yes
+    } else if !b.is_empty() && b.len() < 8 && HTTP1_METHODS.iter().any(|m| is_prefix_of(b, m)) {
+        Match::Maybe
+    } else {
+        Match::No
+    }
 }
 
 impl Sniffer {
-    /// Feeds bytes of `dir` and says what is known now.
-    pub fn feed(&mut self, dir: Direction, bytes: &[u8]) -> Verdict {
-        let used = match dir {
-            Direction::Egress => self.egress.feed(bytes),
-            Direction::Ingress => self.ingress.feed(bytes),
+    /// Keeps `bytes` of `dir` and says what is known now.
+    pub fn feed(&mut self, dir: Direction, call_start: bool, seen: Seen, bytes: &[u8]) -> Verdict {
+        let start = match dir {
+            Direction::Egress => &mut self.egress,
+            Direction::Ingress => &mut self.ingress,
         };
-        match (self.egress.seen, self.ingress.seen) {
-            (Seen::Preface, _) => Verdict::Client { rest: used },
-            (_, Seen::Preface) => Verdict::Server,
-            // A server may send its SETTINGS before reading the client's preface: wait.
-            (Seen::Other, Seen::Partial) => Verdict::Undecided,
-            // A client sends the preface before anything can arrive.
-            (Seen::Partial, Seen::Other) | (Seen::Other, Seen::Other) => Verdict::NotHttp2,
-            (Seen::Partial, Seen::Partial) => Verdict::Undecided,
+        if start.plausible_frames.is_none() && call_start {
+            start.plausible_frames = Some(plausible_frames(bytes));
         }
+        let take = (HEAD_KEEP - start.head.len()).min(bytes.len());
+        start.head.extend_from_slice(&bytes[..take]);
+        self.kept += bytes.len();
+        if self.kept > MAX_SNIFF_BYTES {
+            return Verdict::Other;
+        }
+        self.pieces.push(Piece {
+            dir,
+            call_start,
+            seen,
+            bytes: bytes.to_vec(),
+        });
+        self.decide()
+    }
+
+    /// The bytes kept so far, in arrival order.
+    pub fn take_pieces(&mut self) -> Vec<Piece> {
+        self.kept = 0;
+        std::mem::take(&mut self.pieces)
+    }
+
+    fn decide(&self) -> Verdict {
+        let (e, i) = (&self.egress.head[..], &self.ingress.head[..]);
+        if e.len() == PREFACE.len() && e == PREFACE {
+            return Verdict::H2Client;
+        }
+        if i.len() == PREFACE.len() && i == PREFACE {
+            return Verdict::H2Server;
+        }
+        if is_tls_record(e) || is_tls_record(i) {
+            return Verdict::Tls;
+        }
+        match http1_request(e) {
+            Match::Yes => return Verdict::Http1Client,
+            Match::Maybe => return Verdict::Undecided,
+            Match::No => {}
+        }
+        if matches!(http1_request(i), Match::Yes) || e.starts_with(b"HTTP/1.") {
+            return Verdict::Http1Server;
+        }
+        // A preface still arriving in pieces.
+        if !e.is_empty() && is_prefix_of(e, PREFACE) || !i.is_empty() && is_prefix_of(i, PREFACE) {
+            return Verdict::Undecided;
+        }
+        let plausible = self.egress.plausible_frames == Some(true)
+            || self.ingress.plausible_frames == Some(true);
+        if plausible {
+            // A server may send its SETTINGS before reading the preface: wait for both sides.
+            return if e.is_empty() || i.is_empty() {
+                Verdict::Undecided
+            } else {
+                Verdict::H2MidStream
+            };
+        }
+        if e.is_empty() && i.len() < 3 || i.is_empty() && e.len() < 3 {
+            return Verdict::Undecided;
+        }
+        Verdict::Other
     }
 }
 
@@ -83,38 +169,70 @@ impl Sniffer {
 mod tests {
     use super::*;
 
+    const T: Seen = Seen { ts_ns: 0, tid: 0 };
+
     #[test]
     fn a_preface_in_pieces_makes_a_client() {
         let mut s = Sniffer::default();
         assert_eq!(
-            s.feed(Direction::Egress, &PREFACE[..10]),
+            s.feed(Direction::Egress, true, T, &PREFACE[..10]),
             Verdict::Undecided
         );
-        let mut rest = PREFACE[10..].to_vec();
-        rest.extend_from_slice(b"\x00\x00\x00\x04");
         assert_eq!(
-            s.feed(Direction::Egress, &rest),
-            Verdict::Client { rest: 14 }
+            s.feed(Direction::Egress, false, T, &PREFACE[10..]),
+            Verdict::H2Client
         );
+        assert_eq!(s.take_pieces().len(), 2);
     }
 
     #[test]
     fn a_server_that_speaks_first_is_still_a_server() {
         let mut s = Sniffer::default();
+        let settings = [0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 100];
         assert_eq!(
-            s.feed(Direction::Egress, b"\x00\x00\x06\x04\x00\x00\x00\x00\x00"),
+            s.feed(Direction::Egress, true, T, &settings),
             Verdict::Undecided
         );
-        assert_eq!(s.feed(Direction::Ingress, PREFACE), Verdict::Server);
+        assert_eq!(
+            s.feed(Direction::Ingress, true, T, PREFACE),
+            Verdict::H2Server
+        );
     }
 
     #[test]
-    fn http1_is_not_http2() {
+    fn frames_in_both_directions_without_a_preface_are_mid_stream() {
         let mut s = Sniffer::default();
-        s.feed(Direction::Egress, b"GET / HTTP/1.1\r\n");
+        let ping = [0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
         assert_eq!(
-            s.feed(Direction::Ingress, b"HTTP/1.1 200 OK\r\n"),
-            Verdict::NotHttp2
+            s.feed(Direction::Egress, true, T, &ping),
+            Verdict::Undecided
+        );
+        assert_eq!(
+            s.feed(Direction::Ingress, true, T, &ping),
+            Verdict::H2MidStream
+        );
+    }
+
+    #[test]
+    fn recognises_http1_tls_and_other() {
+        let mut s = Sniffer::default();
+        assert_eq!(
+            s.feed(Direction::Egress, true, T, b"PO"),
+            Verdict::Undecided
+        );
+        assert_eq!(
+            s.feed(Direction::Egress, false, T, b"ST /dns-query HTTP/1.1\r\n"),
+            Verdict::Http1Client
+        );
+        let mut s = Sniffer::default();
+        assert_eq!(
+            s.feed(Direction::Egress, true, T, &[0x16, 0x03, 0x01, 0x02, 0x00]),
+            Verdict::Tls
+        );
+        let mut s = Sniffer::default();
+        assert_eq!(
+            s.feed(Direction::Ingress, true, T, b"SSH-2.0-OpenSSH_9.2\r\n"),
+            Verdict::Other
         );
     }
 }

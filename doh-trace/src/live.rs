@@ -1,0 +1,181 @@
+//! The live tracing loop: attach, read the ring buffer on tokio, run the pipeline, apply its
+//! capture decisions to the kernel, print lookups, optionally record, and report losses.
+
+use std::{
+    fs::File,
+    io::{BufWriter, Write as _},
+    path::PathBuf,
+    process::ExitCode,
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result};
+use tokio::{
+    io::{unix::AsyncFd, Interest},
+    signal::unix::{signal, SignalKind},
+};
+
+use crate::{
+    cli::{Cli, Output},
+    clock::{monotonic_ns, Clock},
+    loader::{KernelCounters, Tracer},
+    pipeline::{CaptureDecision, Pipeline},
+    procinfo::LiveProcessInfo,
+    recording::{self, Header, Recorder},
+};
+
+/// A recording in progress.
+struct Recording {
+    file: BufWriter<File>,
+    recorder: Recorder,
+}
+
+/// Traces until SIGINT/SIGTERM; with `record`, also writes DNS connections' events there.
+pub async fn trace(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
+    let clock = Clock::now();
+    let mut recording = match record {
+        Some(path) => {
+            let file =
+                File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+            let mut file = BufWriter::new(file);
+            recording::write_header(
+                &mut file,
+                Header {
+                    clock_offset_ns: clock.offset_ns() as i64,
+                },
+            )?;
+            Some(Recording {
+                file,
+                recorder: Recorder::default(),
+            })
+        }
+        None => None,
+    };
+    let mut tracer = Tracer::start()?;
+    if !cli.quiet {
+        for (lib, symbols) in &tracer.report.libraries {
+            eprintln!(
+                "doh-trace: hooked OpenSSL in {lib} ({})",
+                symbols.join(", ")
+            );
+        }
+        for w in &tracer.report.warnings {
+            eprintln!("doh-trace: warning: {w}");
+        }
+        for (lib, why) in &tracer.report.skipped {
+            eprintln!("doh-trace: warning: could not hook {lib}: {why}");
+        }
+    }
+    let ring = tracer.take_events()?;
+    // SAFETY: the RingBuf owns its map fd, which stays open and unchanged until the AsyncFd
+    // (which owns the RingBuf) is dropped.
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
+        .context("polling the ring buffer")?;
+    let mut pipeline = Pipeline::new(Box::new(LiveProcessInfo::new()), clock);
+    let mut output = Output::new(cli);
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut shown = Shown::default();
+    let mut decisions: Vec<CaptureDecision> = Vec::new();
+
+    eprintln!(
+        "ready: {} uprobes on {} libraries, {} tracepoints",
+        tracer.report.uprobes,
+        tracer.report.libraries.len(),
+        tracer.report.tracepoints
+    );
+
+    loop {
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard?;
+                let rb = guard.get_inner_mut();
+                while let Some(item) = rb.next() {
+                    pipeline.handle_record(&item);
+                    let new = decisions.len();
+                    decisions.extend(pipeline.drain_decisions());
+                    if let Some(rec) = recording.as_mut() {
+                        rec.recorder.offer(&item, &mut rec.file).context("writing the recording")?;
+                        for d in &decisions[new..] {
+                            rec.recorder
+                                .decided(d, pipeline.process_info(), &mut rec.file)
+                                .context("writing the recording")?;
+                        }
+                    }
+                }
+                guard.clear_ready();
+            }
+            _ = tick.tick() => {
+                pipeline.tick(monotonic_ns());
+                if !cli.quiet {
+                    let kernel = tracer.kernel_counters().unwrap_or_default();
+                    shown.report_new_problems(&kernel, &pipeline);
+                }
+                if let Some(rec) = recording.as_mut() {
+                    rec.file.flush().context("writing the recording")?;
+                }
+            }
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+        }
+        for d in decisions.drain(..) {
+            if let Some((pid, fd)) = d.fd() {
+                // The connection may be gone already; a failed update only costs copied bytes.
+                let _ = tracer.set_capture_policy(pid, fd, d.policy);
+            }
+        }
+        if !output.drain(&mut pipeline)? {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let kernel = tracer.kernel_counters().unwrap_or_default();
+    drop(tracer);
+    if let Some(mut rec) = recording {
+        rec.file.flush().context("writing the recording")?;
+        if !cli.quiet {
+            eprintln!(
+                "doh-trace: recording complete; {} events of connections not classified as DNS were not written",
+                rec.recorder.withheld_events
+            );
+        }
+    }
+    if !cli.quiet {
+        eprintln!(
+            "doh-trace: stopped, all probes detached: {}",
+            pipeline.counters()
+        );
+        for (label, n) in kernel.problems() {
+            eprintln!("doh-trace: {n} {label}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Problem counters already shown, so each status line says what is new.
+#[derive(Default)]
+struct Shown {
+    lines: Vec<(&'static str, u64)>,
+}
+
+impl Shown {
+    fn report_new_problems(&mut self, kernel: &KernelCounters, pipeline: &Pipeline) {
+        let now: Vec<(&'static str, u64)> = kernel
+            .problems()
+            .into_iter()
+            .chain(pipeline.counters().problems())
+            .collect();
+        for (label, n) in &now {
+            let before = self
+                .lines
+                .iter()
+                .find(|(l, _)| l == label)
+                .map_or(0, |(_, v)| *v);
+            if *n > before {
+                eprintln!("doh-trace: status: {n} {label} (+{})", n - before);
+            }
+        }
+        self.lines = now;
+    }
+}

@@ -1,0 +1,249 @@
+//! Privileged end to end, decoder depth: joining a connection opened before the tracer,
+//! capture minimisation of non-DNS connections, and record → replay with real clients.
+
+use std::{process::Command, time::Duration};
+
+use doh_trace_tests::{require_e2e, run_client, tracer_binary, Lab, Tracer, SYSTEM_PYTHON};
+use serde_json::Value;
+
+const URL: &str = "https://127.0.0.1:8443/dns-query";
+const WAIT: Duration = Duration::from_secs(15);
+
+fn count(seen: &[Value], pid: u32) -> usize {
+    seen.iter().filter(|v| v["pid"] == pid).count()
+}
+
+/// The number right before `label` in the tracer's exit summary.
+fn summary_count(stderr: &[String], label: &str) -> u64 {
+    let summary = stderr
+        .iter()
+        .find(|l| l.contains("stopped, all probes detached"))
+        .expect("exit summary");
+    let end = summary
+        .find(label)
+        .unwrap_or_else(|| panic!("no '{label}' in {summary}"));
+    let digits: String = summary[..end]
+        .trim_end()
+        .chars()
+        .rev()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.chars().rev().collect::<String>().parse().unwrap()
+}
+
+fn curl_doh(lab: &Lab, host: &str) -> Command {
+    let mut c = lab.command("curl");
+    c.args([
+        "-sS",
+        "--connect-timeout",
+        "5",
+        "--max-time",
+        "10",
+        "--cacert",
+    ])
+    .arg(lab.ca())
+    .args(["--doh-url", URL])
+    .arg(format!("http://{host}:18080/"));
+    c
+}
+
+#[test]
+fn a_connection_opened_before_the_tracer_is_decoded_without_guessing_headers() {
+    require_e2e!(SYSTEM_PYTHON);
+    let lab = Lab::with_unbound().unwrap();
+    let go = lab.dir.join("go");
+    // The client makes one lookup, then waits on one open HTTP/2 connection for `go`.
+    let mut py = lab.command(SYSTEM_PYTHON);
+    py.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/lab/doh_keepalive.py"))
+        .arg(lab.ca())
+        .arg(URL)
+        .arg(&go)
+        .args([
+            "www.doh.test/A",
+            "www.doh.test/AAAA",
+            "txt.doh.test/TXT/get",
+            "nx.doh.test/A",
+        ])
+        .stdout(std::process::Stdio::piped());
+    let mut child = py.spawn().unwrap();
+    let pid = child.id();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("first done") {
+        line.clear();
+        assert!(
+            std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0,
+            "client ended early"
+        );
+    }
+    let mut tracer = Tracer::start(&[]).unwrap();
+    std::fs::write(&go, b"").unwrap();
+    tracer.wait_for(WAIT, |seen| count(seen, pid) >= 3);
+    assert!(child.wait().unwrap().success());
+    tracer.wait_for(Duration::from_millis(500), |_| false);
+    let (status, stderr) = tracer.stop(libc::SIGINT).unwrap();
+    assert!(status.success());
+
+    let mine: Vec<&Value> = tracer.seen.iter().filter(|v| v["pid"] == pid).collect();
+    assert_eq!(
+        mine.len(),
+        3,
+        "the three lookups after the tracer started: {mine:#?}"
+    );
+    let expect = [
+        ("www.doh.test", "AAAA", "NOERROR", vec!["2001:db8::10"]),
+        ("txt.doh.test", "TXT", "NOERROR", vec!["hello-from-unbound"]),
+        ("nx.doh.test", "A", "NXDOMAIN", vec![]),
+    ];
+    for (qname, qtype, rcode, answers) in expect {
+        let l = mine
+            .iter()
+            .find(|v| v["qname"] == qname && v["qtype"] == qtype)
+            .unwrap_or_else(|| panic!("{qname} {qtype}: {mine:#?}"));
+        assert_eq!(l["comm"], "python3");
+        assert_eq!(l["rcode"], rcode);
+        assert_eq!(l["answers"], serde_json::json!(answers));
+        // Joined mid-stream: the HPACK state is unknown, so no header value is invented.
+        assert_eq!(l["headers_known"], false, "{l}");
+        assert_eq!(l["method"], Value::Null, "{l}");
+        assert_eq!(l["authority"], Value::Null, "{l}");
+        assert_eq!(l["url"], Value::Null, "{l}");
+        assert_eq!(
+            l["server"]["port"], 8443,
+            "the peer still comes from the socket"
+        );
+    }
+    assert_eq!(
+        summary_count(&stderr, " joined mid-stream"),
+        1,
+        "{stderr:?}"
+    );
+}
+
+#[test]
+fn non_dns_connections_stop_being_copied_once_classified() {
+    require_e2e!();
+    let lab = Lab::with_unbound().unwrap();
+    let body = lab.dir.join("upload.bin");
+    // 1 MiB of non-DNS request body over one HTTP/2 connection.
+    std::fs::write(&body, vec![b'x'; 1 << 20]).unwrap();
+    let mut tracer = Tracer::start(&[]).unwrap();
+    let mut upload = lab.command("curl");
+    upload
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "--http2",
+            "--max-time",
+            "20",
+            "--cacert",
+        ])
+        .arg(lab.ca())
+        .arg("--data-binary")
+        .arg(format!("@{}", body.display()))
+        .arg("https://127.0.0.1:8443/upload");
+    let (pid_upload, status, _, _) = run_client(upload).unwrap();
+    assert!(status.success());
+    // Control: a DoH lookup is still decoded in full.
+    let (pid_doh, _, _, _) = run_client(curl_doh(&lab, "www.doh.test")).unwrap();
+    tracer.wait_for(WAIT, |seen| count(seen, pid_doh) >= 2);
+    let (_, stderr) = tracer.stop(libc::SIGINT).unwrap();
+    assert_eq!(count(&tracer.seen, pid_upload), 0);
+    assert_eq!(count(&tracer.seen, pid_doh), 2);
+    // Copying all of it would take at least 256 events of 4 KiB; classification stops it
+    // after the first request (the unclassified budget is 16 KiB per connection and layer).
+    let events = summary_count(&stderr, " events");
+    assert!(
+        events < 200,
+        "non-DNS bytes kept being copied: {events} events; {stderr:?}"
+    );
+    assert!(
+        summary_count(&stderr, " classified not DNS") >= 1,
+        "{stderr:?}"
+    );
+}
+
+#[test]
+fn record_then_replay_without_root_gives_the_same_lookups_and_no_other_plaintext() {
+    require_e2e!(SYSTEM_PYTHON);
+    let lab = Lab::with_unbound().unwrap();
+    let file = lab.dir.join("capture.dtr");
+    let secret = "x-doh-trace-secret-recorded";
+    let mut tracer = Tracer::start(&["record", "-o", file.to_str().unwrap()]).unwrap();
+    let (pid_curl, _, _, _) = run_client(curl_doh(&lab, "loop.doh.test")).unwrap();
+    let mut page = lab.command("curl");
+    page.args([
+        "-sS",
+        "-o",
+        "/dev/null",
+        "--http2",
+        "--max-time",
+        "10",
+        "--cacert",
+    ])
+    .arg(lab.ca())
+    .arg(format!("https://127.0.0.1:8443/{secret}"));
+    run_client(page).unwrap();
+    let mut py = lab.command(SYSTEM_PYTHON);
+    py.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/lab/doh_client.py"))
+        .arg(lab.ca())
+        .arg(URL)
+        .args(["www.doh.test/A", "www.doh.test/AAAA/get"]);
+    let (pid_py, _, _, _) = run_client(py).unwrap();
+    tracer.wait_for(WAIT, |seen| {
+        count(seen, pid_curl) >= 2 && count(seen, pid_py) >= 2
+    });
+    tracer.wait_for(Duration::from_millis(500), |_| false);
+    let (status, _) = tracer.stop(libc::SIGINT).unwrap();
+    assert!(status.success());
+    let live: Vec<Value> = tracer
+        .seen
+        .iter()
+        .filter(|v| v["pid"] == pid_curl || v["pid"] == pid_py)
+        .cloned()
+        .collect();
+    assert_eq!(live.len(), 4);
+
+    let raw = std::fs::read(&file).unwrap();
+    assert!(
+        !raw.windows(secret.len()).any(|w| w == secret.as_bytes()),
+        "non-DNS plaintext was recorded"
+    );
+
+    // Replay as an unprivileged user: no root, no eBPF.
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(tracer_binary())
+        .args(["--json", "replay"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "replay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replayed: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &Value| v["pid"] == pid_curl || v["pid"] == pid_py)
+        .collect();
+    let key = |v: &Value| {
+        (
+            v["pid"].to_string(),
+            v["stream_id"].to_string(),
+            v["qname"].to_string(),
+            v["qtype"].to_string(),
+        )
+    };
+    let mut a = live.clone();
+    let mut b = replayed.clone();
+    a.sort_by_key(key);
+    b.sort_by_key(key);
+    assert_eq!(
+        a, b,
+        "replay must reproduce the live lookups field for field"
+    );
+}
