@@ -16,6 +16,12 @@ pub struct DecodeCounters {
     pub h2_client_conns: u64,
     /// Of those, connections joined mid-stream (headers unknown).
     pub mid_stream_conns: u64,
+    /// HTTP/1.1 client connections decoded.
+    pub h1_client_conns: u64,
+    /// HTTP/1.1 connections upgraded to HTTP/2 (h2c).
+    pub h2c_upgrades: u64,
+    /// Connections dropped because their HTTP/1.1 framing was malformed.
+    pub h1_errors: u64,
     /// Connections where this process is the server side (not reported).
     pub server_side_conns: u64,
     /// Connections classified as not carrying DNS (no longer copied or decoded).
@@ -47,6 +53,7 @@ impl DecodeCounters {
             ("undecodable events", self.bad_events),
             ("connections with lost bytes", self.gaps),
             ("malformed HTTP/2 connections", self.h2_errors),
+            ("malformed HTTP/1.1 connections", self.h1_errors),
             ("HPACK failures", self.hpack_errors),
             ("unrecoverable DoH queries", self.bad_queries),
             ("unparseable DoH answers", self.bad_answers),
@@ -64,12 +71,15 @@ impl fmt::Display for DecodeCounters {
         write!(
             f,
             "{} lookups, {} events, {} HTTP/2 client connections ({} joined mid-stream), \
+             {} HTTP/1.1 client connections ({} upgraded to h2c), \
              {} classified not DNS, {} server-side (not reported), {} TLS sockets, \
              {} in protocols not decoded",
             self.lookups,
             self.events,
             self.h2_client_conns,
             self.mid_stream_conns,
+            self.h1_client_conns,
+            self.h2c_upgrades,
             self.non_dns_conns,
             self.server_side_conns,
             self.tls_on_socket_conns,

@@ -6,7 +6,7 @@ use base64::{
     Engine as _,
 };
 
-use crate::http2::HeaderFields;
+use crate::{doh_json::JsonQuery, http2::HeaderFields};
 
 /// The DoH media type.
 pub const DNS_MESSAGE: &str = "application/dns-message";
@@ -26,6 +26,8 @@ pub enum DohRequest {
     Post,
     /// GET with the query in `?dns=`, already decoded.
     Get(Vec<u8>),
+    /// The JSON API (`/resolve?name=&type=`, `accept: application/dns-json`).
+    Json(JsonQuery),
 }
 
 /// A request that looks like DoH but whose query could not be recovered.
@@ -64,7 +66,9 @@ pub fn classify(req: &HeaderFields) -> Option<Result<DohRequest, DohError>> {
             .then_some(Ok(DohRequest::Post));
     }
     if method.eq_ignore_ascii_case("GET") {
-        let param = dns_param(req.path.as_deref()?)?;
+        let Some(param) = dns_param(req.path.as_deref()?) else {
+            return crate::doh_json::classify_json(req).map(|q| Ok(DohRequest::Json(q)));
+        };
         if param.len() > MAX_DNS_MESSAGE * 4 / 3 + 4 {
             return Some(Err(DohError::TooLong));
         }
@@ -79,11 +83,11 @@ pub fn classify(req: &HeaderFields) -> Option<Result<DohRequest, DohError>> {
 }
 
 /// `https://authority/path` with the query string removed (it holds the DNS message itself).
-pub fn url(req: &HeaderFields) -> Option<String> {
+pub fn url(req: &HeaderFields, default_scheme: &str) -> Option<String> {
     let authority = req.authority.as_deref()?;
     let path = req.path.as_deref().unwrap_or("/");
     let path = path.split_once('?').map_or(path, |(p, _)| p);
-    let scheme = req.scheme.as_deref().unwrap_or("https");
+    let scheme = req.scheme.as_deref().unwrap_or(default_scheme);
     Some(format!("{scheme}://{authority}{path}"))
 }
 
@@ -147,6 +151,9 @@ mod tests {
     #[test]
     fn url_drops_the_query_string() {
         let r = req("GET", "/dns-query?dns=AAAB", None);
-        assert_eq!(url(&r).as_deref(), Some("https://doh.test:8443/dns-query"));
+        assert_eq!(
+            url(&r, "https").as_deref(),
+            Some("https://doh.test:8443/dns-query")
+        );
     }
 }

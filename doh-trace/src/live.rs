@@ -2,10 +2,12 @@
 //! capture decisions to the kernel, print lookups, optionally record, and report losses.
 
 use std::{
+    cell::RefCell,
     fs::File,
     io::{BufWriter, Write as _},
     path::PathBuf,
     process::ExitCode,
+    rc::Rc,
     time::Duration,
 };
 
@@ -20,8 +22,8 @@ use crate::{
     clock::{monotonic_ns, Clock},
     loader::{KernelCounters, Tracer},
     pipeline::{CaptureDecision, Pipeline},
-    procinfo::LiveProcessInfo,
-    recording::{self, Header, Recorder},
+    procinfo::{LiveProcessInfo, ProcessInfo},
+    recording::{self, Header, Recorder, TappedProcessInfo},
 };
 
 /// A recording in progress.
@@ -72,7 +74,16 @@ pub async fn trace(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
         .map_err(|e| e.into_parts().1)
         .context("polling the ring buffer")?;
-    let mut pipeline = Pipeline::new(Box::new(LiveProcessInfo::new()), clock);
+    let facts = Rc::new(RefCell::new(Vec::new()));
+    let procs: Box<dyn ProcessInfo> = if recording.is_some() {
+        Box::new(TappedProcessInfo::new(
+            LiveProcessInfo::new(),
+            facts.clone(),
+        ))
+    } else {
+        Box::new(LiveProcessInfo::new())
+    };
+    let mut pipeline = Pipeline::new(procs, clock);
     let mut output = Output::new(cli);
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -97,11 +108,10 @@ pub async fn trace(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
                     let new = decisions.len();
                     decisions.extend(pipeline.drain_decisions());
                     if let Some(rec) = recording.as_mut() {
-                        rec.recorder.offer(&item, &mut rec.file).context("writing the recording")?;
+                        let learnt = std::mem::take(&mut *facts.borrow_mut());
+                        rec.recorder.offer(&item, learnt, &mut rec.file).context("writing the recording")?;
                         for d in &decisions[new..] {
-                            rec.recorder
-                                .decided(d, pipeline.process_info(), &mut rec.file)
-                                .context("writing the recording")?;
+                            rec.recorder.decided(d, &mut rec.file).context("writing the recording")?;
                         }
                     }
                 }

@@ -77,13 +77,13 @@ pub struct Lookup {
     pub url: Option<String>,
     /// `POST` or `GET`; null when the request headers are unknown.
     pub method: Option<String>,
-    /// `"h2"`.
+    /// `"h2"` or `"http/1.1"`.
     pub http_version: &'static str,
     /// False when the connection was joined mid-stream and its request headers (method,
     /// authority, path) could not be decoded; nothing is guessed in their place.
     pub headers_known: bool,
-    /// HTTP/2 stream the exchange used.
-    pub stream_id: u32,
+    /// HTTP/2 stream the exchange used (null for HTTP/1.1).
+    pub stream_id: Option<u32>,
     /// Question name.
     pub qname: String,
     /// Question type mnemonic.

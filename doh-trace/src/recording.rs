@@ -6,8 +6,10 @@
 //! writes them only if it carries DNS: non-DNS plaintext never reaches the file.
 
 use std::{
-    collections::HashMap,
+    cell::RefCell,
+    collections::{HashMap, HashSet},
     io::{self, Read, Write},
+    rc::Rc,
 };
 
 use crate::{
@@ -176,6 +178,49 @@ impl ProcessInfo for RecordedProcessInfo {
     }
 }
 
+/// Wraps the live /proc reader and notes every name and socket address it gives the
+/// pipeline, so the recording holds exactly what the live run used.
+pub struct TappedProcessInfo<P> {
+    inner: P,
+    log: Rc<RefCell<Vec<Record>>>,
+    named: HashSet<u32>,
+}
+
+impl<P: ProcessInfo> TappedProcessInfo<P> {
+    /// Taps `inner`; what it answers is appended to `log`.
+    pub fn new(inner: P, log: Rc<RefCell<Vec<Record>>>) -> Self {
+        TappedProcessInfo {
+            inner,
+            log,
+            named: HashSet::new(),
+        }
+    }
+}
+
+impl<P: ProcessInfo> ProcessInfo for TappedProcessInfo<P> {
+    fn leader_comm(&mut self, pid: u32) -> Option<String> {
+        let name = self.inner.leader_comm(pid)?;
+        if self.named.insert(pid) {
+            self.log.borrow_mut().push(Record::ProcessName {
+                pid,
+                name: name.clone(),
+            });
+        }
+        Some(name)
+    }
+    fn socket_ends(&mut self, pid: u32, fd: i32) -> Option<SocketEnds> {
+        let ends = self.inner.socket_ends(pid, fd)?;
+        self.log
+            .borrow_mut()
+            .push(Record::SocketEnds { pid, fd, ends });
+        Some(ends)
+    }
+    fn forget(&mut self, pid: u32) {
+        self.named.remove(&pid);
+        self.inner.forget(pid);
+    }
+}
+
 /// Whether a connection's events may be written.
 #[derive(Debug)]
 enum Hold {
@@ -191,7 +236,6 @@ enum Hold {
 #[derive(Debug, Default)]
 pub struct Recorder {
     conns: HashMap<ConnKey, Hold>,
-    names_written: HashMap<u32, ()>,
     /// Events of connections never classified as DNS that were not written.
     pub withheld_events: u64,
 }
@@ -211,9 +255,18 @@ fn key_of(ev: &Event<'_>) -> Option<ConnKey> {
 }
 
 impl Recorder {
-    /// Offers a raw event (after the pipeline has seen it). Data events of connections not yet
-    /// known to carry DNS are held back; connection metadata is written at once.
-    pub fn offer(&mut self, raw: &[u8], out: &mut impl Write) -> io::Result<()> {
+    /// Offers a raw event after the pipeline has seen it, with the process facts the pipeline
+    /// looked up meanwhile (written first). Data events of connections not yet known to carry
+    /// DNS are held back; connection metadata is written at once.
+    pub fn offer(
+        &mut self,
+        raw: &[u8],
+        facts: Vec<Record>,
+        out: &mut impl Write,
+    ) -> io::Result<()> {
+        for r in &facts {
+            write_record(out, r)?;
+        }
         let Ok(ev) = event::decode(raw) else {
             return Ok(());
         };
@@ -256,12 +309,7 @@ impl Recorder {
     }
 
     /// Applies a pipeline decision: a connection that carries DNS has its held events written.
-    pub fn decided(
-        &mut self,
-        d: &CaptureDecision,
-        procs: &mut dyn ProcessInfo,
-        out: &mut impl Write,
-    ) -> io::Result<()> {
+    pub fn decided(&mut self, d: &CaptureDecision, out: &mut impl Write) -> io::Result<()> {
         let dns = d.policy
             & (doh_trace_common::CAPTURE_TLS_FULL | doh_trace_common::CAPTURE_SOCK_FULL)
             != 0;
@@ -269,22 +317,6 @@ impl Recorder {
             .conns
             .insert(d.key, if dns { Hold::Pass } else { Hold::Drop });
         if dns {
-            if self.names_written.insert(d.key.pid, ()).is_none() {
-                if let Some(name) = procs.leader_comm(d.key.pid) {
-                    write_record(
-                        out,
-                        &Record::ProcessName {
-                            pid: d.key.pid,
-                            name,
-                        },
-                    )?;
-                }
-            }
-            if let Some((pid, fd)) = d.fd() {
-                if let Some(ends) = procs.socket_ends(pid, fd) {
-                    write_record(out, &Record::SocketEnds { pid, fd, ends })?;
-                }
-            }
             if let Some(Hold::Held { events, .. }) = prev {
                 for raw in events {
                     write_record(out, &Record::Event(raw))?;

@@ -135,7 +135,7 @@ pub fn plausible_frames(mut bytes: &[u8]) -> bool {
             Kind::Data | Kind::Headers | Kind::Continuation | Kind::RstStream | Kind::Priority => {
                 head.stream != 0
             }
-            Kind::Settings => head.stream == 0 && head.len % 6 == 0,
+            Kind::Settings => head.stream == 0 && head.len.is_multiple_of(6),
             Kind::Ping => head.stream == 0 && head.len == 8,
             Kind::GoAway => head.stream == 0 && head.len >= 8,
             Kind::WindowUpdate => head.len == 4,
@@ -396,7 +396,16 @@ impl DirectionDecoder {
                 self.state = State::Skip(head.len);
             }
             kind => {
-                if head.len > MAX_BUFFERED_FRAME {
+                // Header-block frames may be as large as a whole block (peers that raised
+                // SETTINGS_MAX_FRAME_SIZE send big blocks in one frame); the rest are control
+                // frames, which are small.
+                let limit = match kind {
+                    Kind::Headers | Kind::PushPromise | Kind::Continuation => {
+                        MAX_HEADER_BLOCK as u32
+                    }
+                    _ => MAX_BUFFERED_FRAME,
+                };
+                if head.len > limit {
                     return Err(H2Error::FrameTooLarge {
                         kind,
                         len: head.len,

@@ -28,6 +28,8 @@ pub struct Seen {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DohStream {
     pub stream_id: u32,
+    /// `"h2"` or `"http/1.1"`.
+    pub http_version: &'static str,
     /// Request headers; all `None` when they could not be decoded (joined mid-stream).
     pub request: HeaderFields,
     /// How the request carries its query; `None` when the headers are unknown.
@@ -49,6 +51,7 @@ impl DohStream {
     pub fn query(&self) -> &[u8] {
         match &self.form {
             Some(DohRequest::Get(q)) => q,
+            Some(DohRequest::Json(_)) => &[],
             Some(DohRequest::Post) | None => &self.body,
         }
     }
@@ -107,6 +110,12 @@ fn append_bounded(buf: &mut Vec<u8>, bytes: &[u8], oversized: &mut bool) {
     }
 }
 
+impl Default for H2Client {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl H2Client {
     /// A connection observed from its first byte.
     pub fn new() -> Self {
@@ -124,20 +133,22 @@ impl H2Client {
         )
     }
 
-    /// An `h2c` connection upgraded from HTTP/1.1: stream 1 is the upgrade request.
-    pub fn upgraded(request: DohStream) -> Self {
+    /// An `h2c` connection upgraded from HTTP/1.1: stream 1 carries the response to the
+    /// upgrade request (`None` when that request was not DoH).
+    pub fn upgraded(request: Option<DohStream>) -> Self {
         let mut c = Self::new();
-        c.first = if request.form.is_some() {
+        c.first = if request.is_some() {
             FirstRequest::Doh
         } else {
             FirstRequest::NotDoh
         };
-        if request.form.is_some() {
+        if let Some(r) = request {
             c.streams.insert(
                 1,
                 DohStream {
                     stream_id: 1,
-                    ..request
+                    http_version: "h2",
+                    ..r
                 },
             );
         }
@@ -239,7 +250,7 @@ impl H2Client {
                 match dir {
                     Direction::Egress => {
                         // A GET carries its query in the path; only other bodies are kept.
-                        if !matches!(s.form, Some(DohRequest::Get(_))) {
+                        if matches!(s.form, Some(DohRequest::Post) | None) {
                             append_bounded(&mut s.body, bytes, &mut s.oversized);
                         }
                         if end_stream {
@@ -291,7 +302,7 @@ impl H2Client {
     }
 }
 
-fn new_stream(
+pub(super) fn new_stream(
     id: u32,
     request: HeaderFields,
     form: Option<DohRequest>,
@@ -299,6 +310,7 @@ fn new_stream(
     seen: Seen,
 ) -> DohStream {
     DohStream {
+        http_version: "h2",
         stream_id: id,
         request,
         form,

@@ -7,7 +7,8 @@ use crate::{
     clock::Clock,
     counters::DecodeCounters,
     dns::{self, DnsSummary},
-    doh,
+    doh::{self, DohRequest},
+    doh_json::{parse_json_answer, DNS_JSON},
     lookup::{Endpoint, Lookup, Status},
 };
 
@@ -25,15 +26,21 @@ pub enum Judged {
     Dropped,
 }
 
+/// What is known of the connection an exchange used.
+pub struct ConnFacts<'a> {
+    pub pid: u32,
+    pub comm: &'a str,
+    pub uid: u32,
+    pub peer: Option<SocketAddr>,
+    pub local: Option<SocketAddr>,
+    /// The bytes were TLS plaintext (so the URL scheme is https unless the request said).
+    pub tls: bool,
+}
+
 /// Builds the lookup record of a finished exchange, if it was one.
-#[allow(clippy::too_many_arguments)]
 pub fn to_lookup(
     f: &Finished,
-    pid: u32,
-    comm: &str,
-    uid: u32,
-    peer: Option<SocketAddr>,
-    local: Option<SocketAddr>,
+    conn: &ConnFacts<'_>,
     clock: &Clock,
     counters: &mut DecodeCounters,
 ) -> Judged {
@@ -41,9 +48,27 @@ pub fn to_lookup(
     if s.oversized {
         counters.oversized_bodies += 1;
     }
+    let json = matches!(s.form, Some(DohRequest::Json(_)))
+        || s.response
+            .as_ref()
+            .and_then(|r| r.content_type.as_deref())
+            .is_some_and(|ct| ct.starts_with(DNS_JSON));
     let query = dns::summarize(s.query()).ok();
-    let answer = dns::summarize(&s.answer).ok();
-    let question: DnsSummary = if s.headers_known() {
+    let answer = if json {
+        parse_json_answer(&s.answer).ok()
+    } else {
+        dns::summarize(&s.answer).ok()
+    };
+    let question: DnsSummary = if let Some(DohRequest::Json(q)) = &s.form {
+        DnsSummary {
+            id: 0,
+            is_response: false,
+            qname: q.qname.clone(),
+            qtype: q.qtype.clone(),
+            rcode: String::new(),
+            answers: Vec::new(),
+        }
+    } else if s.headers_known() {
         match query {
             Some(q) if !q.is_response => q,
             _ => {
@@ -93,19 +118,19 @@ pub fn to_lookup(
         .then(|| f.ended.ts_ns.saturating_sub(sent.ts_ns) as f64 / 1e6);
     Judged::Lookup(Box::new(Lookup {
         time: clock.rfc3339(f.ended.ts_ns),
-        pid,
+        pid: conn.pid,
         tid: s.started.tid,
-        uid,
-        comm: comm.to_string(),
+        uid: conn.uid,
+        comm: conn.comm.to_string(),
         transport: "doh",
-        server: peer.map(Endpoint::from),
-        client: local.map(Endpoint::from),
+        server: conn.peer.map(Endpoint::from),
+        client: conn.local.map(Endpoint::from),
         authority: s.request.authority.clone(),
-        url: doh::url(&s.request),
+        url: doh::url(&s.request, if conn.tls { "https" } else { "http" }),
         method: s.request.method.clone(),
-        http_version: "h2",
+        http_version: s.http_version,
         headers_known: s.headers_known(),
-        stream_id: s.stream_id,
+        stream_id: (s.http_version == "h2").then_some(s.stream_id),
         qname: question.qname,
         qtype: question.qtype,
         dns_id: question.id,

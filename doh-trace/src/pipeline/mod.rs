@@ -6,6 +6,7 @@
 //! ([`sniff`]); HTTP/2 client connections are decoded by [`doh_h2::H2Client`]. The same code runs
 //! live and on recorded streams; only the [`ProcessInfo`] differs.
 
+pub mod doh_h1;
 pub mod doh_h2;
 mod lookups;
 mod reassembly;
@@ -25,8 +26,9 @@ use crate::{
     lookup::Lookup,
     procinfo::ProcessInfo,
 };
+use doh_h1::H1Client;
 use doh_h2::{Finished, FirstRequest, H2Client, Seen};
-use lookups::{to_lookup, Judged};
+use lookups::{to_lookup, ConnFacts, Judged};
 use reassembly::CallSequence;
 use sniff::{Sniffer, Verdict};
 
@@ -81,6 +83,8 @@ enum Proto {
     Sniffing(Sniffer),
     /// This process is the HTTP/2 client: decode DoH.
     H2Client(Box<H2Client>),
+    /// This process is the HTTP/1.1 client: decode DoH.
+    H1Client(Box<H1Client>),
     /// Not decoded (server side, not DNS, or failed); bytes are dropped on arrival.
     Ignored,
 }
@@ -120,8 +124,10 @@ impl Conn {
     /// Stops decoding: open exchanges end unanswered, later bytes are dropped on arrival.
     /// Returns false if decoding had already stopped.
     fn stop_decoding(&mut self, seen: Seen, finished: &mut Vec<Finished>) -> bool {
-        if let Proto::H2Client(h2) = &mut self.proto {
-            h2.close(seen, finished);
+        match &mut self.proto {
+            Proto::H2Client(h2) => h2.close(seen, finished),
+            Proto::H1Client(h1) => h1.close(seen, finished),
+            Proto::Sniffing(_) | Proto::Ignored => {}
         }
         !matches!(
             std::mem::replace(&mut self.proto, Proto::Ignored),
@@ -365,7 +371,7 @@ impl Pipeline {
                 let verdict = sniff.feed(chunk.direction, call_start, seen, chunk.bytes);
                 self.on_verdict(key, &mut conn, verdict);
             }
-            Proto::H2Client(_) => self.feed_h2(
+            Proto::H2Client(_) | Proto::H1Client(_) => self.feed_decoder(
                 key,
                 &mut conn,
                 chunk.direction,
@@ -380,17 +386,17 @@ impl Pipeline {
 
     fn on_verdict(&mut self, key: ConnKey, conn: &mut Conn, verdict: Verdict) {
         let c = &mut self.counters;
-        let h2 = match verdict {
+        let proto = match verdict {
             Verdict::Undecided => return,
             Verdict::H2Client => {
                 c.h2_client_conns += 1;
-                H2Client::new()
+                Proto::H2Client(Box::new(H2Client::new()))
             }
             Verdict::H2MidStream => {
                 c.h2_client_conns += 1;
                 c.mid_stream_conns += 1;
                 conn.counted_mid_stream = true;
-                H2Client::mid_stream()
+                Proto::H2Client(Box::new(H2Client::mid_stream()))
             }
             Verdict::H2Server | Verdict::Http1Server => {
                 c.server_side_conns += 1;
@@ -400,7 +406,11 @@ impl Pipeline {
                 c.tls_on_socket_conns += 1;
                 return self.ignore(key, conn);
             }
-            Verdict::Http1Client | Verdict::Other => {
+            Verdict::Http1Client => {
+                c.h1_client_conns += 1;
+                Proto::H1Client(Box::default())
+            }
+            Verdict::Other => {
                 c.undecoded_conns += 1;
                 return self.ignore(key, conn);
             }
@@ -409,7 +419,7 @@ impl Pipeline {
             unreachable!("sniffing")
         };
         let pieces = sniff.take_pieces();
-        conn.proto = Proto::H2Client(Box::new(h2));
+        conn.proto = proto;
         // The process and connection are alive right now: learn what /proc knows.
         let _ = self.procs.leader_comm(key.pid);
         if let ConnId::Fd(fd) = key.id {
@@ -419,7 +429,7 @@ impl Pipeline {
             }
         }
         for p in pieces {
-            self.feed_h2(key, conn, p.dir, &p.bytes, p.call_start, p.seen);
+            self.feed_decoder(key, conn, p.dir, &p.bytes, p.call_start, p.seen);
         }
     }
 
@@ -428,7 +438,10 @@ impl Pipeline {
         self.decide(key, conn, skip_bit(key.layer));
     }
 
-    fn feed_h2(
+    /// Feeds bytes to the connection's decoder, then acts on what it learnt: errors stop
+    /// decoding (counted), the first request classifies the connection, an h2c upgrade
+    /// switches decoders.
+    fn feed_decoder(
         &mut self,
         key: ConnKey,
         conn: &mut Conn,
@@ -437,23 +450,34 @@ impl Pipeline {
         call_start: bool,
         seen: Seen,
     ) {
-        let Proto::H2Client(h2) = &mut conn.proto else {
-            return;
-        };
-        let r = h2.feed(
-            dir,
-            bytes,
-            call_start,
-            seen,
-            &mut self.counters,
-            &mut self.finished,
-        );
-        let first = h2.first_request();
-        if let Err(e) = r {
-            match e {
-                H2Error::Hpack(_) => self.counters.hpack_errors += 1,
-                _ => self.counters.h2_errors += 1,
+        let (counters, finished) = (&mut self.counters, &mut self.finished);
+        let (first, failed) = match &mut conn.proto {
+            Proto::H2Client(h2) => {
+                let r = h2.feed(dir, bytes, call_start, seen, counters, finished);
+                if let Err(e) = &r {
+                    match e {
+                        H2Error::Hpack(_) => counters.hpack_errors += 1,
+                        _ => counters.h2_errors += 1,
+                    }
+                }
+                (h2.first_request(), r.is_err())
             }
+            Proto::H1Client(h1) => match h1.feed(dir, bytes, seen, counters, finished) {
+                Ok(Some(h2)) => {
+                    counters.h2c_upgrades += 1;
+                    let first = h2.first_request();
+                    conn.proto = Proto::H2Client(h2);
+                    (first, false)
+                }
+                Ok(None) => (h1.first_request(), false),
+                Err(_) => {
+                    counters.h1_errors += 1;
+                    (h1.first_request(), true)
+                }
+            },
+            Proto::Sniffing(_) | Proto::Ignored => return,
+        };
+        if failed {
             conn.stop_decoding(seen, &mut self.finished);
             return;
         }
@@ -479,16 +503,15 @@ impl Pipeline {
             .leader_comm(key.pid)
             .unwrap_or_else(|| comm_str(&conn.thread_comm));
         for f in std::mem::take(&mut self.finished) {
-            match to_lookup(
-                &f,
-                key.pid,
-                &comm,
-                conn.uid,
-                conn.peer,
-                conn.local,
-                &self.clock,
-                &mut self.counters,
-            ) {
+            let facts = ConnFacts {
+                pid: key.pid,
+                comm: &comm,
+                uid: conn.uid,
+                peer: conn.peer,
+                local: conn.local,
+                tls: key.layer == Layer::Tls,
+            };
+            match to_lookup(&f, &facts, &self.clock, &mut self.counters) {
                 Judged::Lookup(lookup) => {
                     self.counters.lookups += 1;
                     self.out.push(*lookup);

@@ -3,6 +3,8 @@
 //! pipeline as kernel data events.
 #![allow(dead_code)]
 
+pub mod frames;
+
 use std::{
     pin::Pin,
     sync::{Arc, Mutex},

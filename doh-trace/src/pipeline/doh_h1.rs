@@ -1,0 +1,216 @@
+//! DoH over one HTTP/1.1 client connection: requests and responses paired in order (keep-alive
+//! and pipelining), and the switch to HTTP/2 when the server grants `Upgrade: h2c`.
+
+use std::collections::VecDeque;
+
+use crate::{
+    counters::DecodeCounters,
+    doh::{self, DohRequest, MAX_DNS_MESSAGE},
+    event::Direction,
+    http1::{H1Error, H1Event, Http1Decoder},
+    http2::HeaderFields,
+};
+
+use super::doh_h2::{new_stream, DohStream, Finished, FirstRequest, H2Client, Outcome, Seen};
+
+/// Most requests awaiting responses that are tracked.
+pub const MAX_QUEUED: usize = 1024;
+
+/// A request: the DoH exchange it starts, or `None` when it is not DoH (kept to pair in order).
+type Exchange = Option<DohStream>;
+
+/// Both directions of an HTTP/1.1 connection on which this process is the client.
+pub struct H1Client {
+    requests: Http1Decoder,
+    responses: Http1Decoder,
+    /// The request being read.
+    building: Option<Exchange>,
+    /// Requests sent, oldest first, awaiting responses.
+    queue: VecDeque<Exchange>,
+    /// The response being read is an interim (1xx) one.
+    interim: bool,
+    first: FirstRequest,
+}
+
+impl Default for H1Client {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn append(buf: &mut Vec<u8>, bytes: &[u8], oversized: &mut bool) {
+    if buf.len() + bytes.len() > MAX_DNS_MESSAGE {
+        *oversized = true;
+    } else {
+        buf.extend_from_slice(bytes);
+    }
+}
+
+impl H1Client {
+    /// A connection observed from its first byte.
+    pub fn new() -> Self {
+        H1Client {
+            requests: Http1Decoder::requests(),
+            responses: Http1Decoder::responses(),
+            building: None,
+            queue: VecDeque::new(),
+            interim: false,
+            first: FirstRequest::Pending,
+        }
+    }
+
+    /// What the first request said, once there was one.
+    pub fn first_request(&self) -> FirstRequest {
+        self.first
+    }
+
+    /// Decodes bytes of `dir`. Returns the HTTP/2 connection this one became, if the server
+    /// granted an h2c upgrade (the bytes after the 101 have already been fed to it).
+    pub fn feed(
+        &mut self,
+        dir: Direction,
+        bytes: &[u8],
+        seen: Seen,
+        counters: &mut DecodeCounters,
+        done: &mut Vec<Finished>,
+    ) -> Result<Option<Box<H2Client>>, H1Error> {
+        let H1Client {
+            requests,
+            responses,
+            building,
+            queue,
+            interim,
+            first,
+        } = self;
+        match dir {
+            Direction::Egress => {
+                requests.feed(bytes, &mut |ev| match ev {
+                    H1Event::Head { fields, .. } => {
+                        let method = fields.method.clone().unwrap_or_default();
+                        responses.expect_response_to(&method);
+                        *building = Some(exchange(fields, seen, first, counters));
+                    }
+                    H1Event::Body(b) => {
+                        if let Some(Some(s)) = building {
+                            if s.form == Some(DohRequest::Post) {
+                                append(&mut s.body, b, &mut s.oversized);
+                            }
+                        }
+                    }
+                    H1Event::End => {
+                        if let Some(mut ex) = building.take() {
+                            if let Some(s) = ex.as_mut() {
+                                s.sent = Some(seen);
+                            }
+                            if queue.len() < MAX_QUEUED {
+                                queue.push_back(ex);
+                            } else if ex.is_some() {
+                                counters.streams_over_limit += 1;
+                            }
+                        }
+                    }
+                    H1Event::Switched => {}
+                })?;
+                Ok(None)
+            }
+            Direction::Ingress => {
+                let mut switched = false;
+                let used = responses.feed(bytes, &mut |ev| match ev {
+                    H1Event::Head { fields, .. } => {
+                        let code = fields.status_code().unwrap_or(0);
+                        *interim = (100..200).contains(&code) && code != 101;
+                        // A 101's real answer comes on HTTP/2 stream 1.
+                        if !*interim && code != 101 {
+                            if let Some(Some(s)) = queue.front_mut() {
+                                s.response = Some(fields);
+                            }
+                        }
+                    }
+                    H1Event::Body(b) => {
+                        if let Some(Some(s)) = queue.front_mut() {
+                            append(&mut s.answer, b, &mut s.oversized);
+                        }
+                    }
+                    H1Event::End => {
+                        if std::mem::take(interim) {
+                            return;
+                        }
+                        if let Some(Some(s)) = queue.pop_front() {
+                            done.push(Finished {
+                                stream: s,
+                                outcome: Outcome::Answered,
+                                ended: seen,
+                            });
+                        }
+                    }
+                    H1Event::Switched => switched = true,
+                })?;
+                if !switched {
+                    return Ok(None);
+                }
+                // 101 to h2c: the upgrade request's response comes on HTTP/2 stream 1.
+                let upgrade = queue.pop_front().flatten();
+                let mut h2 = Box::new(H2Client::upgraded(upgrade));
+                h2.feed(
+                    Direction::Ingress,
+                    &bytes[used..],
+                    true,
+                    seen,
+                    counters,
+                    done,
+                )
+                .map_err(|_| H1Error::Failed)?;
+                Ok(Some(h2))
+            }
+        }
+    }
+
+    /// The connection is gone: a response delimited by the close is complete; other
+    /// requests end unanswered.
+    pub fn close(&mut self, seen: Seen, done: &mut Vec<Finished>) {
+        if self.responses.reads_until_close() {
+            if let Some(Some(s)) = self.queue.pop_front() {
+                done.push(Finished {
+                    stream: s,
+                    outcome: Outcome::Answered,
+                    ended: seen,
+                });
+            }
+        }
+        for s in self.queue.drain(..).flatten() {
+            done.push(Finished {
+                stream: s,
+                outcome: Outcome::Unanswered,
+                ended: seen,
+            });
+        }
+    }
+}
+
+/// The exchange a request head starts.
+fn exchange(
+    fields: HeaderFields,
+    seen: Seen,
+    first: &mut FirstRequest,
+    counters: &mut DecodeCounters,
+) -> Exchange {
+    let form = match doh::classify(&fields) {
+        None => {
+            if *first == FirstRequest::Pending {
+                *first = FirstRequest::NotDoh;
+            }
+            return None;
+        }
+        Some(Err(_)) => {
+            counters.bad_queries += 1;
+            return None;
+        }
+        Some(Ok(form)) => form,
+    };
+    if *first == FirstRequest::Pending {
+        *first = FirstRequest::Doh;
+    }
+    let mut s = new_stream(0, fields, Some(form), false, seen);
+    s.http_version = "http/1.1";
+    Some(s)
+}
