@@ -11,12 +11,7 @@ use std::{
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 
-use crate::{
-    clock::Clock,
-    lookup::Lookup,
-    pipeline::Pipeline,
-    recording::{self, Record, RecordedProcessInfo},
-};
+use crate::{lookup::Lookup, pipeline::Pipeline, recording};
 
 /// Shows every DNS-over-HTTPS lookup on this host with the process that made it.
 #[derive(Debug, Parser)]
@@ -119,39 +114,20 @@ impl Output {
 }
 
 fn replay(cli: &Cli, file: &PathBuf) -> Result<ExitCode> {
-    let mut r =
-        BufReader::new(File::open(file).with_context(|| format!("opening {}", file.display()))?);
-    let header =
-        recording::read_header(&mut r).with_context(|| format!("reading {}", file.display()))?;
-    let mut pipeline = Pipeline::new(
-        Box::new(RecordedProcessInfo::default()),
-        Clock::with_offset(header.clock_offset_ns.into()),
-    );
+    let r = BufReader::new(File::open(file).with_context(|| format!("opening {}", file.display()))?);
     let mut output = Output::new(cli);
-    let mut records = 0u64;
-    while let Some(rec) =
-        recording::read_record(&mut r).with_context(|| format!("reading {}", file.display()))?
-    {
-        records += 1;
-        match rec {
-            Record::ProcessName { pid, name } => pipeline.process_info().remember_name(pid, name),
-            Record::SocketEnds { pid, fd, ends } => {
-                pipeline.process_info().remember_socket(pid, fd, ends)
-            }
-            Record::Event(raw) => {
-                pipeline.handle_record(&raw);
-                if !output.drain(&mut pipeline)? {
-                    return Ok(ExitCode::SUCCESS);
-                }
-            }
+    let mut closed = false;
+    let counters = recording::replay(r, |lookup| match output.write(&lookup) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+            closed = true;
+            Ok(false)
         }
-    }
-    let _ = pipeline.drain_decisions();
-    if !cli.quiet {
-        eprintln!(
-            "doh-trace: replayed {records} records: {}",
-            pipeline.counters()
-        );
+        Err(e) => Err(e),
+    })
+    .with_context(|| format!("replaying {}", file.display()))?;
+    if !cli.quiet && !closed {
+        eprintln!("doh-trace: replayed {}: {counters}", file.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -13,8 +13,11 @@ use std::{
 };
 
 use crate::{
+    clock::Clock,
+    counters::DecodeCounters,
     event::{self, Event},
-    pipeline::{CaptureDecision, ConnId, ConnKey},
+    lookup::Lookup,
+    pipeline::{CaptureDecision, ConnId, ConnKey, Pipeline},
     procinfo::{ProcessInfo, SocketEnds},
 };
 
@@ -327,6 +330,36 @@ impl Recorder {
         }
         Ok(())
     }
+}
+
+/// Runs the decoding pipeline on a recording: every lookup goes to `on_lookup`, which returns
+/// false to stop early. Returns the pipeline's counters.
+pub fn replay(
+    mut r: impl Read,
+    mut on_lookup: impl FnMut(Lookup) -> io::Result<bool>,
+) -> Result<DecodeCounters, RecordingError> {
+    let header = read_header(&mut r)?;
+    let mut pipeline = Pipeline::new(
+        Box::new(RecordedProcessInfo::default()),
+        Clock::with_offset(header.clock_offset_ns.into()),
+    );
+    while let Some(rec) = read_record(&mut r)? {
+        match rec {
+            Record::ProcessName { pid, name } => pipeline.process_info().remember_name(pid, name),
+            Record::SocketEnds { pid, fd, ends } => pipeline.process_info().remember_socket(pid, fd, ends),
+            Record::Event(raw) => {
+                pipeline.handle_record(&raw);
+                let _ = pipeline.drain_decisions();
+                let lookups: Vec<Lookup> = pipeline.drain_lookups().collect();
+                for lookup in lookups {
+                    if !on_lookup(lookup)? {
+                        return Ok(pipeline.counters().clone());
+                    }
+                }
+            }
+        }
+    }
+    Ok(pipeline.counters().clone())
 }
 
 #[cfg(test)]

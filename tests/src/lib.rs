@@ -133,6 +133,29 @@ impl Lab {
         Ok(lab)
     }
 
+    /// unbound as above, plus dnsdist (h2o) serving DoH over TLS on 127.0.0.1:8444 (HTTP/1.1
+    /// and HTTP/2) and in cleartext on 127.0.0.1:8081 (HTTP/1.1, h2c upgrade, h2c prior
+    /// knowledge), forwarding to unbound.
+    pub fn with_unbound_and_dnsdist() -> Result<Lab> {
+        let mut lab = Lab::with_unbound()?;
+        let conf = include_str!("../lab/dnsdist.conf.in").replace("@W@", lab.dir.to_str().unwrap());
+        std::fs::write(lab.dir.join("dnsdist.conf"), conf)?;
+        let log = std::fs::File::create(lab.dir.join("dnsdist.log"))?;
+        let child = lab
+            .command("dnsdist")
+            .arg("-C")
+            .arg(lab.dir.join("dnsdist.conf"))
+            .args(["--supervised", "--disable-syslog"])
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting dnsdist")?;
+        lab.servers.push(child);
+        lab.wait_listening(8444, Duration::from_secs(30))?;
+        lab.wait_listening(8081, Duration::from_secs(30))?;
+        Ok(lab)
+    }
+
     /// A namespace and work directory with a test PKI, no servers yet.
     pub fn empty() -> Result<Lab> {
         let dir = std::env::temp_dir().join(format!(

@@ -247,3 +247,144 @@ fn record_then_replay_without_root_gives_the_same_lookups_and_no_other_plaintext
         "replay must reproduce the live lookups field for field"
     );
 }
+
+/// A DNS query for `name` type A (id 0x1234, RD), as a DoH body.
+fn dns_query(name: &str) -> Vec<u8> {
+    let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    q
+}
+
+#[test]
+fn http1_and_h2c_shapes_from_real_curl_against_dnsdist() {
+    require_e2e!("dnsdist");
+    let lab = Lab::with_unbound_and_dnsdist().unwrap();
+    let body = lab.dir.join("query.bin");
+    std::fs::write(&body, dns_query("www.doh.test")).unwrap();
+    let b64 = {
+        // base64url without padding, by hand (no extra crates in this test crate).
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let q = dns_query("loop.doh.test");
+        let mut s = String::new();
+        for c in q.chunks(3) {
+            let n = (u32::from(c[0]) << 16)
+                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                | u32::from(*c.get(2).unwrap_or(&0));
+            for i in 0..=c.len() {
+                s.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            }
+        }
+        s
+    };
+    let mut tracer = Tracer::start(&[]).unwrap();
+    let post = |args: &[&str], url: &str| {
+        let mut c = lab.command("curl");
+        c.args(["-sS", "-o", "/dev/null", "--max-time", "10", "--cacert"])
+            .arg(lab.ca())
+            .args(args);
+        c.args([
+            "-H",
+            "content-type: application/dns-message",
+            "--data-binary",
+        ])
+        .arg(format!("@{}", body.display()));
+        c.arg(url);
+        run_client(c).unwrap()
+    };
+    let (pid_h1_tls, s1, _, _) = post(&["--http1.1"], "https://127.0.0.1:8444/dns-query");
+    let (pid_h1_clear, s2, _, _) = post(&["--http1.1"], "http://127.0.0.1:8081/dns-query");
+    let (pid_prior, s3, _, _) = post(
+        &["--http2-prior-knowledge"],
+        "http://127.0.0.1:8081/dns-query",
+    );
+    let mut upgrade = lab.command("curl");
+    upgrade
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "10",
+            "--http2",
+            "-H",
+            "accept: application/dns-message",
+        ])
+        .arg(format!("http://127.0.0.1:8081/dns-query?dns={b64}"));
+    let (pid_upgrade, s4, _, _) = run_client(upgrade).unwrap();
+    assert!(
+        s1.success() && s2.success() && s3.success() && s4.success(),
+        "every curl got its answer"
+    );
+    let pids = [pid_h1_tls, pid_h1_clear, pid_prior, pid_upgrade];
+    tracer.wait_for(WAIT, |seen| pids.iter().all(|p| count(seen, *p) >= 1));
+    tracer.wait_for(Duration::from_millis(500), |_| false);
+    let (status, stderr) = tracer.stop(libc::SIGINT).unwrap();
+    assert!(status.success());
+    let one = |pid: u32| -> &Value {
+        let mine: Vec<&Value> = tracer.seen.iter().filter(|v| v["pid"] == pid).collect();
+        assert_eq!(
+            mine.len(),
+            1,
+            "exactly one lookup for {pid}: {:#?}",
+            tracer.seen
+        );
+        mine[0]
+    };
+    for (pid, version, url, qname, method) in [
+        (
+            pid_h1_tls,
+            "http/1.1",
+            "https://127.0.0.1:8444/dns-query",
+            "www.doh.test",
+            "POST",
+        ),
+        (
+            pid_h1_clear,
+            "http/1.1",
+            "http://127.0.0.1:8081/dns-query",
+            "www.doh.test",
+            "POST",
+        ),
+        (
+            pid_prior,
+            "h2",
+            "http://127.0.0.1:8081/dns-query",
+            "www.doh.test",
+            "POST",
+        ),
+        (
+            pid_upgrade,
+            "h2",
+            "http://127.0.0.1:8081/dns-query",
+            "loop.doh.test",
+            "GET",
+        ),
+    ] {
+        let l = one(pid);
+        assert_eq!(l["comm"], "curl", "{l}");
+        assert_eq!(l["http_version"], version, "{l}");
+        assert_eq!(l["url"], url, "{l}");
+        assert_eq!(l["method"], method, "{l}");
+        assert_eq!(l["qname"], qname, "{l}");
+        assert_eq!(l["qtype"], "A", "{l}");
+        assert_eq!(l["status"], "ok", "{l}");
+        assert_eq!(l["rcode"], "NOERROR", "{l}");
+        assert_eq!(l["dns_id"], 0x1234, "{l}");
+        let answer = if qname == "www.doh.test" {
+            "192.0.2.10"
+        } else {
+            "127.0.0.1"
+        };
+        assert_eq!(l["answers"], serde_json::json!([answer]), "{l}");
+    }
+    assert_eq!(
+        one(pid_upgrade)["stream_id"],
+        1,
+        "the upgraded request is HTTP/2 stream 1"
+    );
+    assert_eq!(summary_count(&stderr, " upgraded to h2c"), 1, "{stderr:?}");
+}
