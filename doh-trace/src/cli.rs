@@ -114,7 +114,8 @@ impl Output {
 }
 
 fn replay(cli: &Cli, file: &PathBuf) -> Result<ExitCode> {
-    let r = BufReader::new(File::open(file).with_context(|| format!("opening {}", file.display()))?);
+    let r =
+        BufReader::new(File::open(file).with_context(|| format!("opening {}", file.display()))?);
     let mut output = Output::new(cli);
     let mut closed = false;
     let counters = recording::replay(r, |lookup| match output.write(&lookup) {

@@ -346,7 +346,9 @@ pub fn replay(
     while let Some(rec) = read_record(&mut r)? {
         match rec {
             Record::ProcessName { pid, name } => pipeline.process_info().remember_name(pid, name),
-            Record::SocketEnds { pid, fd, ends } => pipeline.process_info().remember_socket(pid, fd, ends),
+            Record::SocketEnds { pid, fd, ends } => {
+                pipeline.process_info().remember_socket(pid, fd, ends)
+            }
             Record::Event(raw) => {
                 pipeline.handle_record(&raw);
                 let _ = pipeline.drain_decisions();

@@ -8,7 +8,9 @@ use doh_trace::recording::{self, RecordingError};
 use serde_json::Value;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(name)
 }
 
 fn replay(name: &str) -> (Vec<Value>, doh_trace::counters::DecodeCounters) {
@@ -31,12 +33,22 @@ fn expected(name: &str) -> Vec<Value> {
 }
 
 fn sorted(mut v: Vec<Value>) -> Vec<Value> {
-    v.sort_by_key(|l| (l["time"].to_string(), l["pid"].to_string(), l["qname"].to_string(), l["qtype"].to_string()));
+    v.sort_by_key(|l| {
+        (
+            l["time"].to_string(),
+            l["pid"].to_string(),
+            l["qname"].to_string(),
+            l["qtype"].to_string(),
+        )
+    });
     v
 }
 
 fn find<'a>(v: &'a [Value], comm: &str, qname: &str, qtype: &str) -> &'a Value {
-    let m: Vec<&Value> = v.iter().filter(|l| l["comm"] == comm && l["qname"] == qname && l["qtype"] == qtype).collect();
+    let m: Vec<&Value> = v
+        .iter()
+        .filter(|l| l["comm"] == comm && l["qname"] == qname && l["qtype"] == qtype)
+        .collect();
     assert_eq!(m.len(), 1, "{comm} {qname} {qtype}: {v:#?}");
     m[0]
 }
@@ -48,21 +60,43 @@ fn curl_and_python_against_unbound_replay_exactly_as_recorded() {
     assert_eq!(got.len(), 6);
     for (qtype, answer) in [("A", "192.0.2.10"), ("AAAA", "2001:db8::10")] {
         let l = find(&got, "curl", "www.doh.test", qtype);
-        assert_eq!((l["method"].as_str(), l["answers"][0].as_str()), (Some("POST"), Some(answer)));
+        assert_eq!(
+            (l["method"].as_str(), l["answers"][0].as_str()),
+            (Some("POST"), Some(answer))
+        );
     }
-    assert_eq!(find(&got, "python3", "www.doh.test", "AAAA")["method"], "GET");
-    assert_eq!(find(&got, "python3", "nx.doh.test", "A")["rcode"], "NXDOMAIN");
-    assert_eq!(find(&got, "python3", "txt.doh.test", "TXT")["answers"][0], "hello-from-unbound");
+    assert_eq!(
+        find(&got, "python3", "www.doh.test", "AAAA")["method"],
+        "GET"
+    );
+    assert_eq!(
+        find(&got, "python3", "nx.doh.test", "A")["rcode"],
+        "NXDOMAIN"
+    );
+    assert_eq!(
+        find(&got, "python3", "txt.doh.test", "TXT")["answers"][0],
+        "hello-from-unbound"
+    );
     assert!(counters.problems().is_empty(), "{counters:?}");
 }
 
 #[test]
 fn http1_and_h2c_against_dnsdist_replay_exactly_as_recorded() {
     let (got, counters) = replay("curl-http1-h2c-dnsdist");
-    assert_eq!(sorted(got.clone()), sorted(expected("curl-http1-h2c-dnsdist")));
+    assert_eq!(
+        sorted(got.clone()),
+        sorted(expected("curl-http1-h2c-dnsdist"))
+    );
     let in_order = sorted(got.clone());
-    let versions: Vec<(&str, &str)> =
-        in_order.iter().map(|l| (l["http_version"].as_str().unwrap(), l["url"].as_str().unwrap())).collect();
+    let versions: Vec<(&str, &str)> = in_order
+        .iter()
+        .map(|l| {
+            (
+                l["http_version"].as_str().unwrap(),
+                l["url"].as_str().unwrap(),
+            )
+        })
+        .collect();
     assert_eq!(
         versions,
         vec![
@@ -71,17 +105,27 @@ fn http1_and_h2c_against_dnsdist_replay_exactly_as_recorded() {
             ("h2", "http://127.0.0.1:8081/dns-query"),
         ]
     );
-    assert!(got.iter().all(|l| l["answers"][0] == "192.0.2.10" && l["dns_id"] == 0x1234));
+    assert!(got
+        .iter()
+        .all(|l| l["answers"][0] == "192.0.2.10" && l["dns_id"] == 0x1234));
     assert!(counters.problems().is_empty(), "{counters:?}");
 }
 
 #[test]
 fn a_connection_joined_mid_stream_replays_without_headers() {
     let (got, counters) = replay("python-mid-stream-unbound");
-    assert_eq!(sorted(got.clone()), sorted(expected("python-mid-stream-unbound")));
+    assert_eq!(
+        sorted(got.clone()),
+        sorted(expected("python-mid-stream-unbound"))
+    );
     assert_eq!(got.len(), 3);
-    assert!(got.iter().all(|l| l["headers_known"] == false && l["method"].is_null() && l["url"].is_null()));
-    assert_eq!(find(&got, "python3", "txt.doh.test", "TXT")["answers"][0], "hello-from-unbound");
+    assert!(got
+        .iter()
+        .all(|l| l["headers_known"] == false && l["method"].is_null() && l["url"].is_null()));
+    assert_eq!(
+        find(&got, "python3", "txt.doh.test", "TXT")["answers"][0],
+        "hello-from-unbound"
+    );
     assert_eq!(counters.mid_stream_conns, 1);
 }
 
@@ -91,8 +135,14 @@ fn truncated_or_foreign_files_are_errors_not_panics() {
     for cut in [0, 5, 23, 24, 30, raw.len() / 2, raw.len() - 1] {
         let r = recording::replay(&raw[..cut], |_| Ok(true));
         match cut {
-            0..=23 => assert!(matches!(r, Err(RecordingError::BadMagic)), "cut {cut}: {r:?}"),
-            _ => assert!(matches!(r, Ok(_) | Err(RecordingError::Truncated)), "cut {cut}: {r:?}"),
+            0..=23 => assert!(
+                matches!(r, Err(RecordingError::BadMagic)),
+                "cut {cut}: {r:?}"
+            ),
+            _ => assert!(
+                matches!(r, Ok(_) | Err(RecordingError::Truncated)),
+                "cut {cut}: {r:?}"
+            ),
         }
     }
     // Flipping bytes inside events must never panic.

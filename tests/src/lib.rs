@@ -6,6 +6,7 @@
 //! `DOH_TRACE_E2E=require` is set (CI sets it), in which case a missing prerequisite fails.
 
 use std::{
+    ffi::OsStr,
     io::{BufRead as _, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
@@ -117,19 +118,12 @@ impl Lab {
     /// A lab with unbound serving DoH on 127.0.0.1:8443 and [::1]:8443.
     pub fn with_unbound() -> Result<Lab> {
         let mut lab = Lab::empty()?;
-        let conf = include_str!("../lab/unbound.conf.in").replace("@W@", lab.dir.to_str().unwrap());
-        std::fs::write(lab.dir.join("unbound.conf"), conf)?;
-        let log = std::fs::File::create(lab.dir.join("unbound.log"))?;
-        let child = lab
-            .command("unbound")
-            .args(["-d", "-c"])
-            .arg(lab.dir.join("unbound.conf"))
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting unbound")?;
-        lab.servers.push(child);
-        lab.wait_listening(8443, Duration::from_secs(30))?;
+        let conf = lab.config("unbound.conf", include_str!("../lab/unbound.conf.in"))?;
+        lab.start_server(
+            "unbound",
+            &[OsStr::new("-d"), OsStr::new("-c"), conf.as_os_str()],
+            &[8443],
+        )?;
         Ok(lab)
     }
 
@@ -138,22 +132,39 @@ impl Lab {
     /// knowledge), forwarding to unbound.
     pub fn with_unbound_and_dnsdist() -> Result<Lab> {
         let mut lab = Lab::with_unbound()?;
-        let conf = include_str!("../lab/dnsdist.conf.in").replace("@W@", lab.dir.to_str().unwrap());
-        std::fs::write(lab.dir.join("dnsdist.conf"), conf)?;
-        let log = std::fs::File::create(lab.dir.join("dnsdist.log"))?;
-        let child = lab
-            .command("dnsdist")
-            .arg("-C")
-            .arg(lab.dir.join("dnsdist.conf"))
-            .args(["--supervised", "--disable-syslog"])
+        let conf = lab.config("dnsdist.conf", include_str!("../lab/dnsdist.conf.in"))?;
+        let args = [
+            OsStr::new("-C"),
+            conf.as_os_str(),
+            OsStr::new("--supervised"),
+            OsStr::new("--disable-syslog"),
+        ];
+        lab.start_server("dnsdist", &args, &[8444, 8081])?;
+        Ok(lab)
+    }
+
+    /// Writes a config template into the work directory, `@W@` replaced by its path.
+    fn config(&self, name: &str, template: &str) -> Result<PathBuf> {
+        let path = self.dir.join(name);
+        std::fs::write(&path, template.replace("@W@", self.dir.to_str().unwrap()))?;
+        Ok(path)
+    }
+
+    /// Starts a server inside the namespace (output to `NAME.log`) and waits for its ports.
+    fn start_server(&mut self, program: &str, args: &[&OsStr], ports: &[u16]) -> Result<()> {
+        let log = std::fs::File::create(self.dir.join(format!("{program}.log")))?;
+        let child = self
+            .command(program)
+            .args(args)
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .context("starting dnsdist")?;
-        lab.servers.push(child);
-        lab.wait_listening(8444, Duration::from_secs(30))?;
-        lab.wait_listening(8081, Duration::from_secs(30))?;
-        Ok(lab)
+            .with_context(|| format!("starting {program}"))?;
+        self.servers.push(child);
+        for port in ports {
+            self.wait_listening(*port, Duration::from_secs(30))?;
+        }
+        Ok(())
     }
 
     /// A namespace and work directory with a test PKI, no servers yet.
@@ -233,8 +244,14 @@ impl Lab {
                 }
             }
             if Instant::now() > deadline {
-                let log = std::fs::read_to_string(self.dir.join("unbound.log")).unwrap_or_default();
-                bail!("nothing listens on port {port} in the lab; server log:\n{log}");
+                let logs: Vec<String> = ["unbound.log", "dnsdist.log"]
+                    .iter()
+                    .filter_map(|f| std::fs::read_to_string(self.dir.join(f)).ok())
+                    .collect();
+                bail!(
+                    "nothing listens on port {port} in the lab; server logs:\n{}",
+                    logs.join("\n")
+                );
             }
             thread::sleep(Duration::from_millis(50));
         }
@@ -470,4 +487,48 @@ pub fn loaded_bpf_program_names() -> Option<Vec<String>> {
             .filter_map(|p| p["name"].as_str().map(String::from))
             .collect(),
     )
+}
+
+/// The DoH URL of the lab's unbound.
+pub const UNBOUND_URL: &str = "https://127.0.0.1:8443/dns-query";
+
+/// curl resolving `host` through the lab's unbound over DoH (it then fails to connect to port
+/// 18080, which is fine: only the lookups matter).
+pub fn curl_doh(lab: &Lab, host: &str) -> Command {
+    let mut c = lab.command("curl");
+    c.args([
+        "-sS",
+        "--connect-timeout",
+        "5",
+        "--max-time",
+        "10",
+        "--cacert",
+    ])
+    .arg(lab.ca())
+    .args(["--doh-url", UNBOUND_URL])
+    .arg(format!("http://{host}:18080/"));
+    c
+}
+
+/// Lookups of process `pid` among `seen`.
+pub fn count(seen: &[Value], pid: u32) -> usize {
+    seen.iter().filter(|v| v["pid"] == pid).count()
+}
+
+/// The number right before `label` in the tracer's exit summary line.
+pub fn summary_count(stderr: &[String], label: &str) -> u64 {
+    let summary = stderr
+        .iter()
+        .find(|l| l.contains("stopped, all probes detached"))
+        .expect("the tracer printed its exit summary");
+    let end = summary
+        .find(label)
+        .unwrap_or_else(|| panic!("no '{label}' in {summary}"));
+    let digits: String = summary[..end]
+        .trim_end()
+        .chars()
+        .rev()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.chars().rev().collect::<String>().parse().unwrap()
 }

@@ -3,49 +3,14 @@
 
 use std::{process::Command, time::Duration};
 
-use doh_trace_tests::{require_e2e, run_client, tracer_binary, Lab, Tracer, SYSTEM_PYTHON};
+use doh_trace_tests::{
+    count, curl_doh, require_e2e, run_client, summary_count, tracer_binary, Lab, Tracer,
+    SYSTEM_PYTHON,
+};
 use serde_json::Value;
 
-const URL: &str = "https://127.0.0.1:8443/dns-query";
+use doh_trace_tests::UNBOUND_URL as URL;
 const WAIT: Duration = Duration::from_secs(15);
-
-fn count(seen: &[Value], pid: u32) -> usize {
-    seen.iter().filter(|v| v["pid"] == pid).count()
-}
-
-/// The number right before `label` in the tracer's exit summary.
-fn summary_count(stderr: &[String], label: &str) -> u64 {
-    let summary = stderr
-        .iter()
-        .find(|l| l.contains("stopped, all probes detached"))
-        .expect("exit summary");
-    let end = summary
-        .find(label)
-        .unwrap_or_else(|| panic!("no '{label}' in {summary}"));
-    let digits: String = summary[..end]
-        .trim_end()
-        .chars()
-        .rev()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.chars().rev().collect::<String>().parse().unwrap()
-}
-
-fn curl_doh(lab: &Lab, host: &str) -> Command {
-    let mut c = lab.command("curl");
-    c.args([
-        "-sS",
-        "--connect-timeout",
-        "5",
-        "--max-time",
-        "10",
-        "--cacert",
-    ])
-    .arg(lab.ca())
-    .args(["--doh-url", URL])
-    .arg(format!("http://{host}:18080/"));
-    c
-}
 
 #[test]
 fn a_connection_opened_before_the_tracer_is_decoded_without_guessing_headers() {

@@ -4,12 +4,12 @@
 //! Each fixture `NAME.dtr` comes with `NAME.expected.jsonl`: the lookups the live tracer
 //! printed while recording.
 
-use std::{path::PathBuf, process::Command, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
-use doh_trace_tests::{run_client, Lab, Tracer, SYSTEM_PYTHON};
+use doh_trace_tests::{curl_doh, run_client, Lab, Tracer, SYSTEM_PYTHON};
 use serde_json::Value;
 
-const URL: &str = "https://127.0.0.1:8443/dns-query";
+use doh_trace_tests::UNBOUND_URL as URL;
 
 fn fixtures() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures"))
@@ -22,24 +22,26 @@ fn record(name: &str, lab: &Lab, n: usize, drive: impl FnOnce(&Lab) -> Vec<u32>)
     let mut tracer = Tracer::start(&["record", "-o", file.to_str().unwrap()]).unwrap();
     let pids = drive(lab);
     tracer.wait_for(Duration::from_secs(20), |seen| {
-        seen.iter().filter(|v| pids.iter().any(|p| v["pid"] == *p)).count() >= n
+        seen.iter()
+            .filter(|v| pids.iter().any(|p| v["pid"] == *p))
+            .count()
+            >= n
     });
     tracer.wait_for(Duration::from_millis(500), |_| false);
     let (status, _) = tracer.stop(libc::SIGINT).unwrap();
     assert!(status.success());
-    let mine: Vec<&Value> = tracer.seen.iter().filter(|v| pids.iter().any(|p| v["pid"] == *p)).collect();
+    let mine: Vec<&Value> = tracer
+        .seen
+        .iter()
+        .filter(|v| pids.iter().any(|p| v["pid"] == *p))
+        .collect();
     assert_eq!(mine.len(), n, "{mine:#?}");
     let lines: Vec<String> = mine.iter().map(|v| v.to_string()).collect();
-    std::fs::write(fixtures().join(format!("{name}.expected.jsonl")), lines.join("\n") + "\n").unwrap();
-}
-
-fn curl_doh(lab: &Lab, host: &str) -> Command {
-    let mut c = lab.command("curl");
-    c.args(["-sS", "--connect-timeout", "5", "--max-time", "10", "--cacert"])
-        .arg(lab.ca())
-        .args(["--doh-url", URL])
-        .arg(format!("http://{host}:18080/"));
-    c
+    std::fs::write(
+        fixtures().join(format!("{name}.expected.jsonl")),
+        lines.join("\n") + "\n",
+    )
+    .unwrap();
 }
 
 #[test]
@@ -52,7 +54,12 @@ fn regenerate_openssl_clients_against_unbound() {
         py.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/lab/doh_client.py"))
             .arg(lab.ca())
             .arg(URL)
-            .args(["www.doh.test/A", "www.doh.test/AAAA/get", "txt.doh.test/TXT", "nx.doh.test/A"]);
+            .args([
+                "www.doh.test/A",
+                "www.doh.test/AAAA/get",
+                "txt.doh.test/TXT",
+                "nx.doh.test/A",
+            ]);
         let (p2, _, _, _) = run_client(py).unwrap();
         vec![p1, p2]
     });
@@ -64,20 +71,39 @@ fn regenerate_http1_and_h2c_against_dnsdist() {
     let lab = Lab::with_unbound_and_dnsdist().unwrap();
     let body = lab.dir.join("query.bin");
     // www.doh.test A, id 0x1234
-    let q: Vec<u8> = [&[0x12u8, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3][..], b"www", &[3], b"doh", &[4], b"test", &[0, 0, 1, 0, 1]].concat();
+    let q: Vec<u8> = [
+        &[0x12u8, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3][..],
+        b"www",
+        &[3],
+        b"doh",
+        &[4],
+        b"test",
+        &[0, 0, 1, 0, 1],
+    ]
+    .concat();
     std::fs::write(&body, q).unwrap();
     record("curl-http1-h2c-dnsdist", &lab, 3, |lab| {
         let post = |args: &[&str], url: &str| {
             let mut c = lab.command("curl");
-            c.args(["-sS", "-o", "/dev/null", "--max-time", "10", "--cacert"]).arg(lab.ca()).args(args);
-            c.args(["-H", "content-type: application/dns-message", "--data-binary"]).arg(format!("@{}", body.display()));
+            c.args(["-sS", "-o", "/dev/null", "--max-time", "10", "--cacert"])
+                .arg(lab.ca())
+                .args(args);
+            c.args([
+                "-H",
+                "content-type: application/dns-message",
+                "--data-binary",
+            ])
+            .arg(format!("@{}", body.display()));
             c.arg(url);
             run_client(c).unwrap().0
         };
         vec![
             post(&["--http1.1"], "https://127.0.0.1:8444/dns-query"),
             post(&["--http1.1"], "http://127.0.0.1:8081/dns-query"),
-            post(&["--http2-prior-knowledge"], "http://127.0.0.1:8081/dns-query"),
+            post(
+                &["--http2-prior-knowledge"],
+                "http://127.0.0.1:8081/dns-query",
+            ),
         ]
     });
 }
@@ -93,7 +119,12 @@ fn regenerate_mid_stream_join() {
         .arg(lab.ca())
         .arg(URL)
         .arg(&go)
-        .args(["www.doh.test/A", "www.doh.test/AAAA", "txt.doh.test/TXT/get", "nx.doh.test/A"])
+        .args([
+            "www.doh.test/A",
+            "www.doh.test/AAAA",
+            "txt.doh.test/TXT/get",
+            "nx.doh.test/A",
+        ])
         .stdout(std::process::Stdio::piped());
     let mut child = py.spawn().unwrap();
     let pid = child.id();

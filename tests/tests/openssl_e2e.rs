@@ -4,38 +4,19 @@
 //!
 //! Run as root, one test at a time (each starts its own tracer, which sees every process).
 
-use std::{process::Command, time::Duration};
+use std::time::Duration;
 
 use doh_trace_tests::{
-    loaded_bpf_program_names, require_e2e, run_client, Lab, Tracer, SYSTEM_PYTHON,
+    count, curl_doh, loaded_bpf_program_names, require_e2e, run_client, summary_count, Lab, Tracer,
+    SYSTEM_PYTHON,
 };
 use serde_json::Value;
 
-const URL: &str = "https://127.0.0.1:8443/dns-query";
+use doh_trace_tests::UNBOUND_URL as URL;
 const WAIT: Duration = Duration::from_secs(15);
 /// Names of doh-trace's programs as the kernel keeps them (15 characters at most).
 const OUR_PROGRAM_PREFIXES: &[&str] =
     &["openssl_ssl", "sys_enter_", "sys_exit_", "sched_process_e"];
-
-fn curl_doh(lab: &Lab, host: &str) -> Command {
-    let mut c = lab.command("curl");
-    c.args([
-        "-sS",
-        "--connect-timeout",
-        "5",
-        "--max-time",
-        "10",
-        "--cacert",
-    ])
-    .arg(lab.ca())
-    .args(["--doh-url", URL])
-    .arg(format!("http://{host}:18080/"));
-    c
-}
-
-fn count(seen: &[Value], pid: u32) -> usize {
-    seen.iter().filter(|v| v["pid"] == pid).count()
-}
 
 fn find<'a>(seen: &'a [Value], pid: u32, qname: &str, qtype: &str) -> Vec<&'a Value> {
     seen.iter()
@@ -226,25 +207,12 @@ fn ordinary_https_requests_over_http2_produce_no_lookups_and_leak_nothing() {
         !everything.contains(secret),
         "non-DNS plaintext leaked into output"
     );
-    let summary = stderr.iter().find(|l| l.contains("stopped")).unwrap();
-    let count_before = |label: &str| -> u64 {
-        let end = summary
-            .find(label)
-            .unwrap_or_else(|| panic!("no '{label}' in {summary}"));
-        let digits: String = summary[..end]
-            .trim_end()
-            .chars()
-            .rev()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        digits.chars().rev().collect::<String>().parse().unwrap()
-    };
     assert!(
-        count_before(" HTTP/2 client connections") >= 3,
-        "the non-DNS connections were decoded too: {summary}"
+        summary_count(&stderr, " HTTP/2 client connections") >= 3,
+        "the non-DNS connections were decoded too: {stderr:?}"
     );
     assert!(
-        count_before(" classified not DNS") >= 2,
-        "and classified as not DNS: {summary}"
+        summary_count(&stderr, " classified not DNS") >= 2,
+        "and classified as not DNS: {stderr:?}"
     );
 }

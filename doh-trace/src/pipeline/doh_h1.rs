@@ -5,13 +5,15 @@ use std::collections::VecDeque;
 
 use crate::{
     counters::DecodeCounters,
-    doh::{self, DohRequest, MAX_DNS_MESSAGE},
+    doh::{self, DohRequest},
     event::Direction,
     http1::{H1Error, H1Event, Http1Decoder},
     http2::HeaderFields,
 };
 
-use super::doh_h2::{new_stream, DohStream, Finished, FirstRequest, H2Client, Outcome, Seen};
+use super::doh_h2::{
+    append_bounded, new_stream, DohStream, Finished, FirstRequest, H2Client, Outcome, Seen,
+};
 
 /// Most requests awaiting responses that are tracked.
 pub const MAX_QUEUED: usize = 1024;
@@ -35,14 +37,6 @@ pub struct H1Client {
 impl Default for H1Client {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-fn append(buf: &mut Vec<u8>, bytes: &[u8], oversized: &mut bool) {
-    if buf.len() + bytes.len() > MAX_DNS_MESSAGE {
-        *oversized = true;
-    } else {
-        buf.extend_from_slice(bytes);
     }
 }
 
@@ -93,7 +87,7 @@ impl H1Client {
                     H1Event::Body(b) => {
                         if let Some(Some(s)) = building {
                             if s.form == Some(DohRequest::Post) {
-                                append(&mut s.body, b, &mut s.oversized);
+                                append_bounded(&mut s.body, b, &mut s.oversized);
                             }
                         }
                     }
@@ -128,7 +122,7 @@ impl H1Client {
                     }
                     H1Event::Body(b) => {
                         if let Some(Some(s)) = queue.front_mut() {
-                            append(&mut s.answer, b, &mut s.oversized);
+                            append_bounded(&mut s.answer, b, &mut s.oversized);
                         }
                     }
                     H1Event::End => {

@@ -102,7 +102,8 @@ pub struct H2Client {
     first: FirstRequest,
 }
 
-fn append_bounded(buf: &mut Vec<u8>, bytes: &[u8], oversized: &mut bool) {
+/// Appends body bytes up to the largest DNS message; beyond it marks the body oversized.
+pub(super) fn append_bounded(buf: &mut Vec<u8>, bytes: &[u8], oversized: &mut bool) {
     if buf.len() + bytes.len() > MAX_DNS_MESSAGE {
         *oversized = true;
     } else {
