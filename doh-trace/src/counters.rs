@@ -10,8 +10,10 @@ pub struct DecodeCounters {
     pub events: u64,
     /// Records that could not be decoded at all.
     pub bad_events: u64,
-    /// Chunks missing inside or between TLS calls (connection dropped from decoding).
+    /// Connections with chunks missing inside or between I/O calls.
     pub gaps: u64,
+    /// HTTP/2 connections that went on decoding after a gap, from the next frame boundary.
+    pub resyncs: u64,
     /// HTTP/2 client connections decoded (from their start or joined mid-stream).
     pub h2_client_conns: u64,
     /// Of those, connections joined mid-stream (headers unknown).

@@ -219,3 +219,71 @@ fn a_lost_chunk_stops_decoding_that_connection_and_is_counted() {
     }
     assert_eq!(p.counters().gaps, 1);
 }
+
+#[test]
+fn after_a_gap_decoding_resumes_at_the_next_frame_boundary() {
+    // Three lookups on one connection; the client sends them one after the other.
+    let calls = exchange(
+        vec![
+            Req::post(query("www.doh.test", RecordType::A, 1)),
+            Req::post(query("www.doh.test", RecordType::AAAA, 2)),
+            Req::post(query("nx.doh.test", RecordType::A, 3)),
+        ],
+        200,
+    );
+    let mut p = pipeline();
+    // The first ingress call (the server's SETTINGS and more) loses its first half, as when
+    // the ring buffer was full; everything else arrives.
+    let first_in = calls
+        .iter()
+        .position(|c| c.dir == Direction::Ingress)
+        .unwrap();
+    for (i, call) in calls.iter().enumerate() {
+        let (offset, bytes) = if i == first_in {
+            let half = call.bytes.len() / 2;
+            (half as u32, &call.bytes[half..])
+        } else {
+            (0, &call.bytes[..])
+        };
+        p.handle_event(doh_trace::event::Event::Data(doh_trace::event::DataChunk {
+            meta: doh_trace::event::Meta {
+                pid: 1,
+                tid: 1,
+                uid: 0,
+                ts_ns: i as u64,
+            },
+            fd: 3,
+            source: doh_trace_common::Source::OpenSsl,
+            direction: call.dir,
+            flags: 0,
+            tls_obj: 1,
+            total_len: call.bytes.len() as u32,
+            offset,
+            comm: [0; 16],
+            bytes,
+        }));
+    }
+    let lookups: Vec<_> = p.drain_lookups().collect();
+    assert_eq!((p.counters().gaps, p.counters().resyncs), (1, 1));
+    // Only the ingress direction lost bytes: requests keep their decoded headers, answers are
+    // found again from the next frame boundary (their response headers are unknown).
+    assert_eq!(lookups.len(), 3, "{lookups:#?}");
+    for l in &lookups {
+        assert_eq!(l.status, Status::Ok, "{l:?}");
+        assert!(
+            l.headers_known && l.method.as_deref() == Some("POST"),
+            "{l:?}"
+        );
+        assert_eq!(
+            l.http_status, None,
+            "response headers after the gap are not guessed"
+        );
+        let want = match l.dns_id {
+            1 => ("www.doh.test", "A"),
+            2 => ("www.doh.test", "AAAA"),
+            3 => ("nx.doh.test", "A"),
+            other => panic!("unexpected id {other}"),
+        };
+        assert_eq!((l.qname.as_str(), l.qtype.as_str()), want);
+    }
+}

@@ -159,6 +159,27 @@ impl H1Client {
         }
     }
 
+    /// Ends exchanges that started more than `timeout_ns` before `now_ns`. Their place in the
+    /// queue is kept, so a late response still pairs with the right request.
+    pub fn expire(&mut self, now_ns: u64, timeout_ns: u64, done: &mut Vec<Finished>) {
+        for slot in self.queue.iter_mut() {
+            if slot
+                .as_ref()
+                .is_some_and(|s| now_ns.saturating_sub(s.started.ts_ns) > timeout_ns)
+            {
+                let stream = slot.take().expect("checked");
+                done.push(Finished {
+                    stream,
+                    outcome: Outcome::TimedOut,
+                    ended: Seen {
+                        ts_ns: now_ns,
+                        tid: 0,
+                    },
+                });
+            }
+        }
+    }
+
     /// The connection is gone: a response delimited by the close is complete; other
     /// requests end unanswered.
     pub fn close(&mut self, seen: Seen, done: &mut Vec<Finished>) {

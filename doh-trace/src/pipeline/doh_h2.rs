@@ -165,6 +165,15 @@ impl H2Client {
         }
     }
 
+    /// Bytes of `dir` were lost: that direction resynchronises at the next frame boundary and
+    /// its header blocks are unknown from then on. Open exchanges stay open.
+    pub fn resync(&mut self, dir: Direction) {
+        match dir {
+            Direction::Egress => self.egress = DirectionDecoder::mid_stream(),
+            Direction::Ingress => self.ingress = DirectionDecoder::mid_stream(),
+        }
+    }
+
     /// What the first request said, once there was one.
     pub fn first_request(&self) -> FirstRequest {
         self.first

@@ -275,13 +275,15 @@ impl Pipeline {
         let keys: Vec<ConnKey> = self
             .conns
             .iter()
-            .filter(|(_, c)| matches!(c.proto, Proto::H2Client(_)))
+            .filter(|(_, c)| matches!(c.proto, Proto::H2Client(_) | Proto::H1Client(_)))
             .map(|(k, _)| *k)
             .collect();
         for key in keys {
             let mut conn = self.conns.remove(&key).expect("listed");
-            if let Proto::H2Client(h2) = &mut conn.proto {
-                h2.expire(now_ns, STREAM_TIMEOUT_NS, &mut self.finished);
+            match &mut conn.proto {
+                Proto::H2Client(h2) => h2.expire(now_ns, STREAM_TIMEOUT_NS, &mut self.finished),
+                Proto::H1Client(h1) => h1.expire(now_ns, STREAM_TIMEOUT_NS, &mut self.finished),
+                Proto::Sniffing(_) | Proto::Ignored => {}
             }
             self.flush_finished(key, &mut conn);
             self.conns.insert(key, conn);
@@ -359,10 +361,16 @@ impl Pipeline {
             Direction::Egress => &mut conn.egress,
             Direction::Ingress => &mut conn.ingress,
         };
-        if !seq.accept(chunk.offset, chunk.bytes.len() as u32, chunk.total_len)
-            && conn.stop_decoding(seen, &mut self.finished)
-        {
-            self.counters.gaps += 1;
+        if !seq.accept(chunk.offset, chunk.bytes.len() as u32, chunk.total_len) {
+            if let Proto::H2Client(h2) = &mut conn.proto {
+                // Bytes of this direction were lost: it goes on from the next frame boundary
+                // with its HPACK state unknown; the other direction is unaffected.
+                h2.resync(chunk.direction);
+                self.counters.gaps += 1;
+                self.counters.resyncs += 1;
+            } else if conn.stop_decoding(seen, &mut self.finished) {
+                self.counters.gaps += 1;
+            }
         }
         let call_start = chunk.offset == 0;
         match &mut conn.proto {

@@ -141,7 +141,13 @@ impl Sniffer {
             Match::Maybe => return Verdict::Undecided,
             Match::No => {}
         }
-        if matches!(http1_request(i), Match::Yes) || e.starts_with(b"HTTP/1.") {
+        match http1_request(i) {
+            Match::Yes => return Verdict::Http1Server,
+            // A request arriving in short reads, before this side said anything.
+            Match::Maybe if e.is_empty() => return Verdict::Undecided,
+            Match::Maybe | Match::No => {}
+        }
+        if e.starts_with(b"HTTP/1.") {
             return Verdict::Http1Server;
         }
         // A preface still arriving in pieces.

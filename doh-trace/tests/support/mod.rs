@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod frames;
+pub mod kernel;
 
 use std::{
     pin::Pin,

@@ -1,0 +1,326 @@
+//! Connections scripted as the kernel reports them: a connect, I/O calls of the traced process
+//! (each delivered as `CHUNK_SIZE` chunks with consistent `offset`/`total_len`, or re-sliced
+//! into separate smaller calls), time passing, close and exit. [`check`] runs a script at every
+//! slicing and compares lookups, counters and capture decisions with what is expected.
+
+use std::net::SocketAddr;
+
+use doh_trace::{
+    counters::DecodeCounters,
+    event::{ConnInfo, DataChunk, Direction, Event, Meta},
+    lookup::Lookup,
+    pipeline::{CaptureDecision, ConnId, ConnKey, Layer, Pipeline},
+};
+use doh_trace_common::{Source, CHUNK_SIZE, COMM_LEN};
+
+use super::pipeline;
+
+/// One thing that happens, in order.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// A write call of the traced process.
+    Send(Vec<u8>),
+    /// A read call of the traced process.
+    Recv(Vec<u8>),
+    /// Time passes (ns) before the next step.
+    Wait(u64),
+    /// The traced process closes the socket.
+    Close,
+    /// The traced process exits.
+    Exit,
+    /// Another process exits (an event that only moves the pipeline's clock).
+    Unrelated,
+    /// `Pipeline::tick` at the current time.
+    Tick,
+}
+
+/// A scripted connection of one process.
+#[derive(Debug, Clone)]
+pub struct Conv {
+    pub pid: u32,
+    pub fd: i32,
+    pub comm: &'static str,
+    pub source: Source,
+    /// Peer reported by a connect event before the first step, if any.
+    pub peer: Option<SocketAddr>,
+    pub steps: Vec<Step>,
+}
+
+/// Nanoseconds between consecutive steps.
+pub const STEP_NS: u64 = 1_000_000;
+/// Timestamp of the first step.
+pub const START_NS: u64 = 5_000_000_000;
+
+impl Conv {
+    pub fn new(pid: u32, fd: i32, comm: &'static str, source: Source) -> Conv {
+        Conv {
+            pid,
+            fd,
+            comm,
+            source,
+            peer: None,
+            steps: Vec::new(),
+        }
+    }
+    pub fn peer(mut self, peer: &str) -> Conv {
+        self.peer = Some(peer.parse().unwrap());
+        self
+    }
+    pub fn send(mut self, bytes: impl AsRef<[u8]>) -> Conv {
+        self.steps.push(Step::Send(bytes.as_ref().to_vec()));
+        self
+    }
+    pub fn recv(mut self, bytes: impl AsRef<[u8]>) -> Conv {
+        self.steps.push(Step::Recv(bytes.as_ref().to_vec()));
+        self
+    }
+    pub fn step(mut self, s: Step) -> Conv {
+        self.steps.push(s);
+        self
+    }
+    /// The capture key of this connection.
+    pub fn key(&self) -> ConnKey {
+        ConnKey {
+            pid: self.pid,
+            id: ConnId::Fd(self.fd),
+            layer: if self.source.is_tls() {
+                Layer::Tls
+            } else {
+                Layer::Socket
+            },
+        }
+    }
+    /// The capture decision `policy` for this connection.
+    pub fn decision(&self, policy: u32) -> CaptureDecision {
+        CaptureDecision {
+            key: self.key(),
+            policy,
+        }
+    }
+    /// Timestamp of step `i` (steps are `STEP_NS` apart; `Wait` adds its time).
+    pub fn ts_of(&self, i: usize) -> u64 {
+        let mut ts = START_NS;
+        for s in &self.steps[..i] {
+            ts += match s {
+                Step::Wait(ns) => *ns,
+                _ => STEP_NS,
+            };
+        }
+        ts
+    }
+}
+
+/// How calls are delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slicing {
+    /// Each call whole (in `CHUNK_SIZE` chunks, as the eBPF side emits them).
+    Whole,
+    /// Each call re-sliced into separate calls of at most this many bytes.
+    Calls(usize),
+}
+
+/// Whole calls, 1-byte calls, 7-byte calls.
+pub const SLICINGS: [Slicing; 3] = [Slicing::Whole, Slicing::Calls(1), Slicing::Calls(7)];
+
+fn comm_bytes(comm: &str) -> [u8; COMM_LEN] {
+    let mut c = [0u8; COMM_LEN];
+    let n = comm.len().min(COMM_LEN - 1);
+    c[..n].copy_from_slice(&comm.as_bytes()[..n]);
+    c
+}
+
+/// Feeds one call as kernel data events.
+fn data_call(p: &mut Pipeline, conv: &Conv, dir: Direction, ts: u64, call: &[u8]) {
+    let total = call.len() as u32;
+    for (i, chunk) in call.chunks(CHUNK_SIZE).enumerate() {
+        p.handle_event(Event::Data(DataChunk {
+            meta: Meta {
+                pid: conv.pid,
+                tid: conv.pid + 1,
+                uid: 1000,
+                ts_ns: ts,
+            },
+            fd: conv.fd,
+            source: conv.source,
+            direction: dir,
+            flags: 0,
+            tls_obj: if conv.source.is_tls() {
+                0x5555_0000 + conv.fd as u64
+            } else {
+                0
+            },
+            total_len: total,
+            offset: (i * CHUNK_SIZE) as u32,
+            comm: comm_bytes(conv.comm),
+            bytes: chunk,
+        }));
+    }
+}
+
+/// Plays the steps of `convs` (one after the other, each with its own clock) into `p`.
+pub fn play(p: &mut Pipeline, conv: &Conv, slicing: Slicing) {
+    let meta = |ts| Meta {
+        pid: conv.pid,
+        tid: conv.pid + 1,
+        uid: 1000,
+        ts_ns: ts,
+    };
+    if let Some(peer) = conv.peer {
+        p.handle_event(Event::Conn(ConnInfo {
+            meta: meta(START_NS - STEP_NS),
+            fd: conv.fd,
+            accepted: false,
+            peer,
+            comm: comm_bytes(conv.comm),
+        }));
+    }
+    for (i, step) in conv.steps.iter().enumerate() {
+        let ts = conv.ts_of(i);
+        match step {
+            Step::Send(b) | Step::Recv(b) => {
+                let dir = if matches!(step, Step::Send(_)) {
+                    Direction::Egress
+                } else {
+                    Direction::Ingress
+                };
+                match slicing {
+                    Slicing::Whole => data_call(p, conv, dir, ts, b),
+                    Slicing::Calls(n) => {
+                        for piece in b.chunks(n) {
+                            data_call(p, conv, dir, ts, piece);
+                        }
+                    }
+                }
+            }
+            Step::Wait(_) => {}
+            Step::Close => p.handle_event(Event::Close {
+                meta: meta(ts),
+                fd: conv.fd,
+            }),
+            Step::Exit => p.handle_event(Event::Exit { meta: meta(ts) }),
+            Step::Unrelated => p.handle_event(Event::Exit {
+                meta: Meta {
+                    pid: 999_999,
+                    tid: 999_999,
+                    uid: 0,
+                    ts_ns: ts,
+                },
+            }),
+            Step::Tick => p.tick(ts),
+        }
+    }
+}
+
+/// The parts of a lookup the tests pin down.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Want {
+    pub qname: String,
+    pub qtype: String,
+    pub status: &'static str,
+    pub answers: Vec<String>,
+    pub rcode: Option<String>,
+    pub method: Option<String>,
+    pub http_version: &'static str,
+    pub stream_id: Option<u32>,
+    pub url: Option<String>,
+    pub authority: Option<String>,
+    pub headers_known: bool,
+    pub http_status: Option<u16>,
+    pub latency_ms: Option<f64>,
+    pub dns_id: u16,
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: String,
+    pub server: Option<String>,
+}
+
+impl Want {
+    pub fn of(l: &Lookup) -> Want {
+        Want {
+            qname: l.qname.clone(),
+            qtype: l.qtype.clone(),
+            status: l.status.as_str(),
+            answers: l.answers.clone(),
+            rcode: l.rcode.clone(),
+            method: l.method.clone(),
+            http_version: l.http_version,
+            stream_id: l.stream_id,
+            url: l.url.clone(),
+            authority: l.authority.clone(),
+            headers_known: l.headers_known,
+            http_status: l.http_status,
+            latency_ms: l.latency_ms,
+            dns_id: l.dns_id,
+            pid: l.pid,
+            tid: l.tid,
+            comm: l.comm.clone(),
+            server: l.server.as_ref().map(|s| format!("{}:{}", s.ip, s.port)),
+        }
+    }
+}
+
+/// What one run produced.
+#[derive(Debug)]
+pub struct Run {
+    pub lookups: Vec<Lookup>,
+    pub counters: DecodeCounters,
+    pub decisions: Vec<CaptureDecision>,
+}
+
+/// Plays `conv` into a fresh pipeline.
+pub fn run(conv: &Conv, slicing: Slicing) -> Run {
+    let mut p = pipeline();
+    play(&mut p, conv, slicing);
+    Run {
+        lookups: p.drain_lookups().collect(),
+        counters: p.counters().clone(),
+        decisions: p.drain_decisions().collect(),
+    }
+}
+
+/// Runs `conv` at every slicing in [`SLICINGS`]; lookups (in the order reported), counters
+/// and decisions must be exactly as wanted. No field of any lookup, nor the counters or
+/// decisions, may contain any of `secrets`.
+pub fn check(
+    conv: &Conv,
+    want: &[Want],
+    counters: &DecodeCounters,
+    decisions: &[CaptureDecision],
+    secrets: &[&[u8]],
+) -> Vec<Run> {
+    let mut runs = Vec::new();
+    for slicing in SLICINGS {
+        let r = run(conv, slicing);
+        let got: Vec<Want> = r.lookups.iter().map(Want::of).collect();
+        assert_eq!(got, want, "lookups, {slicing:?}; counters {:?}", r.counters);
+        assert_eq!(&r.counters, counters, "counters, {slicing:?}");
+        assert_eq!(r.decisions, decisions, "capture decisions, {slicing:?}");
+        assert_private(&r, secrets);
+        runs.push(r);
+    }
+    runs
+}
+
+/// No output of the run contains any of `secrets`.
+pub fn assert_private(r: &Run, secrets: &[&[u8]]) {
+    let mut texts = vec![
+        format!("{:?}", r.counters),
+        r.counters.to_string(),
+        format!("{:?}", r.decisions),
+    ];
+    for l in &r.lookups {
+        texts.push(format!("{l:?}"));
+        texts.push(serde_json::to_string(l).unwrap());
+        texts.push(l.text_line());
+    }
+    for secret in secrets {
+        assert!(!secret.is_empty());
+        let s = String::from_utf8_lossy(secret);
+        for t in &texts {
+            assert!(
+                !t.as_bytes().windows(secret.len()).any(|w| w == *secret),
+                "output contains {s:?}: {t}"
+            );
+        }
+    }
+}
