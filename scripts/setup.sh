@@ -11,7 +11,8 @@
 #   - bpf-linker 0.13 built with LLVM_PREFIX=/usr/lib/llvm-22.
 #   - cargo-fuzz (test suite only): short fuzz runs of every parser.
 #   - test peers: unbound, dnsdist (DoH servers), curl, python3 httpx/h2/dnspython (clients),
-#     openssl (test PKI), iproute2 (network namespaces), bpftool (probe checks).
+#     openssl (test PKI), iproute2 (network namespaces), bpftool (probe checks), tshark
+#     (reads the pcapng output).
 set -euo pipefail
 
 LLVM_MAJOR=22
@@ -24,7 +25,7 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
 
 build_pkgs=(build-essential pkg-config "llvm-${LLVM_MAJOR}-dev" zlib1g-dev libzstd-dev libssl-dev ca-certificates)
-test_pkgs=(unbound dnsdist curl openssl iproute2 bpftool python3 python3-dnspython python3-httpx python3-h2)
+test_pkgs=(unbound dnsdist curl openssl iproute2 bpftool tshark python3 python3-dnspython python3-httpx python3-h2)
 want=("${build_pkgs[@]}")
 [ "$build_only" = 1 ] || want+=("${test_pkgs[@]}")
 
@@ -35,6 +36,8 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
   log "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # tshark asks whether non-root users may capture; the default (no) is fine.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections
   # Debian's unbound package may start a system resolver on install; we never need it running.
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null

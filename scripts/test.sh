@@ -3,7 +3,7 @@
 #   1. parser unit tests and HTTP/2 tests on real h2-crate traffic (cargo test),
 #   2. a short fuzz run of every fuzz target (FUZZ_SECONDS each, default 20),
 #   3. the privileged end-to-end tests: the real tracer and eBPF programs, real DoH servers
-#      (unbound) and real clients (curl, python3) in a private network namespace.
+#      (unbound, dnsdist) and real clients (curl, python3) in a private network namespace.
 # The privileged tier may not skip: DOH_TRACE_E2E=require turns any skip into a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,9 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "test.sh: the privileged end-to-end tests need root: run 'sudo scripts/test.sh'" >&2
   exit 2
 fi
+
+# Any test that would skip (missing tshark, not root, ...) fails instead.
+export DOH_TRACE_E2E=require
 
 scripts/setup.sh
 cargo xtask build-ebpf
@@ -29,5 +32,5 @@ for target in $(cd fuzz && cargo "+$nightly" fuzz list); do
 done
 
 echo "== privileged end-to-end tests"
-DOH_TRACE_E2E=require DOH_TRACE_BIN="$PWD/target/release/doh-trace" \
+DOH_TRACE_BIN="$PWD/target/release/doh-trace" \
   cargo test --locked -p doh-trace-tests -- --test-threads=1

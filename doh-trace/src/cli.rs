@@ -3,15 +3,21 @@
 
 use std::{
     fs::File,
-    io::{self, BufReader, Write as _},
+    io::{self, BufReader, BufWriter, Write as _},
     path::PathBuf,
     process::ExitCode,
+    sync::{Arc, Mutex},
 };
 
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 
-use crate::{lookup::Lookup, pipeline::Pipeline, recording};
+use crate::{
+    lookup::Lookup,
+    output::{metrics::Metrics, pcapng::PcapngWriter},
+    pipeline::Pipeline,
+    recording,
+};
 
 /// Shows every DNS-over-HTTPS lookup on this host with the process that made it.
 #[derive(Debug, Parser)]
@@ -25,6 +31,13 @@ pub struct Cli {
     /// Do not print the start-up report and periodic status lines on stderr.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Also write each lookup as DNS query/response packets to this pcapng file (for
+    /// Wireshark/tshark; the packet comment names the process, transport and resolver).
+    #[arg(short = 'w', long = "write", value_name = "FILE.pcapng")]
+    pub pcapng: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9853).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Subcommands; without one, doh-trace traces live.
@@ -71,23 +84,48 @@ fn live(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
     rt.block_on(crate::live::trace(cli, record))
 }
 
-/// Where lookups go: stdout, text or JSON lines, flushed per line.
+/// Where lookups go: stdout (text or JSON lines, flushed per line), and optionally a pcapng
+/// file and the Prometheus metrics.
 pub struct Output {
     json: bool,
     out: io::Stdout,
+    pcapng: Option<PcapngWriter<BufWriter<File>>>,
+    /// Shared with the metrics server.
+    pub metrics: Option<Arc<Mutex<Metrics>>>,
 }
 
 impl Output {
-    /// Stdout in the format the command line asked for.
-    pub fn new(cli: &Cli) -> Self {
-        Output {
+    /// The outputs the command line asked for; a file that cannot be written is an error now.
+    pub fn new(cli: &Cli) -> Result<Self> {
+        let pcapng = match &cli.pcapng {
+            Some(path) => {
+                let cannot = || format!("cannot write {}", path.display());
+                let file = File::create(path).with_context(cannot)?;
+                Some(PcapngWriter::new(BufWriter::new(file)).with_context(cannot)?)
+            }
+            None => None,
+        };
+        let metrics = cli.metrics.map(|_| Arc::new(Mutex::new(Metrics::new())));
+        Ok(Output {
             json: cli.json,
             out: io::stdout(),
-        }
+            pcapng,
+            metrics,
+        })
     }
 
-    /// Writes one lookup.
+    /// Writes one lookup to every output.
     pub fn write(&mut self, l: &Lookup) -> io::Result<()> {
+        if let Some(p) = self.pcapng.as_mut() {
+            if l.dns_query.is_empty() {
+                p.write_lookup_synthesized(l)?;
+            } else {
+                p.write_lookup(l, &l.dns_query, l.dns_answer.as_deref())?;
+            }
+        }
+        if let Some(m) = &self.metrics {
+            m.lock().unwrap_or_else(|e| e.into_inner()).observe(l);
+        }
         let mut out = self.out.lock();
         if self.json {
             serde_json::to_writer(&mut out, l)?;
@@ -96,6 +134,14 @@ impl Output {
             writeln!(out, "{}", l.text_line())?;
         }
         out.flush()
+    }
+
+    /// Flushes the pcapng file (at exit, and periodically).
+    pub fn flush_files(&mut self) -> io::Result<()> {
+        match self.pcapng.as_mut() {
+            Some(p) => p.flush(),
+            None => Ok(()),
+        }
     }
 
     /// Writes every lookup the pipeline has completed. Returns false when stdout is closed
@@ -116,7 +162,7 @@ impl Output {
 fn replay(cli: &Cli, file: &PathBuf) -> Result<ExitCode> {
     let r =
         BufReader::new(File::open(file).with_context(|| format!("opening {}", file.display()))?);
-    let mut output = Output::new(cli);
+    let mut output = Output::new(cli)?;
     let mut closed = false;
     let counters = recording::replay(r, |lookup| match output.write(&lookup) {
         Ok(()) => Ok(true),
@@ -127,6 +173,7 @@ fn replay(cli: &Cli, file: &PathBuf) -> Result<ExitCode> {
         Err(e) => Err(e),
     })
     .with_context(|| format!("replaying {}", file.display()))?;
+    output.flush_files().context("writing the pcapng file")?;
     if !cli.quiet && !closed {
         eprintln!("doh-trace: replayed {}: {counters}", file.display());
     }

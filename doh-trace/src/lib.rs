@@ -18,6 +18,7 @@ pub mod http2;
 pub mod live;
 pub mod loader;
 pub mod lookup;
+pub mod output;
 pub mod pipeline;
 pub mod procinfo;
 pub mod recording;

@@ -17,6 +17,8 @@ use tokio::{
     signal::unix::{signal, SignalKind},
 };
 
+use doh_trace_common::Stat;
+
 use crate::{
     cli::{Cli, Output},
     clock::{monotonic_ns, Clock},
@@ -53,6 +55,17 @@ pub async fn trace(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
         }
         None => None,
     };
+    let mut output = Output::new(cli)?;
+    if let (Some(addr), Some(metrics)) = (cli.metrics, output.metrics.clone()) {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot serve metrics on {addr}"))?;
+        tokio::spawn(async move {
+            if let Err(e) = crate::output::metrics::serve_listener(listener, metrics).await {
+                eprintln!("doh-trace: metrics server stopped: {e}");
+            }
+        });
+    }
     let mut tracer = Tracer::start()?;
     if !cli.quiet {
         for (lib, symbols) in &tracer.report.libraries {
@@ -84,7 +97,6 @@ pub async fn trace(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
         Box::new(LiveProcessInfo::new())
     };
     let mut pipeline = Pipeline::new(procs, clock);
-    let mut output = Output::new(cli);
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -119,10 +131,19 @@ pub async fn trace(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
             }
             _ = tick.tick() => {
                 pipeline.tick(monotonic_ns());
+                let kernel = tracer.kernel_counters().unwrap_or_default();
                 if !cli.quiet {
-                    let kernel = tracer.kernel_counters().unwrap_or_default();
                     shown.report_new_problems(&kernel, &pipeline);
                 }
+                if let Some(m) = &output.metrics {
+                    m.lock().unwrap_or_else(|e| e.into_inner()).set_counters(
+                        pipeline.counters(),
+                        kernel.get(Stat::RingbufDrops),
+                        kernel.get(Stat::TruncatedBytes),
+                        kernel.get(Stat::ReadErrors),
+                    );
+                }
+                output.flush_files().context("writing the pcapng file")?;
                 if let Some(rec) = recording.as_mut() {
                     rec.file.flush().context("writing the recording")?;
                 }
@@ -142,6 +163,7 @@ pub async fn trace(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
     }
     let kernel = tracer.kernel_counters().unwrap_or_default();
     drop(tracer);
+    output.flush_files().context("writing the pcapng file")?;
     if let Some(mut rec) = recording {
         rec.file.flush().context("writing the recording")?;
         if !cli.quiet {

@@ -100,6 +100,13 @@ pub struct Lookup {
     pub status: Status,
     /// HTTP status of the response, when one arrived.
     pub http_status: Option<u16>,
+    /// The DNS query as sent (wire format; empty for the JSON API). Not in the JSON output;
+    /// used for pcapng.
+    #[serde(skip)]
+    pub dns_query: Vec<u8>,
+    /// The DNS answer as received, when it was a wire-format DNS message.
+    #[serde(skip)]
+    pub dns_answer: Option<Vec<u8>>,
 }
 
 impl Lookup {

@@ -139,5 +139,7 @@ pub fn to_lookup(
         latency_ms,
         status,
         http_status,
+        dns_query: s.query().to_vec(),
+        dns_answer: (!json && status == Status::Ok).then(|| s.answer.clone()),
     }))
 }

@@ -1,0 +1,140 @@
+//! Alternative outputs built from [`crate::lookup::Lookup`] records: a pcapng capture of
+//! synthetic DNS-over-UDP packets ([`pcapng`]) and Prometheus metrics ([`metrics`]), and the
+//! DNS messages of a lookup rebuilt when its wire bytes are not at hand ([`synthesize_dns`]).
+
+pub mod metrics;
+pub mod pcapng;
+
+use std::io;
+use std::net::IpAddr;
+
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::{A, AAAA};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+use crate::lookup::Lookup;
+
+/// DNS messages rebuilt from a [`Lookup`] whose wire bytes are not available.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SynthesizedDns {
+    /// The query: `dns_id`, RD, one question (`qname`, `qtype`).
+    pub query: Vec<u8>,
+    /// The response (QR, RD, RA, the rcode, A/AAAA answers with TTL 0), when the lookup has
+    /// an rcode.
+    pub answer: Option<Vec<u8>>,
+    /// Answers that are not A/AAAA addresses and were left out.
+    pub omitted_answers: usize,
+}
+
+/// Rebuilds the query and answer of a lookup with hickory-proto. A `qname` that is not a
+/// valid name becomes the root, an unknown `qtype` type 0, an unknown rcode SERVFAIL; only
+/// the low 4 bits of the rcode reach the header (no EDNS).
+pub fn synthesize_dns(l: &Lookup) -> io::Result<SynthesizedDns> {
+    let mut name = Name::from_ascii(&l.qname).unwrap_or_else(|_| Name::root());
+    name.set_fqdn(true);
+    let qtype = record_type(&l.qtype);
+    let mut msg = Message::new();
+    msg.set_id(l.dns_id)
+        .set_message_type(MessageType::Query)
+        .set_op_code(OpCode::Query)
+        .set_recursion_desired(true)
+        .add_query(Query::query(name.clone(), qtype));
+    let query = msg.to_vec().map_err(io::Error::other)?;
+    let Some(rcode) = l.rcode.as_deref() else {
+        return Ok(SynthesizedDns {
+            query,
+            answer: None,
+            omitted_answers: l.answers.len(),
+        });
+    };
+    msg.set_message_type(MessageType::Response)
+        .set_recursion_available(true)
+        .set_response_code(<ResponseCode as From<u16>>::from(rcode_value(rcode)));
+    let mut omitted = 0;
+    for a in &l.answers {
+        let rdata = match a.parse::<IpAddr>() {
+            Ok(IpAddr::V4(ip)) => RData::A(A(ip)),
+            Ok(IpAddr::V6(ip)) => RData::AAAA(AAAA(ip)),
+            Err(_) => {
+                omitted += 1;
+                continue;
+            }
+        };
+        msg.add_answer(Record::from_rdata(name.clone(), 0, rdata));
+    }
+    let answer = msg.to_vec().map_err(io::Error::other)?;
+    Ok(SynthesizedDns {
+        query,
+        answer: Some(answer),
+        omitted_answers: omitted,
+    })
+}
+
+/// The record type of a mnemonic (`AAAA`, `TYPE65280`); unknown mnemonics become type 0.
+fn record_type(mnemonic: &str) -> RecordType {
+    let upper = mnemonic.to_ascii_uppercase();
+    if let Some(n) = upper
+        .strip_prefix("TYPE")
+        .and_then(|n| n.parse::<u16>().ok())
+    {
+        return RecordType::from(n);
+    }
+    upper.parse().unwrap_or(RecordType::Unknown(0))
+}
+
+/// The RCODE of a mnemonic as [`crate::dns::rcode_name`] spells it (`RCODE4000` too);
+/// unknown mnemonics become SERVFAIL.
+fn rcode_value(mnemonic: &str) -> u16 {
+    if let Some(n) = mnemonic.strip_prefix("RCODE").and_then(|n| n.parse().ok()) {
+        return n;
+    }
+    (0..24)
+        .find(|&c| crate::dns::rcode_name(c) == mnemonic)
+        .unwrap_or(2)
+}
+
+/// A lookup of `curl` (pid 1234) through `127.0.0.1:8443`, 250 ms, answered when `rcode` is
+/// given (else unanswered), for the output tests.
+#[cfg(test)]
+pub(crate) fn sample_lookup(
+    qname: &str,
+    qtype: &str,
+    rcode: Option<&str>,
+    answers: &[&str],
+) -> crate::lookup::Lookup {
+    use crate::lookup::{Endpoint, Lookup, Status};
+    let ep = |port| {
+        Some(Endpoint {
+            ip: "127.0.0.1".into(),
+            port,
+        })
+    };
+    Lookup {
+        time: "2024-05-01T12:00:00.500000Z".into(),
+        pid: 1234,
+        tid: 1235,
+        uid: 1000,
+        comm: "curl".into(),
+        transport: "doh",
+        server: ep(8443),
+        client: ep(40000),
+        authority: Some("dns.test".into()),
+        url: Some("https://dns.test/dns-query".into()),
+        method: Some("POST".into()),
+        http_version: "h2",
+        headers_known: true,
+        stream_id: Some(1),
+        qname: qname.into(),
+        qtype: qtype.into(),
+        dns_id: 0x1234,
+        rcode: rcode.map(String::from),
+        answers: answers.iter().map(|s| s.to_string()).collect(),
+        latency_ms: Some(250.0),
+        status: if rcode.is_some() {
+            Status::Ok
+        } else {
+            Status::Unanswered
+        },
+        http_status: rcode.map(|_| 200),
+    }
+}
