@@ -136,5 +136,7 @@ pub(crate) fn sample_lookup(
             Status::Unanswered
         },
         http_status: rcode.map(|_| 200),
+        dns_query: Vec::new(),
+        dns_answer: None,
     }
 }
