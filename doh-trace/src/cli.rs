@@ -1,43 +1,90 @@
-//! Command line: argument definitions, dispatch, output of lookups, and `replay`. The live
-//! loop is in [`crate::live`]. `main` only calls [`main`] here.
+//! Command line: argument definitions, dispatch, the outputs every lookup goes to, `replay`,
+//! `completions` and `man`. The live loop is in [`crate::live`]. `main` only calls [`main`].
 
 use std::{
     fs::File,
-    io::{self, BufReader, BufWriter, Write as _},
+    io::{self, BufReader, BufWriter, IsTerminal as _, Write as _},
     path::PathBuf,
     process::ExitCode,
     sync::{Arc, Mutex},
 };
 
 use anyhow::{Context as _, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
 
 use crate::{
-    lookup::Lookup,
+    filter::Filter,
+    lookup::{Lookup, TEXT_HEADER},
     output::{metrics::Metrics, pcapng::PcapngWriter},
-    pipeline::Pipeline,
+    pipeline::{connections::ConnectionRecord, Pipeline},
     recording,
+    summary::Summary,
 };
+
+const EXAMPLES: &str = "\
+Examples:
+  sudo doh-trace                                 every DNS-over-HTTPS lookup, as it happens
+  sudo doh-trace --json | jq .                   JSON lines (schema: docs/schema/lookup.v1.schema.json)
+  sudo doh-trace -c firefox -c curl              only these processes
+  sudo doh-trace -p 1234 --qname '*.example.com' one process, one domain
+  sudo doh-trace -w dns.pcapng                   also write packets for Wireshark / tshark
+  sudo doh-trace --metrics 127.0.0.1:9853 -q     Prometheus metrics at /metrics
+  sudo doh-trace record -o cap.dtr               record DNS connections for later
+  doh-trace replay cap.dtr --json                replay them without root";
 
 /// Shows every DNS-over-HTTPS lookup on this host with the process that made it.
 #[derive(Debug, Parser)]
-#[command(name = "doh-trace", version, about, long_about = None)]
+#[command(name = "doh-trace", version, about, long_about = None, after_help = EXAMPLES)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
     /// Print one JSON object per lookup (JSON lines) instead of text.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Do not print the start-up report and periodic status lines on stderr.
+    /// No start-up report, status lines or exit summary on stderr.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Colour the text output.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
+    pub color: ColorChoice,
     /// Also write each lookup as DNS query/response packets to this pcapng file (for
     /// Wireshark/tshark; the packet comment names the process, transport and resolver).
-    #[arg(short = 'w', long = "write", value_name = "FILE.pcapng")]
+    #[arg(short = 'w', long = "write", value_name = "FILE.pcapng", global = true)]
     pub pcapng: Option<PathBuf>,
+    /// Show one record per DNS-carrying connection when it ends (handshake time, lookups
+    /// carried, lifetime, idle time, who closed it) instead of one per lookup.
+    #[arg(long, global = true)]
+    pub connections: bool,
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9853).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Only lookups of this process id (repeatable).
+    #[arg(short = 'p', long = "pid", value_name = "PID", global = true)]
+    pub pids: Vec<u32>,
+    /// Only lookups of processes with this name (repeatable).
+    #[arg(short = 'c', long = "comm", value_name = "NAME", global = true)]
+    pub comms: Vec<String>,
+    /// Only lookups of processes with this real uid (repeatable).
+    #[arg(short = 'u', long = "uid", value_name = "UID", global = true)]
+    pub uids: Vec<u32>,
+    /// Only lookups from this container (id or id prefix; repeatable).
+    #[arg(long = "container", value_name = "ID", global = true)]
+    pub containers: Vec<String>,
+    /// Only names matching this pattern (`*` and `?`, case-insensitive; repeatable).
+    #[arg(long = "qname", value_name = "PATTERN", global = true)]
+    pub qnames: Vec<String>,
+    /// Only this transport (repeatable): doh for now.
+    #[arg(long = "transport", value_name = "TRANSPORT", global = true)]
+    pub transports: Vec<String>,
+}
+
+/// When to colour text output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// When stdout is a terminal.
+    Auto,
+    Always,
+    Never,
 }
 
 /// Subcommands; without one, doh-trace traces live.
@@ -55,9 +102,16 @@ pub enum Command {
         /// A file written by `doh-trace record`.
         file: PathBuf,
     },
+    /// Print a shell completion script.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), generated from these same definitions.
+    Man,
 }
 
-/// Entry point: parses arguments, runs, prints errors with their causes.
+/// Entry point: parses arguments (usage errors exit 2), runs, prints errors with causes.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(&cli) {
@@ -73,6 +127,14 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     match &cli.command {
         Some(Command::Replay { file }) => replay(cli, file),
         Some(Command::Record { output }) => live(cli, Some(output)),
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(*shell, &mut Cli::command(), "doh-trace", &mut io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Man) => {
+            clap_mangen::Man::new(Cli::command()).render(&mut io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
         None => live(cli, None),
     }
 }
@@ -85,13 +147,19 @@ fn live(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
 }
 
 /// Where lookups go: stdout (text or JSON lines, flushed per line), and optionally a pcapng
-/// file and the Prometheus metrics.
+/// file and the Prometheus metrics; all behind the command line's filters.
 pub struct Output {
     json: bool,
+    connections: bool,
+    color: bool,
+    header_done: bool,
     out: io::Stdout,
+    filter: Filter,
     pcapng: Option<PcapngWriter<BufWriter<File>>>,
     /// Shared with the metrics server.
     pub metrics: Option<Arc<Mutex<Metrics>>>,
+    /// For the exit summary.
+    pub summary: Summary,
 }
 
 impl Output {
@@ -105,17 +173,38 @@ impl Output {
             }
             None => None,
         };
-        let metrics = cli.metrics.map(|_| Arc::new(Mutex::new(Metrics::new())));
+        let out = io::stdout();
+        let color = match cli.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => out.is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        };
         Ok(Output {
             json: cli.json,
-            out: io::stdout(),
+            connections: cli.connections,
+            color,
+            header_done: false,
+            out,
+            filter: Filter {
+                pids: cli.pids.clone(),
+                comms: cli.comms.clone(),
+                uids: cli.uids.clone(),
+                containers: cli.containers.clone(),
+                qnames: cli.qnames.clone(),
+                transports: cli.transports.clone(),
+            },
             pcapng,
-            metrics,
+            metrics: cli.metrics.map(|_| Arc::new(Mutex::new(Metrics::new()))),
+            summary: Summary::default(),
         })
     }
 
-    /// Writes one lookup to every output.
+    /// Writes one lookup to every output, if the filters let it through.
     pub fn write(&mut self, l: &Lookup) -> io::Result<()> {
+        if !self.filter.matches(l) {
+            return Ok(());
+        }
+        self.summary.add(l);
         if let Some(p) = self.pcapng.as_mut() {
             if l.dns_query.is_empty() {
                 p.write_lookup_synthesized(l)?;
@@ -126,12 +215,57 @@ impl Output {
         if let Some(m) = &self.metrics {
             m.lock().unwrap_or_else(|e| e.into_inner()).observe(l);
         }
+        if self.connections {
+            return Ok(());
+        }
         let mut out = self.out.lock();
         if self.json {
             serde_json::to_writer(&mut out, l)?;
             out.write_all(b"\n")?;
         } else {
-            writeln!(out, "{}", l.text_line())?;
+            if !self.header_done {
+                self.header_done = true;
+                writeln!(out, "{TEXT_HEADER}")?;
+            }
+            writeln!(out, "{}", l.text_line(self.color))?;
+        }
+        out.flush()
+    }
+
+    /// Writes one connection record (with `--connections`), behind the process filters.
+    pub fn write_connection(&mut self, c: &ConnectionRecord) -> io::Result<()> {
+        let wanted = self
+            .filter
+            .matches_process(c.pid, &c.comm, c.uid, c.transport);
+        if !self.connections || !wanted {
+            return Ok(());
+        }
+        let mut out = self.out.lock();
+        if self.json {
+            serde_json::to_writer(&mut out, c)?;
+            out.write_all(b"\n")?;
+        } else {
+            let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}ms"));
+            let server = c
+                .server
+                .as_ref()
+                .map_or_else(|| "?".to_string(), |s| format!("{}:{}", s.ip, s.port));
+            writeln!(
+                out,
+                "{} {:>7} {:<15} {} {} {} lookups={} handshake={} lifetime={} idle={} closed-by={}{}",
+                c.time.get(11..23).unwrap_or(&c.time),
+                c.pid,
+                c.comm,
+                c.transport,
+                server,
+                c.http_version,
+                c.lookups,
+                ms(c.handshake_ms),
+                ms(Some(c.lifetime_ms)),
+                ms(Some(c.idle_ms)),
+                serde_json::to_value(c.closed_by).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+                if c.joined_mid_stream { " (joined mid-stream)" } else { "" },
+            )?;
         }
         out.flush()
     }
@@ -147,15 +281,26 @@ impl Output {
     /// Writes every lookup the pipeline has completed. Returns false when stdout is closed
     /// (a broken pipe ends the run successfully).
     pub fn drain(&mut self, pipeline: &mut Pipeline) -> Result<bool> {
-        for lookup in pipeline.drain_lookups() {
-            if let Err(e) = self.write(&lookup) {
-                if e.kind() == io::ErrorKind::BrokenPipe {
-                    return Ok(false);
-                }
-                return Err(e).context("writing to stdout");
+        let lookups: Vec<Lookup> = pipeline.drain_lookups().collect();
+        let conns: Vec<ConnectionRecord> = pipeline.drain_connections().collect();
+        let written = lookups
+            .iter()
+            .try_for_each(|l| self.write(l))
+            .and_then(|()| conns.iter().try_for_each(|c| self.write_connection(c)));
+        match written {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
+            Err(e) => Err(e).context("writing to stdout"),
+        }
+    }
+
+    /// The per-process summary, on stderr.
+    pub fn print_summary(&self) {
+        if !self.summary.is_empty() {
+            for line in self.summary.render() {
+                eprintln!("{line}");
             }
         }
-        Ok(true)
     }
 }
 
@@ -164,18 +309,19 @@ fn replay(cli: &Cli, file: &PathBuf) -> Result<ExitCode> {
         BufReader::new(File::open(file).with_context(|| format!("opening {}", file.display()))?);
     let mut output = Output::new(cli)?;
     let mut closed = false;
-    let counters = recording::replay(r, |lookup| match output.write(&lookup) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+    let counters = recording::replay_into(r, |pipeline| match output.drain(pipeline) {
+        Ok(true) => Ok(true),
+        Ok(false) => {
             closed = true;
             Ok(false)
         }
-        Err(e) => Err(e),
+        Err(e) => Err(io::Error::other(format!("{e:#}"))),
     })
     .with_context(|| format!("replaying {}", file.display()))?;
     output.flush_files().context("writing the pcapng file")?;
     if !cli.quiet && !closed {
         eprintln!("doh-trace: replayed {}: {counters}", file.display());
+        output.print_summary();
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -8,11 +8,13 @@
 
 pub mod cli;
 pub mod clock;
+pub mod context;
 pub mod counters;
 pub mod dns;
 pub mod doh;
 pub mod doh_json;
 pub mod event;
+pub mod filter;
 pub mod http1;
 pub mod http2;
 pub mod live;
@@ -22,3 +24,4 @@ pub mod output;
 pub mod pipeline;
 pub mod procinfo;
 pub mod recording;
+pub mod summary;

@@ -181,6 +181,7 @@ pub async fn trace(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
         for (label, n) in kernel.problems() {
             eprintln!("doh-trace: {n} {label}");
         }
+        output.print_summary();
     }
     Ok(ExitCode::SUCCESS)
 }

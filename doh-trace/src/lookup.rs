@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
+use crate::context::ProcessContext;
+
 /// How a lookup ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -100,6 +102,9 @@ pub struct Lookup {
     pub status: Status,
     /// HTTP status of the response, when one arrived.
     pub http_status: Option<u16>,
+    /// Executable, command line, user, parent, cgroup and container of the process.
+    #[serde(flatten)]
+    pub context: ProcessContext,
     /// The DNS query as sent (wire format; empty for the JSON API). Not in the JSON output;
     /// used for pcapng.
     #[serde(skip)]
@@ -109,39 +114,77 @@ pub struct Lookup {
     pub dns_answer: Option<Vec<u8>>,
 }
 
+/// The column header of [`Lookup::text_line`].
+pub const TEXT_HEADER: &str = "TIME            PID PROCESS         TRANSPORT RESOLVER              NAME                           TYPE  RESULT     ANSWERS                       LATENCY";
+
+/// Most answers shown in a text line; the rest are counted.
+const SHOWN_ANSWERS: usize = 2;
+
+/// `s` padded to `width`, or cut with a trailing `…` when longer.
+fn column(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        format!("{s:<width$}")
+    } else {
+        let cut: String = s.chars().take(width.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}
+
 impl Lookup {
-    /// One human-readable line (the default output).
-    pub fn text_line(&self) -> String {
+    /// What the RESULT column shows: the rcode, or how the lookup failed.
+    pub fn result(&self) -> String {
+        match self.status {
+            Status::Ok => self.rcode.clone().unwrap_or_default(),
+            Status::HttpError => format!("HTTP {}", self.http_status.unwrap_or(0)),
+            other => other.as_str().to_string(),
+        }
+    }
+
+    /// One aligned line under [`TEXT_HEADER`] (the default output); `color` wraps the result
+    /// in ANSI colours (red for failures, yellow for NXDOMAIN).
+    pub fn text_line(&self, color: bool) -> String {
         let time = self.time.get(11..23).unwrap_or(&self.time);
         let server = self
             .server
             .as_ref()
             .map_or_else(|| "?".to_string(), |s| fmt_endpoint(&s.ip, s.port));
-        let outcome = match self.status {
-            Status::Ok => self.rcode.clone().unwrap_or_default(),
-            Status::HttpError => format!("HTTP {}", self.http_status.unwrap_or(0)),
-            other => other.as_str().to_string(),
-        };
-        let answers = if self.answers.is_empty() {
-            "-".to_string()
-        } else {
-            self.answers.join(",")
-        };
-        let latency = self
-            .latency_ms
-            .map_or_else(|| "-".to_string(), |l| format!("{l:.1}ms"));
         // The authority is shown only when it says more than the address does.
-        let via = match self.authority.as_deref() {
+        let resolver = match self.authority.as_deref() {
             Some(a) if a != server => format!("{server} ({a})"),
             _ => server,
         };
+        let mut answers = self
+            .answers
+            .iter()
+            .take(SHOWN_ANSWERS)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(",");
+        if self.answers.len() > SHOWN_ANSWERS {
+            answers.push_str(&format!(" +{}", self.answers.len() - SHOWN_ANSWERS));
+        }
+        if answers.is_empty() {
+            answers.push('-');
+        }
+        let latency = self
+            .latency_ms
+            .map_or_else(|| "-".to_string(), |l| format!("{l:.1}ms"));
+        let result = column(&self.result(), 10);
+        let result = match (color, crate::summary::failed(self), self.rcode.as_deref()) {
+            (false, _, _) => result,
+            (true, true, _) => format!("\x1b[1;31m{result}\x1b[0m"),
+            (true, false, Some("NXDOMAIN")) => format!("\x1b[33m{result}\x1b[0m"),
+            (true, false, _) => result,
+        };
         format!(
-            "{time} {pid:>7} {comm:<15} {transport} {via} {qname} {qtype} {outcome} {answers} {latency}",
+            "{time} {pid:>7} {comm} {transport} {resolver} {qname} {qtype} {result} {answers} {latency:>8}",
             pid = self.pid,
-            comm = self.comm,
-            transport = self.transport,
-            qname = self.qname,
-            qtype = self.qtype,
+            comm = column(&self.comm, 15),
+            transport = column(self.transport, 9),
+            resolver = column(&resolver, 21),
+            qname = column(&self.qname, 30),
+            qtype = column(&self.qtype, 5),
+            answers = column(&answers, 29),
         )
     }
 }

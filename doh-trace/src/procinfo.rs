@@ -2,6 +2,8 @@
 //!
 //! Behind a trait so replays and tests run without a live /proc.
 
+use crate::context::{read_context, ProcessContext, UserNames};
+
 use std::{
     collections::HashMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
@@ -23,8 +25,16 @@ pub trait ProcessInfo {
     fn socket_ends(&mut self, pid: u32, fd: i32) -> Option<SocketEnds>;
     /// The process is gone; forget what was cached about it.
     fn forget(&mut self, pid: u32);
+    /// Executable, command line, user, parent and container of `pid` (real uid `uid`).
+    fn context(&mut self, _pid: u32, _uid: u32) -> ProcessContext {
+        ProcessContext::default()
+    }
+    /// Context learnt elsewhere (a recording); sources that read /proc ignore it.
+    fn remember_context(&mut self, _pid: u32, _context: ProcessContext) {}
     /// A name learnt elsewhere (a recording); sources that read /proc ignore it.
     fn remember_name(&mut self, _pid: u32, _name: String) {}
+    /// The socket behind `fd` is gone (the fd may be reused for another socket).
+    fn forget_socket(&mut self, _pid: u32, _fd: i32) {}
     /// A socket's addresses learnt elsewhere (a recording); /proc sources ignore it.
     fn remember_socket(&mut self, _pid: u32, _fd: i32, _ends: SocketEnds) {}
 }
@@ -48,6 +58,8 @@ impl ProcessInfo for NoProcessInfo {
 pub struct LiveProcessInfo {
     root: PathBuf,
     comms: HashMap<u32, String>,
+    contexts: HashMap<u32, ProcessContext>,
+    users: UserNames,
 }
 
 /// Upper bound of cached process names (evicted wholesale beyond it).
@@ -64,6 +76,8 @@ impl LiveProcessInfo {
         LiveProcessInfo {
             root: root.into(),
             comms: HashMap::new(),
+            contexts: HashMap::new(),
+            users: UserNames::system(),
         }
     }
 }
@@ -102,6 +116,19 @@ impl ProcessInfo for LiveProcessInfo {
 
     fn forget(&mut self, pid: u32) {
         self.comms.remove(&pid);
+        self.contexts.remove(&pid);
+    }
+
+    fn context(&mut self, pid: u32, uid: u32) -> ProcessContext {
+        if let Some(c) = self.contexts.get(&pid) {
+            return c.clone();
+        }
+        let c = read_context(&self.root, pid, uid, &mut self.users);
+        if self.contexts.len() >= MAX_CACHED {
+            self.contexts.clear();
+        }
+        self.contexts.insert(pid, c.clone());
+        c
     }
 }
 

@@ -3,7 +3,8 @@
 //! exactly as the kernel wrote them, and process names.
 //!
 //! [`Recorder`] keeps a connection's events back until the pipeline has classified it, and
-//! writes them only if it carries DNS: non-DNS plaintext never reaches the file.
+//! writes them only if it carries DNS: non-DNS plaintext never reaches the file. Facts about a
+//! process (name, context, socket addresses) are written only once it has a DNS connection.
 
 use std::{
     cell::RefCell,
@@ -14,6 +15,7 @@ use std::{
 
 use crate::{
     clock::Clock,
+    context::ProcessContext,
     counters::DecodeCounters,
     event::{self, Event},
     lookup::Lookup,
@@ -32,10 +34,16 @@ pub const REC_PROCESS_NAME: u8 = 2;
 /// Record type: a socket's addresses as /proc showed them (u32 pid LE, i32 fd LE, then UTF-8
 /// "LOCAL REMOTE", each `ip:port` / `[ip]:port`).
 pub const REC_SOCKET_ENDS: u8 = 3;
+/// Record type: a process's context (u32 pid LE, then the `ProcessContext` as JSON).
+pub const REC_PROCESS_CONTEXT: u8 = 4;
 /// Longest record accepted on reading.
 pub const MAX_RECORD: usize = 64 * 1024;
 /// Most bytes held back for one unclassified connection.
 pub const MAX_HELD_PER_CONN: usize = 64 * 1024;
+/// Most processes whose facts are held back while none of their connections is DNS.
+const MAX_PENDING_PROCESSES: usize = 4096;
+/// Most facts held back per process.
+const MAX_FACTS_PER_PROCESS: usize = 64;
 
 /// A recording that cannot be read.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +74,7 @@ pub enum Record {
     Event(Vec<u8>),
     ProcessName { pid: u32, name: String },
     SocketEnds { pid: u32, fd: i32, ends: SocketEnds },
+    ProcessContext { pid: u32, context: ProcessContext },
 }
 
 /// Writes the header.
@@ -90,6 +99,11 @@ pub fn write_record(w: &mut impl Write, r: &Record) -> io::Result<()> {
             b.extend_from_slice(&fd.to_le_bytes());
             b.extend_from_slice(format!("{} {}", ends.local, ends.remote).as_bytes());
             (REC_SOCKET_ENDS, b)
+        }
+        Record::ProcessContext { pid, context } => {
+            let mut b = pid.to_le_bytes().to_vec();
+            b.extend_from_slice(&serde_json::to_vec(context).map_err(io::Error::other)?);
+            (REC_PROCESS_CONTEXT, b)
         }
     };
     w.write_all(&((body.len() + 1) as u32).to_le_bytes())?;
@@ -153,6 +167,13 @@ pub fn read_record(r: &mut impl Read) -> Result<Option<Record>, RecordingError> 
                 }
                 continue;
             }
+            REC_PROCESS_CONTEXT if body.len() >= 5 => {
+                let pid = u32::from_le_bytes(body[1..5].try_into().expect("4 bytes"));
+                if let Ok(context) = serde_json::from_slice(&body[5..]) {
+                    return Ok(Some(Record::ProcessContext { pid, context }));
+                }
+                continue;
+            }
             _ => continue,
         }
     }
@@ -163,6 +184,7 @@ pub fn read_record(r: &mut impl Read) -> Result<Option<Record>, RecordingError> 
 pub struct RecordedProcessInfo {
     names: HashMap<u32, String>,
     sockets: HashMap<(u32, i32), SocketEnds>,
+    contexts: HashMap<u32, ProcessContext>,
 }
 
 impl ProcessInfo for RecordedProcessInfo {
@@ -179,6 +201,15 @@ impl ProcessInfo for RecordedProcessInfo {
     fn remember_socket(&mut self, pid: u32, fd: i32, ends: SocketEnds) {
         self.sockets.insert((pid, fd), ends);
     }
+    fn forget_socket(&mut self, pid: u32, fd: i32) {
+        self.sockets.remove(&(pid, fd));
+    }
+    fn context(&mut self, pid: u32, _uid: u32) -> ProcessContext {
+        self.contexts.get(&pid).cloned().unwrap_or_default()
+    }
+    fn remember_context(&mut self, pid: u32, context: ProcessContext) {
+        self.contexts.insert(pid, context);
+    }
 }
 
 /// Wraps the live /proc reader and notes every name and socket address it gives the
@@ -187,6 +218,7 @@ pub struct TappedProcessInfo<P> {
     inner: P,
     log: Rc<RefCell<Vec<Record>>>,
     named: HashSet<u32>,
+    contexts_logged: HashSet<u32>,
 }
 
 impl<P: ProcessInfo> TappedProcessInfo<P> {
@@ -196,6 +228,7 @@ impl<P: ProcessInfo> TappedProcessInfo<P> {
             inner,
             log,
             named: HashSet::new(),
+            contexts_logged: HashSet::new(),
         }
     }
 }
@@ -220,7 +253,18 @@ impl<P: ProcessInfo> ProcessInfo for TappedProcessInfo<P> {
     }
     fn forget(&mut self, pid: u32) {
         self.named.remove(&pid);
+        self.contexts_logged.remove(&pid);
         self.inner.forget(pid);
+    }
+    fn context(&mut self, pid: u32, uid: u32) -> ProcessContext {
+        let context = self.inner.context(pid, uid);
+        if self.contexts_logged.insert(pid) {
+            self.log.borrow_mut().push(Record::ProcessContext {
+                pid,
+                context: context.clone(),
+            });
+        }
+        context
     }
 }
 
@@ -239,6 +283,11 @@ enum Hold {
 #[derive(Debug, Default)]
 pub struct Recorder {
     conns: HashMap<ConnKey, Hold>,
+    /// Process facts (names, contexts, socket addresses) of processes with no DNS connection
+    /// yet: written only once one of their connections is classified as DNS.
+    pending_facts: HashMap<u32, Vec<Record>>,
+    /// Processes with at least one DNS connection: their facts are written at once.
+    dns_pids: HashSet<u32>,
     /// Events of connections never classified as DNS that were not written.
     pub withheld_events: u64,
 }
@@ -267,8 +316,21 @@ impl Recorder {
         facts: Vec<Record>,
         out: &mut impl Write,
     ) -> io::Result<()> {
-        for r in &facts {
-            write_record(out, r)?;
+        for r in facts {
+            let pid = match &r {
+                Record::ProcessName { pid, .. }
+                | Record::SocketEnds { pid, .. }
+                | Record::ProcessContext { pid, .. } => *pid,
+                Record::Event(_) => continue,
+            };
+            if self.dns_pids.contains(&pid) {
+                write_record(out, &r)?;
+            } else if self.pending_facts.len() < MAX_PENDING_PROCESSES {
+                let pending = self.pending_facts.entry(pid).or_default();
+                if pending.len() < MAX_FACTS_PER_PROCESS {
+                    pending.push(r);
+                }
+            }
         }
         let Ok(ev) = event::decode(raw) else {
             return Ok(());
@@ -320,6 +382,11 @@ impl Recorder {
             .conns
             .insert(d.key, if dns { Hold::Pass } else { Hold::Drop });
         if dns {
+            if self.dns_pids.insert(d.key.pid) {
+                for r in self.pending_facts.remove(&d.key.pid).unwrap_or_default() {
+                    write_record(out, &r)?;
+                }
+            }
             if let Some(Hold::Held { events, .. }) = prev {
                 for raw in events {
                     write_record(out, &Record::Event(raw))?;
@@ -335,8 +402,25 @@ impl Recorder {
 /// Runs the decoding pipeline on a recording: every lookup goes to `on_lookup`, which returns
 /// false to stop early. Returns the pipeline's counters.
 pub fn replay(
-    mut r: impl Read,
+    r: impl Read,
     mut on_lookup: impl FnMut(Lookup) -> io::Result<bool>,
+) -> Result<DecodeCounters, RecordingError> {
+    replay_into(r, |pipeline| {
+        let lookups: Vec<Lookup> = pipeline.drain_lookups().collect();
+        for lookup in lookups {
+            if !on_lookup(lookup)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })
+}
+
+/// Runs the decoding pipeline on a recording, handing the pipeline to `after_each` after every
+/// event (to drain lookups and connection records); it returns false to stop early.
+pub fn replay_into(
+    mut r: impl Read,
+    mut after_each: impl FnMut(&mut Pipeline) -> io::Result<bool>,
 ) -> Result<DecodeCounters, RecordingError> {
     let header = read_header(&mut r)?;
     let mut pipeline = Pipeline::new(
@@ -349,14 +433,14 @@ pub fn replay(
             Record::SocketEnds { pid, fd, ends } => {
                 pipeline.process_info().remember_socket(pid, fd, ends)
             }
+            Record::ProcessContext { pid, context } => {
+                pipeline.process_info().remember_context(pid, context)
+            }
             Record::Event(raw) => {
                 pipeline.handle_record(&raw);
                 let _ = pipeline.drain_decisions();
-                let lookups: Vec<Lookup> = pipeline.drain_lookups().collect();
-                for lookup in lookups {
-                    if !on_lookup(lookup)? {
-                        return Ok(pipeline.counters().clone());
-                    }
+                if !after_each(&mut pipeline)? {
+                    break;
                 }
             }
         }

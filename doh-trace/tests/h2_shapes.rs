@@ -1089,7 +1089,7 @@ fn t2_header_block_over_64k_in_one_frame() {
 /// server stops indexing. Later requests are mostly dynamic-table indexes.
 #[test]
 fn t3_h2_peers_lower_header_table_sizes() {
-    let reqs = vec![
+    let reqs = [
         post("www.doh.test", RecordType::A),
         post("www.doh.test", RecordType::AAAA),
         get("get.doh.test", RecordType::AAAA),

@@ -12,7 +12,7 @@ use std::{
     process::{Child, Command, ExitStatus, Stdio},
     sync::{
         atomic::{AtomicU32, Ordering},
-        mpsc, Arc, Mutex,
+        mpsc, Arc, Mutex, OnceLock,
     },
     thread,
     time::{Duration, Instant},
@@ -332,6 +332,49 @@ fn make_pki(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The record schemas (docs/schema/*.v1.schema.json), compiled once: (lookup, connection).
+fn schemas() -> &'static (boon::Schemas, boon::SchemaIndex, boon::SchemaIndex) {
+    static SCHEMAS: OnceLock<(boon::Schemas, boon::SchemaIndex, boon::SchemaIndex)> =
+        OnceLock::new();
+    SCHEMAS.get_or_init(|| {
+        let mut schemas = boon::Schemas::new();
+        let mut compiler = boon::Compiler::new();
+        compiler.enable_format_assertions();
+        let mut compile = |id: &str, text: &str| {
+            let json: Value = serde_json::from_str(text).expect("schema is JSON");
+            compiler.add_resource(id, json).expect("schema resource");
+            compiler
+                .compile(id, &mut schemas)
+                .unwrap_or_else(|e| panic!("{id} does not compile: {e:#}"))
+        };
+        let lookup = compile(
+            "https://doh-trace.invalid/schema/lookup.v1.json",
+            include_str!("../../docs/schema/lookup.v1.schema.json"),
+        );
+        let connection = compile(
+            "https://doh-trace.invalid/schema/connection.v1.json",
+            include_str!("../../docs/schema/connection.v1.schema.json"),
+        );
+        (schemas, lookup, connection)
+    })
+}
+
+/// Panics with the validation errors and the line when a record printed by the tracer does
+/// not match its schema (connection records, from `--connections`, carry `closed_by`).
+fn check_record(v: &Value, line: &str) {
+    let (schemas, lookup, connection) = schemas();
+    let (index, file) = if v.get("closed_by").is_some() {
+        (connection, "connection.v1.schema.json")
+    } else {
+        (lookup, "lookup.v1.schema.json")
+    };
+    if let Err(e) = schemas.validate(v, *index) {
+        panic!(
+            "tracer printed a record that does not match docs/schema/{file}:\n{e:#}\nline: {line}"
+        );
+    }
+}
+
 /// The real tracer, running with its real eBPF programs.
 pub struct Tracer {
     child: Child,
@@ -404,6 +447,7 @@ impl Tracer {
             if let Ok(line) = self.stdout.recv_timeout(left) {
                 let v: Value = serde_json::from_str(&line)
                     .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+                check_record(&v, &line);
                 self.seen.push(v);
             }
         }
@@ -432,6 +476,7 @@ impl Tracer {
         // Drain what is left of stdout.
         while let Ok(line) = self.stdout.recv_timeout(Duration::from_millis(200)) {
             if let Ok(v) = serde_json::from_str(&line) {
+                check_record(&v, &line);
                 self.seen.push(v);
             }
         }

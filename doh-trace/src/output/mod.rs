@@ -136,6 +136,7 @@ pub(crate) fn sample_lookup(
             Status::Unanswered
         },
         http_status: rcode.map(|_| 200),
+        context: Default::default(),
         dns_query: Vec::new(),
         dns_answer: None,
     }

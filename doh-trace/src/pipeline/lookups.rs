@@ -35,6 +35,8 @@ pub struct ConnFacts<'a> {
     pub local: Option<SocketAddr>,
     /// The bytes were TLS plaintext (so the URL scheme is https unless the request said).
     pub tls: bool,
+    /// The process's context.
+    pub context: &'a crate::context::ProcessContext,
 }
 
 /// Builds the lookup record of a finished exchange, if it was one.
@@ -139,6 +141,7 @@ pub fn to_lookup(
         latency_ms,
         status,
         http_status,
+        context: conn.context.clone(),
         dns_query: s.query().to_vec(),
         dns_answer: (!json && status == Status::Ok).then(|| s.answer.clone()),
     }))

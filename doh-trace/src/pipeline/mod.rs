@@ -6,6 +6,7 @@
 //! ([`sniff`]); HTTP/2 client connections are decoded by [`doh_h2::H2Client`]. The same code runs
 //! live and on recorded streams; only the [`ProcessInfo`] differs.
 
+pub mod connections;
 pub mod doh_h1;
 pub mod doh_h2;
 mod lookups;
@@ -23,9 +24,10 @@ use crate::{
     counters::DecodeCounters,
     event::{self, comm_str, DataChunk, Direction, Event},
     http2::H2Error,
-    lookup::Lookup,
+    lookup::{Endpoint, Lookup},
     procinfo::ProcessInfo,
 };
+use connections::{ClosedBy, ConnectionRecord};
 use doh_h1::H1Client;
 use doh_h2::{Finished, FirstRequest, H2Client, Seen};
 use lookups::{to_lookup, ConnFacts, Judged};
@@ -103,6 +105,15 @@ struct Conn {
     counted_mid_stream: bool,
     uid: u32,
     thread_comm: [u8; COMM_LEN],
+    /// connect()/accept() time, when seen.
+    opened_ns: Option<u64>,
+    /// First and last data seen.
+    first_data_ns: Option<u64>,
+    last_data_ns: u64,
+    /// Lookups reported from this connection.
+    lookups: u32,
+    /// `"h2"` or `"http/1.1"` once decoded.
+    proto_version: Option<&'static str>,
 }
 
 impl Conn {
@@ -116,6 +127,11 @@ impl Conn {
             non_dns_streams: 0,
             decided: false,
             counted_mid_stream: false,
+            opened_ns: None,
+            first_data_ns: None,
+            last_data_ns: 0,
+            lookups: 0,
+            proto_version: None,
             uid: 0,
             thread_comm: [0; COMM_LEN],
         }
@@ -150,6 +166,7 @@ pub struct Pipeline {
     clock: Clock,
     counters: DecodeCounters,
     out: Vec<Lookup>,
+    out_conns: Vec<ConnectionRecord>,
     decisions: Vec<CaptureDecision>,
     finished: Vec<Finished>,
     last_tick_ns: u64,
@@ -178,6 +195,7 @@ impl Pipeline {
             clock,
             counters: DecodeCounters::default(),
             out: Vec::new(),
+            out_conns: Vec::new(),
             decisions: Vec::new(),
             finished: Vec::new(),
             last_tick_ns: 0,
@@ -197,6 +215,11 @@ impl Pipeline {
     /// Lookups completed since the last call.
     pub fn drain_lookups(&mut self) -> std::vec::Drain<'_, Lookup> {
         self.out.drain(..)
+    }
+
+    /// Records of DNS-carrying connections that ended since the last call.
+    pub fn drain_connections(&mut self) -> std::vec::Drain<'_, ConnectionRecord> {
+        self.out_conns.drain(..)
     }
 
     /// Capture decisions made since the last call (to apply to the eBPF side).
@@ -231,14 +254,16 @@ impl Pipeline {
                     tid: c.meta.tid,
                 };
                 // A new socket on a reused fd: whatever was there before has ended.
-                self.end_fd(c.meta.pid, c.fd, seen);
+                self.end_fd(c.meta.pid, c.fd, seen, ClosedBy::Replaced);
                 self.make_room();
                 let key = ConnKey {
                     pid: c.meta.pid,
                     id: ConnId::Fd(c.fd),
                     layer: Layer::Socket,
                 };
-                self.conns.insert(key, Conn::new(Some(c.peer)));
+                let mut conn = Conn::new(Some(c.peer));
+                conn.opened_ns = Some(c.meta.ts_ns);
+                self.conns.insert(key, conn);
             }
             Event::Close { meta, fd } => self.end_fd(
                 meta.pid,
@@ -247,6 +272,7 @@ impl Pipeline {
                     ts_ns: meta.ts_ns,
                     tid: meta.tid,
                 },
+                ClosedBy::Process,
             ),
             Event::Exit { meta } => {
                 let keys: Vec<ConnKey> = self
@@ -262,6 +288,7 @@ impl Pipeline {
                             ts_ns: meta.ts_ns,
                             tid: meta.tid,
                         },
+                        ClosedBy::Exit,
                     );
                 }
                 self.procs.forget(meta.pid);
@@ -290,7 +317,8 @@ impl Pipeline {
         }
     }
 
-    fn end_fd(&mut self, pid: u32, fd: i32, seen: Seen) {
+    fn end_fd(&mut self, pid: u32, fd: i32, seen: Seen, how: ClosedBy) {
+        self.procs.forget_socket(pid, fd);
         for layer in [Layer::Tls, Layer::Socket] {
             self.end_conn(
                 ConnKey {
@@ -299,6 +327,7 @@ impl Pipeline {
                     layer,
                 },
                 seen,
+                how,
             );
         }
     }
@@ -309,17 +338,62 @@ impl Pipeline {
             self.conns.retain(|_, c| !matches!(c.proto, Proto::Ignored));
             if self.conns.len() >= MAX_CONNS {
                 let key = *self.conns.keys().next().expect("non-empty");
-                self.end_conn(key, Seen { ts_ns: 0, tid: 0 });
+                let now = self.last_tick_ns;
+                self.end_conn(key, Seen { ts_ns: now, tid: 0 }, ClosedBy::Evicted);
             }
         }
     }
 
-    fn end_conn(&mut self, key: ConnKey, seen: Seen) {
+    fn end_conn(&mut self, key: ConnKey, seen: Seen, how: ClosedBy) {
         let Some(mut conn) = self.conns.remove(&key) else {
             return;
         };
         conn.stop_decoding(seen, &mut self.finished);
         self.flush_finished(key, &mut conn);
+        if conn.lookups > 0 {
+            let record = self.connection_record(key, &conn, seen.ts_ns, how);
+            self.out_conns.push(record);
+        }
+    }
+
+    /// The per-connection record of a connection that carried lookups.
+    fn connection_record(
+        &mut self,
+        key: ConnKey,
+        conn: &Conn,
+        end_ns: u64,
+        how: ClosedBy,
+    ) -> ConnectionRecord {
+        let ms = |a: u64, b: u64| b.saturating_sub(a) as f64 / 1e6;
+        let start = conn.opened_ns.or(conn.first_data_ns).unwrap_or(end_ns);
+        let comm = self
+            .procs
+            .leader_comm(key.pid)
+            .unwrap_or_else(|| comm_str(&conn.thread_comm));
+        ConnectionRecord {
+            time: self.clock.rfc3339(end_ns),
+            pid: key.pid,
+            uid: conn.uid,
+            comm,
+            transport: "doh",
+            http_version: match conn.proto_version {
+                Some(v) => v,
+                None => "h2",
+            },
+            tls: key.layer == Layer::Tls,
+            server: conn.peer.map(Endpoint::from),
+            client: conn.local.map(Endpoint::from),
+            opened: conn.opened_ns.map(|t| self.clock.rfc3339(t)),
+            handshake_ms: conn
+                .opened_ns
+                .zip(conn.first_data_ns)
+                .map(|(o, f)| ms(o, f)),
+            lookups: conn.lookups,
+            lifetime_ms: ms(start, end_ns),
+            idle_ms: ms(conn.last_data_ns.max(start), end_ns),
+            closed_by: how,
+            joined_mid_stream: conn.counted_mid_stream,
+        }
     }
 
     fn decide(&mut self, key: ConnKey, conn: &mut Conn, policy: u32) {
@@ -342,16 +416,23 @@ impl Pipeline {
         if !self.conns.contains_key(&key) {
             self.make_room();
         }
-        // Socket bytes inherit the peer learnt from connect/accept; TLS plaintext too.
-        let peer = self
-            .conns
-            .get(&ConnKey {
-                layer: Layer::Socket,
-                ..key
-            })
-            .and_then(|c| c.peer);
-        let mut conn = self.conns.remove(&key).unwrap_or_else(|| Conn::new(peer));
+        // TLS plaintext inherits the peer and open time learnt from connect/accept.
+        let socket = self.conns.get(&ConnKey {
+            layer: Layer::Socket,
+            ..key
+        });
+        let (peer, opened) = (
+            socket.and_then(|c| c.peer),
+            socket.and_then(|c| c.opened_ns),
+        );
+        let mut conn = self.conns.remove(&key).unwrap_or_else(|| {
+            let mut c = Conn::new(peer);
+            c.opened_ns = opened;
+            c
+        });
         conn.uid = chunk.meta.uid;
+        conn.first_data_ns.get_or_insert(chunk.meta.ts_ns);
+        conn.last_data_ns = chunk.meta.ts_ns;
         conn.thread_comm = chunk.comm;
         let seen = Seen {
             ts_ns: chunk.meta.ts_ns,
@@ -398,7 +479,7 @@ impl Pipeline {
             Verdict::Undecided => return,
             Verdict::H2Client => {
                 c.h2_client_conns += 1;
-                Proto::H2Client(Box::new(H2Client::new()))
+                Proto::H2Client(Box::default())
             }
             Verdict::H2MidStream => {
                 c.h2_client_conns += 1;
@@ -427,9 +508,15 @@ impl Pipeline {
             unreachable!("sniffing")
         };
         let pieces = sniff.take_pieces();
+        conn.proto_version = Some(if matches!(proto, Proto::H1Client(_)) {
+            "http/1.1"
+        } else {
+            "h2"
+        });
         conn.proto = proto;
         // The process and connection are alive right now: learn what /proc knows.
         let _ = self.procs.leader_comm(key.pid);
+        let _ = self.procs.context(key.pid, conn.uid);
         if let ConnId::Fd(fd) = key.id {
             if let Some(ends) = self.procs.socket_ends(key.pid, fd) {
                 conn.peer = conn.peer.or(Some(ends.remote));
@@ -473,6 +560,7 @@ impl Pipeline {
             Proto::H1Client(h1) => match h1.feed(dir, bytes, seen, counters, finished) {
                 Ok(Some(h2)) => {
                     counters.h2c_upgrades += 1;
+                    conn.proto_version = Some("h2");
                     let first = h2.first_request();
                     conn.proto = Proto::H2Client(h2);
                     (first, false)
@@ -510,6 +598,7 @@ impl Pipeline {
             .procs
             .leader_comm(key.pid)
             .unwrap_or_else(|| comm_str(&conn.thread_comm));
+        let context = self.procs.context(key.pid, conn.uid);
         for f in std::mem::take(&mut self.finished) {
             let facts = ConnFacts {
                 pid: key.pid,
@@ -518,10 +607,12 @@ impl Pipeline {
                 peer: conn.peer,
                 local: conn.local,
                 tls: key.layer == Layer::Tls,
+                context: &context,
             };
             match to_lookup(&f, &facts, &self.clock, &mut self.counters) {
                 Judged::Lookup(lookup) => {
                     self.counters.lookups += 1;
+                    conn.lookups += 1;
                     self.out.push(*lookup);
                     self.decide(key, conn, full_bit(key.layer));
                 }

@@ -311,7 +311,7 @@ pub fn assert_private(r: &Run, secrets: &[&[u8]]) {
     for l in &r.lookups {
         texts.push(format!("{l:?}"));
         texts.push(serde_json::to_string(l).unwrap());
-        texts.push(l.text_line());
+        texts.push(l.text_line(false));
     }
     for secret in secrets {
         assert!(!secret.is_empty());

@@ -1,0 +1,51 @@
+//! The per-connection view (`--connections`): one record per DNS-carrying connection when it
+//! ends, so users can see clients that open a new TLS connection per lookup.
+
+use serde::Serialize;
+
+use crate::lookup::Endpoint;
+
+/// How a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClosedBy {
+    /// The process called close() on the socket.
+    Process,
+    /// The process exited with the socket open.
+    Exit,
+    /// The fd was reused for a new connection without a close being seen.
+    Replaced,
+    /// The tracer dropped it to stay within its connection limit.
+    Evicted,
+}
+
+/// One DNS-carrying connection, reported when it ends (`docs/schema/connection.v1.schema.json`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConnectionRecord {
+    /// When the connection ended (RFC 3339, UTC).
+    pub time: String,
+    pub pid: u32,
+    pub uid: u32,
+    pub comm: String,
+    /// `"doh"`.
+    pub transport: &'static str,
+    /// `"h2"` or `"http/1.1"` (the last one used, after an h2c upgrade "h2").
+    pub http_version: &'static str,
+    /// Whether the bytes were TLS plaintext (false: a cleartext socket).
+    pub tls: bool,
+    pub server: Option<Endpoint>,
+    pub client: Option<Endpoint>,
+    /// When connect()/accept() returned, if the tracer saw it.
+    pub opened: Option<String>,
+    /// From connect() to the first application data: the TCP and TLS handshakes.
+    pub handshake_ms: Option<f64>,
+    /// Lookups the connection carried.
+    pub lookups: u32,
+    /// From connect() (or the first data seen) to the end.
+    pub lifetime_ms: f64,
+    /// From the last data to the end.
+    pub idle_ms: f64,
+    pub closed_by: ClosedBy,
+    /// The connection was already open when the tracer started.
+    pub joined_mid_stream: bool,
+}
