@@ -26,6 +26,9 @@ pub enum EventKind {
     Close = 3,
     /// A whole process (thread group) exited: [`ExitEvent`].
     Exit = 4,
+    /// A traced process called execve: its name, executable and command line changed
+    /// ([`ExitEvent`] layout: the header alone).
+    Exec = 5,
 }
 
 impl TryFrom<u32> for EventKind {
@@ -36,6 +39,7 @@ impl TryFrom<u32> for EventKind {
             2 => EventKind::Conn,
             3 => EventKind::Close,
             4 => EventKind::Exit,
+            5 => EventKind::Exec,
             other => return Err(other),
         })
     }

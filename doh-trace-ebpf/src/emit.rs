@@ -226,3 +226,11 @@ pub fn emit_exit() {
         header: header(EventKind::Exit),
     });
 }
+
+/// Reports that a tracked process exec'd (a header-only record).
+#[inline(always)]
+pub fn emit_exec() {
+    output(ExitEvent {
+        header: header(EventKind::Exec),
+    });
+}

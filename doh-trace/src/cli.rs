@@ -55,8 +55,9 @@ pub struct Cli {
     /// carried, lifetime, idle time, who closed it) instead of one per lookup.
     #[arg(long, global = true)]
     pub connections: bool,
-    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9853).
-    #[arg(long, value_name = "ADDR")]
+    /// Serve Prometheus metrics at http://ADDR/metrics; a bare port means loopback
+    /// (127.0.0.1:PORT).
+    #[arg(long, value_name = "ADDR|PORT", value_parser = parse_listen_addr)]
     pub metrics: Option<std::net::SocketAddr>,
     /// Only lookups of this process id (repeatable).
     #[arg(short = 'p', long = "pid", value_name = "PID", global = true)]
@@ -76,6 +77,15 @@ pub struct Cli {
     /// Only this transport (repeatable): doh for now.
     #[arg(long = "transport", value_name = "TRANSPORT", global = true)]
     pub transports: Vec<String>,
+}
+
+/// `127.0.0.1:9853`, `[::1]:9853` or a bare port (loopback).
+fn parse_listen_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    s.parse()
+        .map_err(|_| format!("'{s}' is neither ADDRESS:PORT nor a port"))
 }
 
 /// When to colour text output.

@@ -82,6 +82,7 @@ pub enum Event<'a> {
     Conn(ConnInfo),
     Close { meta: Meta, fd: i32 },
     Exit { meta: Meta },
+    Exec { meta: Meta },
 }
 
 struct Reader<'a> {
@@ -190,6 +191,7 @@ pub fn decode(buf: &[u8]) -> Result<Event<'_>, EventError> {
             })
         }
         EventKind::Exit => Ok(Event::Exit { meta }),
+        EventKind::Exec => Ok(Event::Exec { meta }),
     }
 }
 

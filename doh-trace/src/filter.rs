@@ -76,6 +76,47 @@ pub fn glob(pattern: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output::sample_lookup;
+
+    #[test]
+    fn every_filter_must_pass_and_empty_ones_pass_all() {
+        let mut l = sample_lookup("www.doh.test", "A", Some("NOERROR"), &["192.0.2.10"]);
+        l.context.container_id = Some("4f2a9c81d0e3".repeat(5) + "abcd");
+        assert!(Filter::default().matches(&l));
+        let with = |l: &Lookup, edit: &dyn Fn(&mut Filter)| {
+            let mut f = Filter::default();
+            edit(&mut f);
+            f.matches(l)
+        };
+        let f = |edit: &dyn Fn(&mut Filter)| with(&l, edit);
+        assert!(f(&|f| f.pids = vec![1, 1234]));
+        assert!(!f(&|f| f.pids = vec![1]));
+        assert!(f(&|f| f.comms = vec!["curl".into()]));
+        assert!(!f(&|f| f.comms = vec!["cur".into()]), "names match whole");
+        assert!(f(&|f| f.uids = vec![l.uid]));
+        assert!(!f(&|f| f.uids = vec![l.uid + 1]));
+        assert!(
+            f(&|f| f.containers = vec!["4f2a9c81".into()]),
+            "id prefix as docker ps shows it"
+        );
+        assert!(!f(&|f| f.containers = vec!["deadbeef".into()]));
+        assert!(f(&|f| f.qnames = vec!["*.example".into(), "www.*".into()]));
+        assert!(!f(&|f| f.qnames = vec!["*.example".into()]));
+        assert!(f(&|f| f.transports = vec!["doh".into()]));
+        assert!(!f(&|f| f.transports = vec!["dot".into()]));
+        assert!(
+            !f(&|f| {
+                f.comms = vec!["curl".into()];
+                f.pids = vec![1];
+            }),
+            "all filters must pass"
+        );
+        l.context.container_id = None;
+        assert!(
+            !with(&l, &|f| f.containers = vec!["4f2a".into()]),
+            "not in a container"
+        );
+    }
 
     #[test]
     fn globs_match_whole_names_case_insensitively() {

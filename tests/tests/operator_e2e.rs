@@ -99,3 +99,104 @@ fn the_connection_view_shows_one_connection_per_curl_lookup() {
         assert!(c["idle_ms"].as_f64().unwrap() <= lifetime, "{c}");
     }
 }
+
+#[test]
+fn uid_and_pid_filters_and_context_refreshed_on_exec() {
+    require_e2e!(SYSTEM_PYTHON, "setpriv");
+    let lab = Lab::with_unbound().unwrap();
+
+    // --uid: the same lookup by root and by nobody; only nobody's appear.
+    let mut tracer = Tracer::start(&["--uid", "65534"]).unwrap();
+    let (root_pid, _, _, _) = run_client(curl_doh(&lab, "www.doh.test")).unwrap();
+    let mut as_nobody = lab.command("setpriv");
+    as_nobody.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+        "curl",
+        "-sS",
+        "--max-time",
+        "10",
+        "--cacert",
+    ]);
+    as_nobody
+        .arg(lab.ca())
+        .args(["--doh-url", UNBOUND_URL, "http://loop.doh.test:18080/"]);
+    let (nobody_pid, _, _, _) = run_client(as_nobody).unwrap();
+    tracer.wait_for(Duration::from_secs(15), |seen| count(seen, nobody_pid) >= 2);
+    tracer.wait_for(Duration::from_millis(500), |_| false);
+    tracer.stop(libc::SIGINT).unwrap();
+    assert_eq!(count(&tracer.seen, root_pid), 0, "{:#?}", tracer.seen);
+    assert_eq!(count(&tracer.seen, nobody_pid), 2, "{:#?}", tracer.seen);
+    for l in &tracer.seen {
+        assert_eq!(
+            (l["uid"].as_u64(), l["user"].as_str()),
+            (Some(65534), Some("nobody")),
+            "{l}"
+        );
+        assert_eq!(
+            l["comm"], "curl",
+            "setpriv exec'd curl in the same process: {l}"
+        );
+    }
+
+    // --pid, and a process that execs: python3 looks up, then becomes curl, which looks up.
+    let go = lab.dir.join("go");
+    let script = format!(
+        "import os, sys, time, dns.message, dns.query\n\
+         q = dns.message.make_query('txt.doh.test', 'TXT')\n\
+         dns.query.https(q, '{UNBOUND_URL}', verify='{ca}', timeout=10)\n\
+         print('first done', flush=True)\n\
+         while not os.path.exists('{go}'): time.sleep(0.05)\n\
+         dns.query.https(dns.message.make_query('nx.doh.test', 'A'), '{UNBOUND_URL}', verify='{ca}', timeout=10)\n\
+         time.sleep(0.5)\n\
+         os.execv('/usr/bin/curl', ['curl', '-sS', '--max-time', '10', '--cacert', '{ca}', '--doh-url', '{UNBOUND_URL}', 'http://www.doh.test:18080/'])\n",
+        ca = lab.ca().display(),
+        go = go.display(),
+    );
+    let mut py = lab.command(SYSTEM_PYTHON);
+    py.args(["-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = py.spawn().unwrap();
+    let pid = child.id();
+    // Started before the tracer: the filter must still catch its later lookups.
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("first done") {
+        line.clear();
+        assert!(std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0);
+    }
+    let mut tracer = Tracer::start(&["--pid", &pid.to_string()]).unwrap();
+    let (other_pid, _, _, _) = run_client(curl_doh(&lab, "loop.doh.test")).unwrap();
+    std::fs::write(&go, b"").unwrap();
+    tracer.wait_for(Duration::from_secs(15), |seen| count(seen, pid) >= 3);
+    let _ = child.wait();
+    tracer.wait_for(Duration::from_millis(500), |_| false);
+    tracer.stop(libc::SIGINT).unwrap();
+    assert_eq!(
+        count(&tracer.seen, other_pid),
+        0,
+        "--pid filters other processes out"
+    );
+    let mine: Vec<_> = tracer.seen.iter().filter(|v| v["pid"] == pid).collect();
+    assert_eq!(mine.len(), 3, "{mine:#?}");
+    let before = mine
+        .iter()
+        .find(|l| l["qname"] == "nx.doh.test")
+        .expect("python's lookup");
+    assert_eq!(before["comm"], "python3", "{before}");
+    assert!(
+        before["exe"]
+            .as_str()
+            .is_some_and(|e| e.contains("python3")),
+        "{before}"
+    );
+    for l in mine.iter().filter(|l| l["qname"] == "www.doh.test") {
+        // After execve the same pid is curl: name, executable and command line were re-read.
+        assert_eq!(l["comm"], "curl", "{l}");
+        assert_eq!(l["exe"], "/usr/bin/curl", "{l}");
+        assert_eq!(l["cmdline"][0], "curl", "{l}");
+    }
+}

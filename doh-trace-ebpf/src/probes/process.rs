@@ -1,10 +1,13 @@
-//! Process lifetime: tells userspace when a process it has state for is gone.
+//! Process lifetime: tells userspace when a process it has state for is gone or exec'd.
 
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
 };
 
-use crate::{emit::emit_exit, maps::TRACKED_TGIDS};
+use crate::{
+    emit::{emit_exec, emit_exit},
+    maps::TRACKED_TGIDS,
+};
 
 /// sched:sched_process_exit — reported when the thread-group leader exits (portable across
 /// kernels; newer ones also carry `group_dead`, older ones do not).
@@ -18,6 +21,16 @@ pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
     if unsafe { TRACKED_TGIDS.get(&tgid) }.is_some() {
         let _ = TRACKED_TGIDS.remove(&tgid);
         emit_exit();
+    }
+    0
+}
+
+/// sched:sched_process_exec — a tracked process exec'd: userspace re-reads its context.
+#[tracepoint]
+pub fn sched_process_exec(_ctx: TracePointContext) -> u32 {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if unsafe { TRACKED_TGIDS.get(&tgid) }.is_some() {
+        emit_exec();
     }
     0
 }

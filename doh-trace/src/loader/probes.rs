@@ -176,4 +176,9 @@ pub const TRACEPOINTS: &[TracepointSpec] = &[
         category: "sched",
         name: "sched_process_exit",
     },
+    TracepointSpec {
+        program: "sched_process_exec",
+        category: "sched",
+        name: "sched_process_exec",
+    },
 ];

@@ -241,7 +241,7 @@ impl Pipeline {
         let ts = match &ev {
             Event::Data(d) => d.meta.ts_ns,
             Event::Conn(c) => c.meta.ts_ns,
-            Event::Close { meta, .. } | Event::Exit { meta } => meta.ts_ns,
+            Event::Close { meta, .. } | Event::Exit { meta } | Event::Exec { meta } => meta.ts_ns,
         };
         if ts > self.last_tick_ns + 1_000_000_000 {
             self.tick(ts);
@@ -264,6 +264,10 @@ impl Pipeline {
                 let mut conn = Conn::new(Some(c.peer));
                 conn.opened_ns = Some(c.meta.ts_ns);
                 self.conns.insert(key, conn);
+                // The earliest moment to learn who this is: short-lived clients may be gone by
+                // the time their lookup completes. Cached per process, so read once.
+                let _ = self.procs.leader_comm(c.meta.pid);
+                let _ = self.procs.context(c.meta.pid, c.meta.uid);
             }
             Event::Close { meta, fd } => self.end_fd(
                 meta.pid,
@@ -274,6 +278,12 @@ impl Pipeline {
                 },
                 ClosedBy::Process,
             ),
+            Event::Exec { meta } => {
+                // New program, same process: name, executable and command line changed.
+                self.procs.forget(meta.pid);
+                let _ = self.procs.leader_comm(meta.pid);
+                let _ = self.procs.context(meta.pid, meta.uid);
+            }
             Event::Exit { meta } => {
                 let keys: Vec<ConnKey> = self
                     .conns
