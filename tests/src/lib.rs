@@ -577,3 +577,43 @@ pub fn summary_count(stderr: &[String], label: &str) -> u64 {
         .collect();
     digits.chars().rev().collect::<String>().parse().unwrap()
 }
+
+/// The Debian python3 DoH client (tests/lab/doh_client.py: dnspython + httpx, so OpenSSL's
+/// SSL_write_ex/SSL_read_ex) looking up `specs` (`NAME/TYPE[/get]`) through the lab's unbound.
+pub fn python_doh_client(lab: &Lab, specs: &[&str]) -> Command {
+    let mut py = lab.command(SYSTEM_PYTHON);
+    py.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/lab/doh_client.py"))
+        .arg(lab.ca())
+        .arg(UNBOUND_URL)
+        .args(specs);
+    py
+}
+
+/// The keep-alive python client (tests/lab/doh_keepalive.py): one lookup, then it waits on
+/// its open HTTP/2 connection until `go` exists, then looks up the rest of `specs`.
+pub fn keepalive_client(lab: &Lab, go: &Path, specs: &[&str]) -> Command {
+    let mut py = lab.command(SYSTEM_PYTHON);
+    py.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/lab/doh_keepalive.py"))
+        .arg(lab.ca())
+        .arg(UNBOUND_URL)
+        .arg(go)
+        .args(specs);
+    py
+}
+
+/// Starts a client that prints "first done" after its first lookup, and returns once it has
+/// (the rest of its stdout is read and discarded).
+pub fn start_until_first_done(mut cmd: Command) -> Child {
+    cmd.stdout(Stdio::piped());
+    let mut child = cmd.spawn().expect("start the client");
+    let mut out = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut line = String::new();
+    while !line.contains("first done") {
+        line.clear();
+        let n = out.read_line(&mut line).expect("read the client's stdout");
+        assert!(n > 0, "the client ended before its first lookup");
+    }
+    // Keep reading, so the client's later prints never hit a closed pipe.
+    thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    child
+}

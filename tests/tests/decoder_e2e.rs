@@ -4,12 +4,11 @@
 use std::{process::Command, time::Duration};
 
 use doh_trace_tests::{
-    count, curl_doh, require_e2e, run_client, summary_count, tracer_binary, Lab, Tracer,
-    SYSTEM_PYTHON,
+    count, curl_doh, keepalive_client, python_doh_client, require_e2e, run_client,
+    start_until_first_done, summary_count, tracer_binary, Lab, Tracer, SYSTEM_PYTHON,
 };
 use serde_json::Value;
 
-use doh_trace_tests::UNBOUND_URL as URL;
 const WAIT: Duration = Duration::from_secs(15);
 
 #[test]
@@ -18,29 +17,14 @@ fn a_connection_opened_before_the_tracer_is_decoded_without_guessing_headers() {
     let lab = Lab::with_unbound().unwrap();
     let go = lab.dir.join("go");
     // The client makes one lookup, then waits on one open HTTP/2 connection for `go`.
-    let mut py = lab.command(SYSTEM_PYTHON);
-    py.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/lab/doh_keepalive.py"))
-        .arg(lab.ca())
-        .arg(URL)
-        .arg(&go)
-        .args([
-            "www.doh.test/A",
-            "www.doh.test/AAAA",
-            "txt.doh.test/TXT/get",
-            "nx.doh.test/A",
-        ])
-        .stdout(std::process::Stdio::piped());
-    let mut child = py.spawn().unwrap();
+    let specs = [
+        "www.doh.test/A",
+        "www.doh.test/AAAA",
+        "txt.doh.test/TXT/get",
+        "nx.doh.test/A",
+    ];
+    let mut child = start_until_first_done(keepalive_client(&lab, &go, &specs));
     let pid = child.id();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("first done") {
-        line.clear();
-        assert!(
-            std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0,
-            "client ended early"
-        );
-    }
     let mut tracer = Tracer::start(&[]).unwrap();
     std::fs::write(&go, b"").unwrap();
     tracer.wait_for(WAIT, |seen| count(seen, pid) >= 3);
@@ -150,11 +134,7 @@ fn record_then_replay_without_root_gives_the_same_lookups_and_no_other_plaintext
     .arg(lab.ca())
     .arg(format!("https://127.0.0.1:8443/{secret}"));
     run_client(page).unwrap();
-    let mut py = lab.command(SYSTEM_PYTHON);
-    py.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/lab/doh_client.py"))
-        .arg(lab.ca())
-        .arg(URL)
-        .args(["www.doh.test/A", "www.doh.test/AAAA/get"]);
+    let py = python_doh_client(&lab, &["www.doh.test/A", "www.doh.test/AAAA/get"]);
     let (pid_py, _, _, _) = run_client(py).unwrap();
     tracer.wait_for(WAIT, |seen| {
         count(seen, pid_curl) >= 2 && count(seen, pid_py) >= 2

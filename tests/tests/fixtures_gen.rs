@@ -6,10 +6,10 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use doh_trace_tests::{curl_doh, run_client, Lab, Tracer, SYSTEM_PYTHON};
+use doh_trace_tests::{
+    curl_doh, keepalive_client, python_doh_client, run_client, start_until_first_done, Lab, Tracer,
+};
 use serde_json::Value;
-
-use doh_trace_tests::UNBOUND_URL as URL;
 
 fn fixtures() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures"))
@@ -50,16 +50,15 @@ fn regenerate_openssl_clients_against_unbound() {
     let lab = Lab::with_unbound().unwrap();
     record("curl-python-unbound", &lab, 6, |lab| {
         let (p1, _, _, _) = run_client(curl_doh(lab, "www.doh.test")).unwrap();
-        let mut py = lab.command(SYSTEM_PYTHON);
-        py.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/lab/doh_client.py"))
-            .arg(lab.ca())
-            .arg(URL)
-            .args([
+        let py = python_doh_client(
+            lab,
+            &[
                 "www.doh.test/A",
                 "www.doh.test/AAAA/get",
                 "txt.doh.test/TXT",
                 "nx.doh.test/A",
-            ]);
+            ],
+        );
         let (p2, _, _, _) = run_client(py).unwrap();
         vec![p1, p2]
     });
@@ -111,29 +110,16 @@ fn regenerate_http1_and_h2c_against_dnsdist() {
 #[test]
 #[ignore = "regenerates the committed replay fixtures; needs root"]
 fn regenerate_mid_stream_join() {
-    use std::io::BufRead as _;
     let lab = Lab::with_unbound().unwrap();
     let go = lab.dir.join("go");
-    let mut py = lab.command(SYSTEM_PYTHON);
-    py.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/lab/doh_keepalive.py"))
-        .arg(lab.ca())
-        .arg(URL)
-        .arg(&go)
-        .args([
-            "www.doh.test/A",
-            "www.doh.test/AAAA",
-            "txt.doh.test/TXT/get",
-            "nx.doh.test/A",
-        ])
-        .stdout(std::process::Stdio::piped());
-    let mut child = py.spawn().unwrap();
+    let specs = [
+        "www.doh.test/A",
+        "www.doh.test/AAAA",
+        "txt.doh.test/TXT/get",
+        "nx.doh.test/A",
+    ];
+    let mut child = start_until_first_done(keepalive_client(&lab, &go, &specs));
     let pid = child.id();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("first done") {
-        line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0);
-    }
     record("python-mid-stream-unbound", &lab, 3, |_| {
         std::fs::write(&go, b"").unwrap();
         assert!(child.wait().unwrap().success());

@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use doh_trace_tests::{
-    count, curl_doh, loaded_bpf_program_names, require_e2e, run_client, summary_count, Lab, Tracer,
-    SYSTEM_PYTHON,
+    count, curl_doh, loaded_bpf_program_names, python_doh_client, require_e2e, run_client,
+    summary_count, Lab, Tracer, SYSTEM_PYTHON,
 };
 use serde_json::Value;
 
@@ -117,16 +117,15 @@ fn python_ssl_ex_client_lookups_are_attributed_including_get_and_nxdomain() {
     require_e2e!(SYSTEM_PYTHON);
     let lab = Lab::with_unbound().unwrap();
     let mut tracer = Tracer::start(&[]).unwrap();
-    let mut py = lab.command(SYSTEM_PYTHON);
-    py.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/lab/doh_client.py"))
-        .arg(lab.ca())
-        .arg(URL)
-        .args([
+    let py = python_doh_client(
+        &lab,
+        &[
             "www.doh.test/A",
             "www.doh.test/AAAA/get",
             "txt.doh.test/TXT",
             "nx.doh.test/A",
-        ]);
+        ],
+    );
     let (pid, status, out, _) = run_client(py).unwrap();
     assert!(status.success(), "client failed: {out}");
     assert_eq!(

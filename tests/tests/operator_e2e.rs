@@ -4,16 +4,12 @@
 use std::time::Duration;
 
 use doh_trace_tests::{
-    count, curl_doh, require_e2e, run_client, Lab, Tracer, SYSTEM_PYTHON, UNBOUND_URL,
+    count, curl_doh, python_doh_client, require_e2e, run_client, start_until_first_done, Lab,
+    Tracer, SYSTEM_PYTHON, UNBOUND_URL,
 };
 
 fn python_lookup(lab: &Lab, spec: &str) -> u32 {
-    let mut py = lab.command(SYSTEM_PYTHON);
-    py.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/lab/doh_client.py"))
-        .arg(lab.ca())
-        .arg(UNBOUND_URL)
-        .arg(spec);
-    run_client(py).unwrap().0
+    run_client(python_doh_client(lab, &[spec])).unwrap().0
 }
 
 #[test]
@@ -156,18 +152,10 @@ fn uid_and_pid_filters_and_context_refreshed_on_exec() {
         go = go.display(),
     );
     let mut py = lab.command(SYSTEM_PYTHON);
-    py.args(["-c", &script])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null());
-    let mut child = py.spawn().unwrap();
-    let pid = child.id();
+    py.args(["-c", &script]).stderr(std::process::Stdio::null());
     // Started before the tracer: the filter must still catch its later lookups.
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("first done") {
-        line.clear();
-        assert!(std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0);
-    }
+    let mut child = start_until_first_done(py);
+    let pid = child.id();
     let mut tracer = Tracer::start(&["--pid", &pid.to_string()]).unwrap();
     let (other_pid, _, _, _) = run_client(curl_doh(&lab, "loop.doh.test")).unwrap();
     std::fs::write(&go, b"").unwrap();
