@@ -35,18 +35,18 @@ pub enum DnsError {
 /// Parses a DNS message and summarises it.
 pub fn summarize(bytes: &[u8]) -> Result<DnsSummary, DnsError> {
     let msg = Message::from_vec(bytes).map_err(|e| DnsError::Malformed(e.to_string()))?;
-    let q = msg.queries().first().ok_or(DnsError::NoQuestion)?;
+    let q = msg.queries.first().ok_or(DnsError::NoQuestion)?;
     let mut qname = q.name().to_ascii();
     if qname.len() > 1 && qname.ends_with('.') {
         qname.pop();
     }
     Ok(DnsSummary {
-        id: msg.id(),
-        is_response: msg.message_type() == MessageType::Response,
+        id: msg.metadata.id,
+        is_response: msg.metadata.message_type == MessageType::Response,
         qname,
         qtype: q.query_type().to_string(),
-        rcode: rcode_name(u16::from(msg.response_code())),
-        answers: msg.answers().iter().map(|r| rdata_text(r.data())).collect(),
+        rcode: rcode_name(u16::from(msg.metadata.response_code)),
+        answers: msg.answers.iter().map(|r| rdata_text(&r.data)).collect(),
     })
 }
 

@@ -21,7 +21,7 @@ use doh_trace::{
     pipeline::Pipeline,
 };
 use hickory_proto::{
-    op::{Message, MessageType},
+    op::{Message, MessageType, OpCode},
     rr::{rdata::TXT, RData, Record, RecordType},
 };
 use support::{frames::*, *};
@@ -275,7 +275,7 @@ fn close_socket(p: &mut Pipeline) {
 /// octets of RDATA), and its presentation form as hickory-proto prints it.
 fn big_txt_answer(query: &[u8], strings: usize) -> (Vec<u8>, String) {
     let q = Message::from_vec(query).unwrap();
-    let question = q.queries()[0].clone();
+    let question = q.queries[0].clone();
     let texts: Vec<String> = (0..strings)
         .map(|i| {
             let mut s = format!("{i:04}:");
@@ -287,10 +287,8 @@ fn big_txt_answer(query: &[u8], strings: usize) -> (Vec<u8>, String) {
         .collect();
     let rdata = RData::TXT(TXT::new(texts));
     let shown = rdata.to_string();
-    let mut m = Message::new();
-    m.set_id(q.id())
-        .set_message_type(MessageType::Response)
-        .set_recursion_desired(true);
+    let mut m = Message::new(q.metadata.id, MessageType::Response, OpCode::Query);
+    m.metadata.recursion_desired = true;
     m.add_query(question.clone());
     m.add_answer(Record::from_rdata(question.name().clone(), 60, rdata));
     (m.to_vec().unwrap(), shown)
@@ -300,7 +298,7 @@ fn big_txt_answer(query: &[u8], strings: usize) -> (Vec<u8>, String) {
 /// [`support::answer`].
 fn answer_for(query: &[u8]) -> Vec<u8> {
     let q = Message::from_vec(query).unwrap();
-    let question = &q.queries()[0];
+    let question = &q.queries[0];
     if question.query_type() == RecordType::TXT && question.name().to_ascii().starts_with("big") {
         big_txt_answer(query, BIG_TXT_STRINGS).0
     } else {
@@ -335,7 +333,7 @@ fn doh_server(conn: h2::server::Connection<tokio::io::DuplexStream, Bytes>) -> B
 
 /// The qname of a DNS query.
 fn qname_of(q: &[u8]) -> String {
-    Message::from_vec(q).unwrap().queries()[0]
+    Message::from_vec(q).unwrap().queries[0]
         .name()
         .to_ascii()
         .trim_end_matches('.')
@@ -2143,11 +2141,14 @@ fn t6_unknown_frame_types_are_skipped() {
         let i = (dir == Direction::Ingress) as usize;
         if !big_sent[i] && after.kind == HEADERS {
             big_sent[i] = true;
+            // As large as an unknown frame may be here: neither peer raised
+            // SETTINGS_MAX_FRAME_SIZE, and a larger frame is a connection error (RFC 9113 §4.2;
+            // tests/hostile.rs). Larger unknown frames under a raised limit: direction.rs tests.
             v.push(unknown(
                 0xfa,
                 PADDED | END_STREAM,
                 after.stream,
-                vec![0x01; 70_000],
+                vec![0x01; 16_384],
             ));
         }
         v

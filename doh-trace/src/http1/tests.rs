@@ -216,7 +216,10 @@ HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n"
     let mut got = Vec::new();
     h2.feed(&input[n..], &mut |ev| got.push(format!("{ev:?}")))
         .unwrap();
-    assert_eq!(got, ["Settings { header_table_size: None }"]);
+    assert_eq!(
+        got,
+        ["Settings { header_table_size: None, max_frame_size: None }"]
+    );
 }
 
 #[test]

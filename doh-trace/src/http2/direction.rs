@@ -45,8 +45,12 @@ pub enum H2Event<'a> {
     RstStream { stream: u32, code: u32 },
     /// GOAWAY with the last stream the sender will process.
     GoAway { last_stream: u32, code: u32 },
-    /// A non-ACK SETTINGS frame; `header_table_size` if it set SETTINGS_HEADER_TABLE_SIZE.
-    Settings { header_table_size: Option<u32> },
+    /// A non-ACK SETTINGS frame, with the values of SETTINGS_HEADER_TABLE_SIZE and
+    /// SETTINGS_MAX_FRAME_SIZE if it set them.
+    Settings {
+        header_table_size: Option<u32>,
+        max_frame_size: Option<u32>,
+    },
 }
 
 /// Why this direction can no longer be decoded. Once returned, the decoder stays failed.
@@ -115,11 +119,16 @@ pub struct DirectionDecoder {
     hpack: HeaderDecoder,
     /// False when joined mid-stream: header blocks are not decodable.
     hpack_known: bool,
+    /// The largest frame the receiving peer accepts (its SETTINGS_MAX_FRAME_SIZE); a larger
+    /// frame is a connection error (RFC 9113 §4.2), so random bytes cannot pass as frames.
+    max_frame: u32,
     pending: Option<PendingBlock>,
 }
 
 /// Largest frame a peer may send without having raised SETTINGS_MAX_FRAME_SIZE.
-const DEFAULT_MAX_FRAME: u32 = 16384;
+const DEFAULT_MAX_FRAME: u32 = frame::DEFAULT_MAX_FRAME_SIZE;
+/// Largest frame accepted on a connection joined mid-stream (its SETTINGS were not seen).
+const MID_STREAM_MAX_FRAME: u32 = 1 << 20;
 
 /// Whether `bytes` start with frame heads a real peer would send: known types, lengths within
 /// the default maximum, stream ids where the type needs them (and none where it must not).
@@ -168,8 +177,10 @@ impl DirectionDecoder {
 
     /// A decoder for a direction whose start was not seen (see the module docs).
     pub fn mid_stream() -> Self {
+        // The negotiated maximum was not seen: allow what peers commonly raise it to.
         DirectionDecoder {
             hpack_known: false,
+            max_frame: MID_STREAM_MAX_FRAME,
             ..Self::with_state(State::Hunting)
         }
     }
@@ -180,6 +191,7 @@ impl DirectionDecoder {
             buf: Vec::new(),
             hpack: HeaderDecoder::new(),
             hpack_known: true,
+            max_frame: frame::DEFAULT_MAX_FRAME_SIZE,
             pending: None,
         }
     }
@@ -196,6 +208,11 @@ impl DirectionDecoder {
             self.state = State::Head;
         }
         !self.hunting()
+    }
+
+    /// The peer receiving this direction advertised SETTINGS_MAX_FRAME_SIZE.
+    pub fn allow_frame_size(&mut self, size: u32) {
+        self.max_frame = size.clamp(frame::DEFAULT_MAX_FRAME_SIZE, frame::LARGEST_MAX_FRAME_SIZE);
     }
 
     /// The peer receiving this direction advertised SETTINGS_HEADER_TABLE_SIZE.
@@ -361,6 +378,12 @@ impl DirectionDecoder {
                 });
             }
         }
+        if head.len > self.max_frame {
+            return Err(H2Error::FrameTooLarge {
+                kind: head.kind,
+                len: head.len,
+            });
+        }
         match head.kind {
             Kind::Data => {
                 if head.has(frame::PADDED) {
@@ -477,14 +500,23 @@ impl DirectionDecoder {
                 if !payload.len().is_multiple_of(6) {
                     return Err(H2Error::Malformed(Kind::Settings));
                 }
-                let header_table_size = payload
-                    .chunks_exact(6)
-                    .filter(|s| {
-                        u16::from_be_bytes([s[0], s[1]]) == frame::SETTINGS_HEADER_TABLE_SIZE
-                    })
-                    .map(|s| u32::from_be_bytes([s[2], s[3], s[4], s[5]]))
-                    .next_back();
-                on_event(H2Event::Settings { header_table_size });
+                let setting = |id: u16| {
+                    payload
+                        .chunks_exact(6)
+                        .filter(|s| u16::from_be_bytes([s[0], s[1]]) == id)
+                        .map(|s| u32::from_be_bytes([s[2], s[3], s[4], s[5]]))
+                        .next_back()
+                };
+                let max_frame_size = setting(frame::SETTINGS_MAX_FRAME_SIZE);
+                if max_frame_size.is_some_and(|m| {
+                    !(frame::DEFAULT_MAX_FRAME_SIZE..=frame::LARGEST_MAX_FRAME_SIZE).contains(&m)
+                }) {
+                    return Err(H2Error::Malformed(Kind::Settings));
+                }
+                on_event(H2Event::Settings {
+                    header_table_size: setting(frame::SETTINGS_HEADER_TABLE_SIZE),
+                    max_frame_size,
+                });
             }
             Kind::Data => unreachable!("DATA is streamed, never buffered"),
             Kind::Priority | Kind::Ping | Kind::WindowUpdate | Kind::Unknown(_) => {}
@@ -575,6 +607,47 @@ mod tests {
             "DATA on stream 0"
         );
         assert!(!plausible_frames(&[0, 0, 1]), "no complete head");
+    }
+
+    #[test]
+    fn frames_over_the_receivers_max_frame_size_are_errors_and_within_it_are_skipped() {
+        let unknown = |len: u32| {
+            let mut f = vec![
+                (len >> 16) as u8,
+                (len >> 8) as u8,
+                len as u8,
+                0xfa,
+                0,
+                0,
+                0,
+                0,
+                1,
+            ];
+            f.resize(9 + len as usize, 0x5a);
+            f
+        };
+        let data = [0, 0, 2, 0, 1, 0, 0, 0, 1, 0xab, 0xcd];
+        let mut d = DirectionDecoder::server_to_client();
+        assert!(matches!(
+            d.feed(&unknown(16_385), &mut |_| {}),
+            Err(H2Error::FrameTooLarge { .. })
+        ));
+        let mut d = DirectionDecoder::server_to_client();
+        d.allow_frame_size(1 << 20);
+        let mut events = Vec::new();
+        let input = [unknown(100_000), data.to_vec()].concat();
+        for piece in input.chunks(4096) {
+            d.feed(piece, &mut |e| events.push(format!("{e:?}")))
+                .unwrap();
+        }
+        assert_eq!(
+            events,
+            vec!["Data { stream: 1, bytes: [171, 205], end_stream: true }".to_string()]
+        );
+        assert!(
+            d.buffered() < 70_000,
+            "a large unknown frame is skipped, not buffered"
+        );
     }
 
     #[test]

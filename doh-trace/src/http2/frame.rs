@@ -16,6 +16,12 @@ pub const PRIORITY: u8 = 0x20;
 
 /// SETTINGS identifier of SETTINGS_HEADER_TABLE_SIZE.
 pub const SETTINGS_HEADER_TABLE_SIZE: u16 = 0x1;
+/// SETTINGS identifier of SETTINGS_MAX_FRAME_SIZE.
+pub const SETTINGS_MAX_FRAME_SIZE: u16 = 0x5;
+/// The initial SETTINGS_MAX_FRAME_SIZE (RFC 9113 §6.5.2).
+pub const DEFAULT_MAX_FRAME_SIZE: u32 = 16_384;
+/// The largest value SETTINGS_MAX_FRAME_SIZE may take.
+pub const LARGEST_MAX_FRAME_SIZE: u32 = (1 << 24) - 1;
 
 /// Frame type, with a fallback for types this decoder does not know (skipped, per §4.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

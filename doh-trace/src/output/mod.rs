@@ -33,12 +33,9 @@ pub fn synthesize_dns(l: &Lookup) -> io::Result<SynthesizedDns> {
     let mut name = Name::from_ascii(&l.qname).unwrap_or_else(|_| Name::root());
     name.set_fqdn(true);
     let qtype = record_type(&l.qtype);
-    let mut msg = Message::new();
-    msg.set_id(l.dns_id)
-        .set_message_type(MessageType::Query)
-        .set_op_code(OpCode::Query)
-        .set_recursion_desired(true)
-        .add_query(Query::query(name.clone(), qtype));
+    let mut msg = Message::new(l.dns_id, MessageType::Query, OpCode::Query);
+    msg.metadata.recursion_desired = true;
+    msg.add_query(Query::query(name.clone(), qtype));
     let query = msg.to_vec().map_err(io::Error::other)?;
     let Some(rcode) = l.rcode.as_deref() else {
         return Ok(SynthesizedDns {
@@ -47,9 +44,9 @@ pub fn synthesize_dns(l: &Lookup) -> io::Result<SynthesizedDns> {
             omitted_answers: l.answers.len(),
         });
     };
-    msg.set_message_type(MessageType::Response)
-        .set_recursion_available(true)
-        .set_response_code(<ResponseCode as From<u16>>::from(rcode_value(rcode)));
+    msg.metadata.message_type = MessageType::Response;
+    msg.metadata.recursion_available = true;
+    msg.metadata.response_code = <ResponseCode as From<u16>>::from(rcode_value(rcode));
     let mut omitted = 0;
     for a in &l.answers {
         let rdata = match a.parse::<IpAddr>() {

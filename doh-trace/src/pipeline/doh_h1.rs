@@ -21,6 +21,77 @@ pub const MAX_QUEUED: usize = 1024;
 /// A request: the DoH exchange it starts, or `None` when it is not DoH (kept to pair in order).
 type Exchange = Option<DohStream>;
 
+/// Requests awaiting responses, in order. At most [`MAX_QUEUED`] are kept; beyond that only
+/// their number is, so later responses still pair with the right requests.
+#[derive(Default)]
+struct RequestQueue {
+    slots: VecDeque<Slot>,
+    kept: usize,
+}
+
+// Kept slots are the common case and are bounded by MAX_QUEUED; runs of skipped requests are
+// merged into one slot, so boxing the large variant would only add an allocation per request.
+#[allow(clippy::large_enum_variant)]
+enum Slot {
+    Kept(Exchange),
+    /// This many requests over the limit, in a row.
+    Skipped(u64),
+}
+
+impl RequestQueue {
+    fn push(&mut self, ex: Exchange, counters: &mut DecodeCounters) {
+        if self.kept < MAX_QUEUED {
+            self.kept += 1;
+            self.slots.push_back(Slot::Kept(ex));
+            return;
+        }
+        if ex.is_some() {
+            counters.streams_over_limit += 1;
+        }
+        match self.slots.back_mut() {
+            Some(Slot::Skipped(n)) => *n += 1,
+            _ => self.slots.push_back(Slot::Skipped(1)),
+        }
+    }
+
+    /// The DoH exchange the next response answers, if it is one that is kept.
+    fn front_mut(&mut self) -> Option<&mut DohStream> {
+        match self.slots.front_mut() {
+            Some(Slot::Kept(Some(s))) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Takes the request the next response answers (`None`: not DoH, or not kept).
+    fn pop_front(&mut self) -> Exchange {
+        match self.slots.front_mut()? {
+            Slot::Skipped(n) if *n > 1 => {
+                *n -= 1;
+                None
+            }
+            Slot::Skipped(_) => {
+                self.slots.pop_front();
+                None
+            }
+            Slot::Kept(_) => {
+                self.kept -= 1;
+                match self.slots.pop_front() {
+                    Some(Slot::Kept(ex)) => ex,
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    /// The kept DoH exchanges, oldest first.
+    fn streams_mut(&mut self) -> impl Iterator<Item = &mut Exchange> {
+        self.slots.iter_mut().filter_map(|s| match s {
+            Slot::Kept(ex) => Some(ex),
+            Slot::Skipped(_) => None,
+        })
+    }
+}
+
 /// Both directions of an HTTP/1.1 connection on which this process is the client.
 pub struct H1Client {
     requests: Http1Decoder,
@@ -28,7 +99,7 @@ pub struct H1Client {
     /// The request being read.
     building: Option<Exchange>,
     /// Requests sent, oldest first, awaiting responses.
-    queue: VecDeque<Exchange>,
+    queue: RequestQueue,
     /// The response being read is an interim (1xx) one.
     interim: bool,
     first: FirstRequest,
@@ -47,7 +118,7 @@ impl H1Client {
             requests: Http1Decoder::requests(),
             responses: Http1Decoder::responses(),
             building: None,
-            queue: VecDeque::new(),
+            queue: RequestQueue::default(),
             interim: false,
             first: FirstRequest::Pending,
         }
@@ -96,11 +167,7 @@ impl H1Client {
                             if let Some(s) = ex.as_mut() {
                                 s.sent = Some(seen);
                             }
-                            if queue.len() < MAX_QUEUED {
-                                queue.push_back(ex);
-                            } else if ex.is_some() {
-                                counters.streams_over_limit += 1;
-                            }
+                            queue.push(ex, counters);
                         }
                     }
                     H1Event::Switched => {}
@@ -115,13 +182,13 @@ impl H1Client {
                         *interim = (100..200).contains(&code) && code != 101;
                         // A 101's real answer comes on HTTP/2 stream 1.
                         if !*interim && code != 101 {
-                            if let Some(Some(s)) = queue.front_mut() {
+                            if let Some(s) = queue.front_mut() {
                                 s.response = Some(fields);
                             }
                         }
                     }
                     H1Event::Body(b) => {
-                        if let Some(Some(s)) = queue.front_mut() {
+                        if let Some(s) = queue.front_mut() {
                             append_bounded(&mut s.answer, b, &mut s.oversized);
                         }
                     }
@@ -129,7 +196,7 @@ impl H1Client {
                         if std::mem::take(interim) {
                             return;
                         }
-                        if let Some(Some(s)) = queue.pop_front() {
+                        if let Some(s) = queue.pop_front() {
                             done.push(Finished {
                                 stream: s,
                                 outcome: Outcome::Answered,
@@ -143,7 +210,7 @@ impl H1Client {
                     return Ok(None);
                 }
                 // 101 to h2c: the upgrade request's response comes on HTTP/2 stream 1.
-                let upgrade = queue.pop_front().flatten();
+                let upgrade = queue.pop_front();
                 let mut h2 = Box::new(H2Client::upgraded(upgrade));
                 h2.feed(
                     Direction::Ingress,
@@ -162,7 +229,7 @@ impl H1Client {
     /// Ends exchanges that started more than `timeout_ns` before `now_ns`. Their place in the
     /// queue is kept, so a late response still pairs with the right request.
     pub fn expire(&mut self, now_ns: u64, timeout_ns: u64, done: &mut Vec<Finished>) {
-        for slot in self.queue.iter_mut() {
+        for slot in self.queue.streams_mut() {
             if slot
                 .as_ref()
                 .is_some_and(|s| now_ns.saturating_sub(s.started.ts_ns) > timeout_ns)
@@ -181,10 +248,10 @@ impl H1Client {
     }
 
     /// The connection is gone: a response delimited by the close is complete; other
-    /// requests end unanswered.
+    /// requests, and one still being sent, end unanswered.
     pub fn close(&mut self, seen: Seen, done: &mut Vec<Finished>) {
         if self.responses.reads_until_close() {
-            if let Some(Some(s)) = self.queue.pop_front() {
+            if let Some(s) = self.queue.pop_front() {
                 done.push(Finished {
                     stream: s,
                     outcome: Outcome::Answered,
@@ -192,7 +259,9 @@ impl H1Client {
                 });
             }
         }
-        for s in self.queue.drain(..).flatten() {
+        let open = self.queue.streams_mut().filter_map(Option::take);
+        let building = self.building.take().flatten();
+        for s in open.collect::<Vec<_>>().into_iter().chain(building) {
             done.push(Finished {
                 stream: s,
                 outcome: Outcome::Unanswered,

@@ -205,12 +205,17 @@ impl H2Client {
         }
         decoder.feed(bytes, &mut |ev| match ev {
             H2Event::Settings {
-                header_table_size: Some(size),
-            } => other.allow_table_size(size),
-            H2Event::Settings {
-                header_table_size: None,
+                header_table_size,
+                max_frame_size,
+            } => {
+                if let Some(size) = header_table_size {
+                    other.allow_table_size(size);
+                }
+                if let Some(size) = max_frame_size {
+                    other.allow_frame_size(size);
+                }
             }
-            | H2Event::GoAway { .. } => {}
+            H2Event::GoAway { .. } => {}
             H2Event::RstStream { stream, .. } => {
                 if let Some(s) = streams.remove(&stream) {
                     done.push(Finished {

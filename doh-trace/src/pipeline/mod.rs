@@ -101,6 +101,8 @@ struct Conn {
     non_dns_streams: u32,
     /// A capture decision was already sent.
     decided: bool,
+    /// That decision was to copy everything.
+    copy_all: bool,
     /// Counted as a mid-stream HTTP/2 client before its role was known.
     counted_mid_stream: bool,
     uid: u32,
@@ -126,6 +128,7 @@ impl Conn {
             proto: Proto::Sniffing(Sniffer::default()),
             non_dns_streams: 0,
             decided: false,
+            copy_all: false,
             counted_mid_stream: false,
             opened_ns: None,
             first_data_ns: None,
@@ -411,6 +414,7 @@ impl Pipeline {
             return;
         }
         conn.decided = true;
+        conn.copy_all = policy & full_bit(key.layer) != 0;
         self.decisions.push(CaptureDecision { key, policy });
     }
 
@@ -585,6 +589,15 @@ impl Pipeline {
         };
         if failed {
             conn.stop_decoding(seen, &mut self.finished);
+            // Nothing more will be decoded: if the kernel was told to copy everything, tell it
+            // to stop (the skip bit wins over the full one).
+            if conn.decided && conn.copy_all {
+                conn.copy_all = false;
+                self.decisions.push(CaptureDecision {
+                    key,
+                    policy: skip_bit(key.layer),
+                });
+            }
             return;
         }
         match first {

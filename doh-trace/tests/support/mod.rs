@@ -22,7 +22,7 @@ use doh_trace::{
 };
 use doh_trace_common::Source;
 use hickory_proto::{
-    op::{Message, MessageType, Query, ResponseCode},
+    op::{Message, MessageType, OpCode, Query, ResponseCode},
     rr::{rdata, Name, RData, Record, RecordType},
 };
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
@@ -84,8 +84,8 @@ impl AsyncWrite for Recorder {
 
 /// A DNS query for `name`/`rtype` with `id`.
 pub fn query(name: &str, rtype: RecordType, id: u16) -> Vec<u8> {
-    let mut m = Message::new();
-    m.set_id(id).set_recursion_desired(true);
+    let mut m = Message::new(id, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
     m.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
     m.to_vec().unwrap()
 }
@@ -93,14 +93,12 @@ pub fn query(name: &str, rtype: RecordType, id: u16) -> Vec<u8> {
 /// The answer the test server gives: fixed addresses for A/AAAA, NXDOMAIN for `nx.` names.
 pub fn answer(query_bytes: &[u8]) -> Vec<u8> {
     let q = Message::from_vec(query_bytes).unwrap();
-    let mut m = Message::new();
-    m.set_id(q.id())
-        .set_message_type(MessageType::Response)
-        .set_recursion_desired(true);
-    let question = q.queries()[0].clone();
+    let mut m = Message::new(q.metadata.id, MessageType::Response, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    let question = q.queries[0].clone();
     let name = question.name().clone();
     if name.to_ascii().starts_with("nx.") {
-        m.set_response_code(ResponseCode::NXDomain);
+        m.metadata.response_code = ResponseCode::NXDomain;
     } else {
         match question.query_type() {
             RecordType::A => {
