@@ -230,8 +230,7 @@ impl Output {
         }
         let mut out = self.out.lock();
         if self.json {
-            serde_json::to_writer(&mut out, l)?;
-            out.write_all(b"\n")?;
+            json_line(&mut out, l)?;
         } else {
             if !self.header_done {
                 self.header_done = true;
@@ -252,8 +251,7 @@ impl Output {
         }
         let mut out = self.out.lock();
         if self.json {
-            serde_json::to_writer(&mut out, c)?;
-            out.write_all(b"\n")?;
+            json_line(&mut out, c)?;
         } else {
             let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}ms"));
             let server = c
@@ -312,6 +310,12 @@ impl Output {
             }
         }
     }
+}
+
+/// One record as a JSON line.
+fn json_line(out: &mut impl io::Write, record: &impl serde::Serialize) -> io::Result<()> {
+    serde_json::to_writer(&mut *out, record)?;
+    out.write_all(b"\n")
 }
 
 fn replay(cli: &Cli, file: &PathBuf) -> Result<ExitCode> {
