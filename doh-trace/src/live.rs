@@ -131,6 +131,14 @@ pub async fn trace(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
             }
             _ = tick.tick() => {
                 pipeline.tick(monotonic_ns());
+                // Timeouts can classify a connection too (its first lookup timed out).
+                let new = decisions.len();
+                decisions.extend(pipeline.drain_decisions());
+                if let Some(rec) = recording.as_mut() {
+                    for d in &decisions[new..] {
+                        rec.recorder.decided(d, &mut rec.file).context("writing the recording")?;
+                    }
+                }
                 let kernel = tracer.kernel_counters().unwrap_or_default();
                 if !cli.quiet {
                     shown.report_new_problems(&kernel, &pipeline);
