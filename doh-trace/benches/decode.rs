@@ -8,7 +8,6 @@
 //! Run: `cargo bench -p doh-trace --bench decode` (prints figures; no pass/fail).
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::{

@@ -188,35 +188,8 @@ fn a_lost_chunk_stops_decoding_that_connection_and_is_counted() {
         200,
     );
     let mut p = pipeline();
-    for (i, call) in calls.iter().enumerate() {
-        let ts = i as u64;
-        // Every call but the third arrives whole; the third loses its first half.
-        let (offset, bytes) = if i == 2 {
-            (
-                call.bytes.len() as u32 / 2,
-                &call.bytes[call.bytes.len() / 2..],
-            )
-        } else {
-            (0, &call.bytes[..])
-        };
-        p.handle_event(doh_trace::event::Event::Data(doh_trace::event::DataChunk {
-            meta: doh_trace::event::Meta {
-                pid: 1,
-                tid: 1,
-                uid: 0,
-                ts_ns: ts,
-            },
-            fd: 3,
-            source: doh_trace_common::Source::OpenSsl,
-            direction: call.dir,
-            flags: 0,
-            tls_obj: 1,
-            total_len: call.bytes.len() as u32,
-            offset,
-            comm: [0; 16],
-            bytes,
-        }));
-    }
+    // Every call but the third arrives whole; the third loses its first half.
+    feed_losing_first_half_of(&mut p, &calls, 2);
     assert_eq!(p.counters().gaps, 1);
 }
 
@@ -238,31 +211,7 @@ fn after_a_gap_decoding_resumes_at_the_next_frame_boundary() {
         .iter()
         .position(|c| c.dir == Direction::Ingress)
         .unwrap();
-    for (i, call) in calls.iter().enumerate() {
-        let (offset, bytes) = if i == first_in {
-            let half = call.bytes.len() / 2;
-            (half as u32, &call.bytes[half..])
-        } else {
-            (0, &call.bytes[..])
-        };
-        p.handle_event(doh_trace::event::Event::Data(doh_trace::event::DataChunk {
-            meta: doh_trace::event::Meta {
-                pid: 1,
-                tid: 1,
-                uid: 0,
-                ts_ns: i as u64,
-            },
-            fd: 3,
-            source: doh_trace_common::Source::OpenSsl,
-            direction: call.dir,
-            flags: 0,
-            tls_obj: 1,
-            total_len: call.bytes.len() as u32,
-            offset,
-            comm: [0; 16],
-            bytes,
-        }));
-    }
+    feed_losing_first_half_of(&mut p, &calls, first_in);
     let lookups: Vec<_> = p.drain_lookups().collect();
     assert_eq!((p.counters().gaps, p.counters().resyncs), (1, 1));
     // Only the ingress direction lost bytes: requests keep their decoded headers, answers are

@@ -617,3 +617,30 @@ pub fn start_until_first_done(mut cmd: Command) -> Child {
     thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     child
 }
+
+/// A DNS query for `name` type A (id 0x1234, RD) in wire format, as a DoH body.
+pub fn dns_query(name: &str) -> Vec<u8> {
+    let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    q
+}
+
+/// curl POSTing the DoH body in `body` to `url`, with extra `http_args` (e.g. `--http1.1`).
+pub fn curl_doh_post(lab: &Lab, body: &Path, http_args: &[&str], url: &str) -> Command {
+    let mut c = lab.command("curl");
+    c.args(["-sS", "-o", "/dev/null", "--max-time", "10", "--cacert"])
+        .arg(lab.ca())
+        .args(http_args)
+        .args([
+            "-H",
+            "content-type: application/dns-message",
+            "--data-binary",
+        ])
+        .arg(format!("@{}", body.display()))
+        .arg(url);
+    c
+}

@@ -4,8 +4,8 @@
 use std::{process::Command, time::Duration};
 
 use doh_trace_tests::{
-    count, curl_doh, keepalive_client, python_doh_client, require_e2e, run_client,
-    start_until_first_done, summary_count, tracer_binary, Lab, Tracer, SYSTEM_PYTHON,
+    count, curl_doh, curl_doh_post, dns_query, keepalive_client, python_doh_client, require_e2e,
+    run_client, start_until_first_done, summary_count, tracer_binary, Lab, Tracer, SYSTEM_PYTHON,
 };
 use serde_json::Value;
 
@@ -193,17 +193,6 @@ fn record_then_replay_without_root_gives_the_same_lookups_and_no_other_plaintext
     );
 }
 
-/// A DNS query for `name` type A (id 0x1234, RD), as a DoH body.
-fn dns_query(name: &str) -> Vec<u8> {
-    let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-    for label in name.split('.') {
-        q.push(label.len() as u8);
-        q.extend_from_slice(label.as_bytes());
-    }
-    q.extend_from_slice(&[0, 0, 1, 0, 1]);
-    q
-}
-
 #[test]
 fn http1_and_h2c_shapes_from_real_curl_against_dnsdist() {
     require_e2e!("dnsdist");
@@ -226,20 +215,8 @@ fn http1_and_h2c_shapes_from_real_curl_against_dnsdist() {
         s
     };
     let mut tracer = Tracer::start(&[]).unwrap();
-    let post = |args: &[&str], url: &str| {
-        let mut c = lab.command("curl");
-        c.args(["-sS", "-o", "/dev/null", "--max-time", "10", "--cacert"])
-            .arg(lab.ca())
-            .args(args);
-        c.args([
-            "-H",
-            "content-type: application/dns-message",
-            "--data-binary",
-        ])
-        .arg(format!("@{}", body.display()));
-        c.arg(url);
-        run_client(c).unwrap()
-    };
+    let post =
+        |args: &[&str], url: &str| run_client(curl_doh_post(&lab, &body, args, url)).unwrap();
     let (pid_h1_tls, s1, _, _) = post(&["--http1.1"], "https://127.0.0.1:8444/dns-query");
     let (pid_h1_clear, s2, _, _) = post(&["--http1.1"], "http://127.0.0.1:8081/dns-query");
     let (pid_prior, s3, _, _) = post(

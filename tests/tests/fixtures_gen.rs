@@ -7,7 +7,8 @@
 use std::{path::PathBuf, time::Duration};
 
 use doh_trace_tests::{
-    curl_doh, keepalive_client, python_doh_client, run_client, start_until_first_done, Lab, Tracer,
+    curl_doh, curl_doh_post, dns_query, keepalive_client, python_doh_client, run_client,
+    start_until_first_done, Lab, Tracer,
 };
 use serde_json::Value;
 
@@ -69,33 +70,10 @@ fn regenerate_openssl_clients_against_unbound() {
 fn regenerate_http1_and_h2c_against_dnsdist() {
     let lab = Lab::with_unbound_and_dnsdist().unwrap();
     let body = lab.dir.join("query.bin");
-    // www.doh.test A, id 0x1234
-    let q: Vec<u8> = [
-        &[0x12u8, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3][..],
-        b"www",
-        &[3],
-        b"doh",
-        &[4],
-        b"test",
-        &[0, 0, 1, 0, 1],
-    ]
-    .concat();
-    std::fs::write(&body, q).unwrap();
+    std::fs::write(&body, dns_query("www.doh.test")).unwrap();
     record("curl-http1-h2c-dnsdist", &lab, 3, |lab| {
-        let post = |args: &[&str], url: &str| {
-            let mut c = lab.command("curl");
-            c.args(["-sS", "-o", "/dev/null", "--max-time", "10", "--cacert"])
-                .arg(lab.ca())
-                .args(args);
-            c.args([
-                "-H",
-                "content-type: application/dns-message",
-                "--data-binary",
-            ])
-            .arg(format!("@{}", body.display()));
-            c.arg(url);
-            run_client(c).unwrap().0
-        };
+        let post =
+            |args: &[&str], url: &str| run_client(curl_doh_post(lab, &body, args, url)).unwrap().0;
         vec![
             post(&["--http1.1"], "https://127.0.0.1:8444/dns-query"),
             post(&["--http1.1"], "http://127.0.0.1:8081/dns-query"),

@@ -285,6 +285,31 @@ pub fn feed(p: &mut Pipeline, calls: &[Call], pid: u32, fd: i32, slice: usize) {
     }
 }
 
+/// Feeds each call whole as one kernel data event (pid 1, fd 3), except call `lossy`, which
+/// arrives only from its middle on, as when its first chunks were lost in the ring buffer.
+pub fn feed_losing_first_half_of(p: &mut Pipeline, calls: &[Call], lossy: usize) {
+    for (i, call) in calls.iter().enumerate() {
+        let cut = if i == lossy { call.bytes.len() / 2 } else { 0 };
+        p.handle_event(Event::Data(DataChunk {
+            meta: Meta {
+                pid: 1,
+                tid: 1,
+                uid: 0,
+                ts_ns: i as u64,
+            },
+            fd: 3,
+            source: Source::OpenSsl,
+            direction: call.dir,
+            flags: 0,
+            tls_obj: 1,
+            total_len: call.bytes.len() as u32,
+            offset: cut as u32,
+            comm: [0; 16],
+            bytes: &call.bytes[cut..],
+        }));
+    }
+}
+
 /// A pipeline with no /proc behind it.
 pub fn pipeline() -> Pipeline {
     Pipeline::new(Box::new(NoProcessInfo), Clock::with_offset(0))
