@@ -29,6 +29,12 @@ pub enum EventKind {
     /// A traced process called execve: its name, executable and command line changed
     /// ([`ExitEvent`] layout: the header alone).
     Exec = 5,
+    /// A DNS datagram on a socket without a tracked connection (`sendto`/`sendmsg` to, or
+    /// `recvfrom`/`recvmsg` from, a DNS port): [`DatagramEvent`].
+    Datagram = 6,
+    /// Byte totals of a connection userspace asked to count, sent just before its
+    /// [`CloseEvent`]: [`ConnBytesEvent`].
+    ConnBytes = 7,
 }
 
 impl TryFrom<u32> for EventKind {
@@ -40,6 +46,8 @@ impl TryFrom<u32> for EventKind {
             3 => EventKind::Close,
             4 => EventKind::Exit,
             5 => EventKind::Exec,
+            6 => EventKind::Datagram,
+            7 => EventKind::ConnBytes,
             other => return Err(other),
         })
     }
@@ -56,9 +64,10 @@ pub const DIR_INGRESS: u32 = 1;
 pub enum Source {
     /// OpenSSL's `SSL_write`/`SSL_read` and their `_ex` forms (libssl.so.3, libssl.so.1.1).
     OpenSsl = 1,
-    /// Bytes of a `write`/`read`/`sendto`/`recvfrom` on a connected internet socket made outside
-    /// any TLS call: cleartext protocols (h2c, HTTP/1.1, DNS over TCP) — or ciphertext of TLS
-    /// stacks that are not hooked, which userspace recognises and stops.
+    /// Bytes of socket I/O (`write`/`read`/`sendto`/`recvfrom`, their vectored forms and
+    /// `sendmmsg`/`recvmmsg`) on a connected internet socket made outside any TLS call:
+    /// cleartext protocols (h2c, HTTP/1.1, DNS over UDP and TCP) — or ciphertext of TLS stacks
+    /// that are not hooked, which userspace recognises and stops.
     Socket = 2,
 }
 
@@ -88,6 +97,9 @@ pub const CAPTURE_TLS_FULL: u32 = 2;
 pub const CAPTURE_SOCK_SKIP: u32 = 4;
 /// Capture policy bit: copy all socket bytes of this connection (cleartext DNS carrier).
 pub const CAPTURE_SOCK_FULL: u32 = 8;
+/// Capture policy bit: count the bytes sent and received on this socket (copied or not) and
+/// report the totals in a [`ConnBytesEvent`] when it closes (opaque encrypted DNS).
+pub const CAPTURE_COUNT: u32 = 16;
 /// Bytes per layer (TLS plaintext, socket bytes) copied from a connection userspace has not
 /// classified yet; the rest is counted in [`Stat::UnclassifiedBytes`].
 pub const UNCLASSIFIED_BUDGET: u32 = 16 * 1024;
@@ -105,24 +117,68 @@ pub struct Capture {
     pub sock_copied: u32,
     /// Explicit padding; always zero.
     pub _pad: u32,
+    /// Bytes sent on the socket while [`CAPTURE_COUNT`] was set.
+    pub sent: u64,
+    /// Bytes received on the socket while [`CAPTURE_COUNT`] was set.
+    pub received: u64,
 }
+
+/// [`SockIo::shape`]: one flat buffer (`read`, `write`, `sendto`, `recvfrom`).
+pub const IO_FLAT: u32 = 0;
+/// [`SockIo::shape`]: an iovec array (`readv`, `writev`).
+pub const IO_IOVEC: u32 = 1;
+/// [`SockIo::shape`]: one `struct msghdr` (`sendmsg`, `recvmsg`).
+pub const IO_MSG: u32 = 2;
+/// [`SockIo::shape`]: an array of `struct mmsghdr` (`sendmmsg`, `recvmmsg`).
+pub const IO_MMSG: u32 = 3;
+
+/// [`SockIo::mode`]: a tracked connection whose bytes are copied (as far as its policy allows).
+pub const IO_COPY: u32 = 0;
+/// [`SockIo::mode`]: a tracked connection whose bytes are only counted ([`CAPTURE_COUNT`]).
+pub const IO_COUNT_ONLY: u32 = 1;
+/// [`SockIo::mode`]: an untracked socket: copied as a [`DatagramEvent`] if the peer address is
+/// on a DNS port.
+pub const IO_DATAGRAM: u32 = 2;
 
 /// A socket read/write in progress outside TLS calls, saved at syscall entry.
 #[derive(Debug, Clone, Copy, Default)]
 #[repr(C)]
 pub struct SockIo {
-    /// The caller's buffer.
+    /// The caller's buffer, iovec array, msghdr or mmsghdr array (by `shape`).
     pub buf: u64,
+    /// For flat calls: the user pointer to the peer `struct sockaddr` (`sendto`'s destination,
+    /// `recvfrom`'s source), or 0. For `readv`/`writev`: the iovec count.
+    pub addr: u64,
     /// The socket fd.
     pub fd: i32,
     /// [`DIR_EGRESS`] or [`DIR_INGRESS`].
     pub direction: u32,
+    /// `IO_FLAT`, `IO_IOVEC`, `IO_MSG` or `IO_MMSG`.
+    pub shape: u32,
+    /// `IO_COPY`, `IO_COUNT_ONLY` or `IO_DATAGRAM`.
+    pub mode: u32,
 }
+
+/// Most iovec entries of one call whose bytes are copied (one chunk of each); the rest is
+/// counted in [`Stat::TruncatedBytes`].
+pub const MAX_IOV: u32 = 8;
+/// Most messages of one `sendmmsg`/`recvmmsg` that are looked at (the first chunk of the first
+/// iovec of each); later ones are counted in [`Stat::VectoredIoSkipped`].
+pub const MAX_MMSG: u32 = 8;
 
 /// How a [`ConnEvent`] came about.
 pub const CONN_CONNECT: u32 = 1;
 /// The socket was returned by `accept`/`accept4`.
 pub const CONN_ACCEPT: u32 = 2;
+/// [`ConnEvent::how`] carries the socket type in the bits from this one up: `(how >> 8) & 0xff`
+/// is `SOCK_STREAM`, `SOCK_DGRAM`, or 0 when the socket was created before tracing started.
+/// (The low byte is `CONN_CONNECT` or `CONN_ACCEPT`; recordings made before the type was added
+/// have 0 there.)
+pub const CONN_TYPE_SHIFT: u32 = 8;
+/// `SOCK_STREAM` (TCP).
+pub const SOCK_STREAM: u32 = 1;
+/// `SOCK_DGRAM` (UDP).
+pub const SOCK_DGRAM: u32 = 2;
 
 /// Address family values as the kernel uses them.
 pub const AF_INET: u16 = 2;
@@ -196,7 +252,7 @@ pub struct ConnEvent {
     pub header: EventHeader,
     /// The socket fd.
     pub fd: i32,
-    /// [`CONN_CONNECT`] or [`CONN_ACCEPT`].
+    /// [`CONN_CONNECT`] or [`CONN_ACCEPT`], with the socket type above [`CONN_TYPE_SHIFT`].
     pub how: u32,
     /// The syscall's return value (0 or -EINPROGRESS for connect, the new fd for accept).
     pub ret: i32,
@@ -220,6 +276,55 @@ pub struct CloseEvent {
     pub fd: i32,
     /// Explicit padding; always zero.
     pub _pad: u32,
+}
+
+/// One DNS datagram sent to or received from a DNS port on a socket without a tracked
+/// connection (an unconnected UDP socket, or one connected before tracing started).
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+pub struct DatagramEvent {
+    /// `kind` is [`EventKind::Datagram`].
+    pub header: EventHeader,
+    /// The socket fd.
+    pub fd: i32,
+    /// [`DIR_EGRESS`] (sent to the address) or [`DIR_INGRESS`] (received from it).
+    pub direction: u32,
+    /// [`AF_INET`] or [`AF_INET6`].
+    pub family: u16,
+    /// Peer port, host byte order.
+    pub port: u16,
+    /// Peer address: 4 bytes for IPv4, 16 for IPv6, network order.
+    pub addr: [u8; 16],
+    /// Bytes of the datagram (from the call's return value).
+    pub total_len: u32,
+    /// Valid bytes in `data` (≤ [`CHUNK_SIZE`]; less than `total_len` when the datagram was
+    /// larger or spread over several iovecs — the rest is counted as truncated).
+    pub len: u32,
+    /// Explicit padding; always zero.
+    pub _pad: u32,
+    /// Calling thread's name.
+    pub comm: [u8; COMM_LEN],
+    /// The datagram; only `len` bytes are meaningful (the record is cut after them).
+    pub data: [u8; CHUNK_SIZE],
+}
+
+/// Size of a [`DatagramEvent`] without its `data` array.
+pub const DATAGRAM_EVENT_HEADER_SIZE: usize = core::mem::size_of::<DatagramEvent>() - CHUNK_SIZE;
+
+/// Totals of a counted connection ([`CAPTURE_COUNT`]), reported just before it closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct ConnBytesEvent {
+    /// `kind` is [`EventKind::ConnBytes`].
+    pub header: EventHeader,
+    /// The socket fd.
+    pub fd: i32,
+    /// Explicit padding; always zero.
+    pub _pad: u32,
+    /// Bytes sent while counted.
+    pub sent: u64,
+    /// Bytes received while counted.
+    pub received: u64,
 }
 
 /// A thread group exited (its last thread is gone).
@@ -247,13 +352,15 @@ pub enum Stat {
     /// Bytes not copied because their connection was still unclassified after
     /// [`UNCLASSIFIED_BUDGET`] bytes.
     UnclassifiedBytes = 5,
-    /// Vectored socket I/O (readv/writev/sendmsg/recvmsg) outside TLS on a tracked, unskipped
-    /// socket: not copied (only the plain calls are).
+    /// Vectored socket calls outside TLS whose iovec or msghdr could not be read, and messages
+    /// of `sendmmsg`/`recvmmsg` past [`MAX_MMSG`] (their bytes were not copied).
     VectoredIoSkipped = 6,
+    /// DNS datagrams copied from sockets without a tracked connection.
+    Datagrams = 7,
 }
 
 /// Number of [`Stat`] slots.
-pub const STAT_COUNT: u32 = 7;
+pub const STAT_COUNT: u32 = 8;
 
 impl Stat {
     /// Every counter, in index order.
@@ -265,6 +372,7 @@ impl Stat {
         Stat::TlsCalls,
         Stat::UnclassifiedBytes,
         Stat::VectoredIoSkipped,
+        Stat::Datagrams,
     ];
 }
 
@@ -317,8 +425,12 @@ const _: () = assert!(core::mem::size_of::<ExitEvent>() == 24);
 const _: () = assert!(core::mem::size_of::<TlsCall>() == 32);
 const _: () = assert!(core::mem::size_of::<TlsObjKey>() == 16);
 const _: () = assert!(core::mem::size_of::<PendingSockCall>() == 16);
-const _: () = assert!(core::mem::size_of::<Capture>() == 16);
-const _: () = assert!(core::mem::size_of::<SockIo>() == 16);
+const _: () = assert!(core::mem::size_of::<Capture>() == 32);
+const _: () = assert!(core::mem::size_of::<SockIo>() == 32);
+const _: () = assert!(DATAGRAM_EVENT_HEADER_SIZE == 80);
+const _: () =
+    assert!(core::mem::size_of::<DatagramEvent>() == DATAGRAM_EVENT_HEADER_SIZE + CHUNK_SIZE);
+const _: () = assert!(core::mem::size_of::<ConnBytesEvent>() == 48);
 const _: () = assert!(CHUNK_SIZE.is_power_of_two());
 
 #[cfg(feature = "user")]

@@ -5,12 +5,16 @@ use aya_ebpf::helpers::{
     generated::bpf_probe_read_user,
 };
 use doh_trace_common::{
-    Capture, CloseEvent, ConnEvent, DataEvent, EventHeader, EventKind, ExitEvent, Source, Stat,
-    CAPTURE_SOCK_FULL, CAPTURE_SOCK_SKIP, CAPTURE_TLS_FULL, CAPTURE_TLS_SKIP, CHUNK_SIZE, COMM_LEN,
-    DATA_BUDGET_CUT, DATA_EVENT_HEADER_SIZE, MAX_CHUNKS_PER_CALL, UNCLASSIFIED_BUDGET,
+    Capture, CloseEvent, ConnBytesEvent, ConnEvent, DataEvent, DatagramEvent, EventHeader,
+    EventKind, ExitEvent, Source, Stat, AF_INET, AF_INET6, CAPTURE_COUNT, CAPTURE_SOCK_FULL,
+    CAPTURE_SOCK_SKIP, CAPTURE_TLS_FULL, CAPTURE_TLS_SKIP, CHUNK_SIZE, COMM_LEN,
+    DATAGRAM_EVENT_HEADER_SIZE, DATA_BUDGET_CUT, DATA_EVENT_HEADER_SIZE, DIR_EGRESS,
+    MAX_CHUNKS_PER_CALL, UNCLASSIFIED_BUDGET,
 };
 
-use crate::maps::{fd_key, CAPTURE, EVENTS, SCRATCH, STATS, TRACKED_FDS, TRACKED_TGIDS};
+use crate::maps::{
+    fd_key, CAPTURE, DGRAM_SCRATCH, DNS_PORTS, EVENTS, SCRATCH, STATS, TRACKED_FDS, TRACKED_TGIDS,
+};
 
 /// Adds `by` to a per-CPU counter.
 #[inline(always)]
@@ -45,12 +49,6 @@ pub fn track_fd(tgid: u32, fd: i32) {
         let _ = TRACKED_FDS.insert(&fd_key(tgid, fd), &1, 0);
     }
     let _ = TRACKED_TGIDS.insert(&tgid, &1, 0);
-}
-
-/// Whether userspace asked to stop copying socket bytes of this connection.
-#[inline(always)]
-pub fn socket_bytes_skipped(key: u64) -> bool {
-    unsafe { CAPTURE.get(&key) }.is_some_and(|c| c.policy & CAPTURE_SOCK_SKIP != 0)
 }
 
 /// How many of a call's `total` bytes may be copied, by the connection's capture policy:
@@ -111,14 +109,26 @@ pub struct DataSpec {
 /// as truncated; lost chunks are counted.
 #[inline(always)]
 pub fn emit_data(d: &DataSpec) {
-    let Some(ev) = SCRATCH.get_ptr_mut(0) else {
+    let Some((ev, allowed)) = begin_call(d) else {
         return;
     };
+    let mut chunks = MAX_CHUNKS_PER_CALL;
+    let copied = emit_range(ev, d.buf, 0, allowed, &mut chunks);
+    if allowed > copied {
+        bump(Stat::TruncatedBytes, (allowed - copied) as u64);
+    }
+}
+
+/// Prepares the scratch data event for one call: fills its header and returns it with the
+/// number of the call's bytes the capture policy allows to copy (None when none).
+#[inline(always)]
+pub fn begin_call(d: &DataSpec) -> Option<(&'static mut DataEvent, u32)> {
+    let ev = SCRATCH.get_ptr_mut(0)?;
     let ev: &mut DataEvent = unsafe { &mut *ev };
     ev.header = header(EventKind::Data);
     let allowed = allowance(ev.header.tgid, d.fd, d.source, d.total_len);
     if allowed == 0 {
-        return;
+        return None;
     }
     ev.fd = d.fd;
     ev.source = d.source;
@@ -137,45 +147,173 @@ pub fn emit_data(d: &DataSpec) {
     if d.source != Source::Socket as u32 {
         bump(Stat::TlsCalls, 1);
     }
+    Some((ev, allowed))
+}
 
-    let total = allowed;
+/// Emits `len` bytes at user address `buf` as the call's bytes from `offset` on, in chunks,
+/// using at most `*chunks` of them (decremented). Returns how many bytes were handed out
+/// (emitted or counted as lost).
+#[inline(always)]
+pub fn emit_range(ev: &mut DataEvent, buf: u64, offset: u32, len: u32, chunks: &mut u32) -> u32 {
+    let mut done: u32 = 0;
     let mut i: u32 = 0;
     while i < MAX_CHUNKS_PER_CALL {
-        let offset = i * CHUNK_SIZE as u32;
-        if offset >= total {
-            return;
+        if done >= len || *chunks == 0 {
+            break;
         }
-        let mut len = total - offset;
-        if len > CHUNK_SIZE as u32 {
-            len = CHUNK_SIZE as u32;
+        let mut n = len - done;
+        if n > CHUNK_SIZE as u32 {
+            n = CHUNK_SIZE as u32;
         }
-        ev.offset = offset;
-        ev.len = len;
-        let src = (d.buf + offset as u64) as *const core::ffi::c_void;
-        let dst = ev.data.as_mut_ptr() as *mut core::ffi::c_void;
-        // `len` is in 1..=CHUNK_SIZE; the mask restates that bound for the verifier.
-        let n = len & (2 * CHUNK_SIZE as u32 - 1);
-        let n = if n > CHUNK_SIZE as u32 {
-            CHUNK_SIZE as u32
-        } else {
-            n
-        };
-        if unsafe { bpf_probe_read_user(dst, n, src) } != 0 {
-            bump(Stat::ReadErrors, 1);
-        } else {
-            let size = DATA_EVENT_HEADER_SIZE + n as usize;
-            let bytes =
-                unsafe { core::slice::from_raw_parts(ev as *const DataEvent as *const u8, size) };
-            if EVENTS.output::<[u8]>(bytes, 0).is_err() {
-                bump(Stat::RingbufDrops, 1);
-            }
-        }
+        emit_chunk(ev, buf + done as u64, offset + done, n);
+        done += n;
+        *chunks -= 1;
         i += 1;
     }
-    let copied = MAX_CHUNKS_PER_CALL * CHUNK_SIZE as u32;
-    if total > copied {
-        bump(Stat::TruncatedBytes, (total - copied) as u64);
+    done
+}
+
+/// Copies `n` (≤ `CHUNK_SIZE`) bytes at user address `src` into the event as the call's bytes
+/// at `offset`, and puts the event on the ring buffer (failures counted).
+#[inline(always)]
+pub fn emit_chunk(ev: &mut DataEvent, src: u64, offset: u32, n: u32) {
+    ev.offset = offset;
+    ev.len = n;
+    let dst = ev.data.as_mut_ptr() as *mut core::ffi::c_void;
+    // `n` is in 1..=CHUNK_SIZE; the mask restates that bound for the verifier.
+    let m = n & (2 * CHUNK_SIZE as u32 - 1);
+    let m = if m > CHUNK_SIZE as u32 {
+        CHUNK_SIZE as u32
+    } else {
+        m
+    };
+    if unsafe { bpf_probe_read_user(dst, m, src as *const core::ffi::c_void) } != 0 {
+        bump(Stat::ReadErrors, 1);
+        return;
     }
+    let size = DATA_EVENT_HEADER_SIZE + m as usize;
+    let bytes = unsafe { core::slice::from_raw_parts(ev as *const DataEvent as *const u8, size) };
+    if EVENTS.output::<[u8]>(bytes, 0).is_err() {
+        bump(Stat::RingbufDrops, 1);
+    }
+}
+
+/// A peer address read from a user `struct sockaddr`.
+#[derive(Clone, Copy)]
+pub struct Peer {
+    pub family: u16,
+    pub port: u16,
+    pub addr: [u8; 16],
+}
+
+/// Reads an IPv4/IPv6 `struct sockaddr` from user memory (None for other families).
+#[inline(always)]
+pub fn read_sockaddr(ptr: u64) -> Option<Peer> {
+    if ptr == 0 {
+        return None;
+    }
+    let family = unsafe { aya_ebpf::helpers::bpf_probe_read_user(ptr as *const u16) }.ok()?;
+    let port = unsafe { aya_ebpf::helpers::bpf_probe_read_user((ptr + 2) as *const u16) }
+        .map(u16::from_be)
+        .ok()?;
+    let mut addr = [0u8; 16];
+    match family {
+        // struct sockaddr_in { u16 family; be16 port; u8 addr[4]; ... }
+        AF_INET => {
+            let a = unsafe { aya_ebpf::helpers::bpf_probe_read_user((ptr + 4) as *const [u8; 4]) }
+                .ok()?;
+            addr[..4].copy_from_slice(&a);
+        }
+        // struct sockaddr_in6 { u16 family; be16 port; u32 flowinfo; u8 addr[16]; ... }
+        AF_INET6 => {
+            addr = unsafe { aya_ebpf::helpers::bpf_probe_read_user((ptr + 8) as *const [u8; 16]) }
+                .ok()?;
+        }
+        _ => return None,
+    }
+    Some(Peer { family, port, addr })
+}
+
+/// Whether datagrams to or from this port are DNS.
+#[inline(always)]
+pub fn is_dns_port(port: u16) -> bool {
+    unsafe { DNS_PORTS.get(&port) }.is_some()
+}
+
+/// Emits one datagram exchanged with `peer` on an untracked socket: the first `CHUNK_SIZE` of
+/// `avail` bytes at `buf` (the rest of `total` is counted as truncated).
+#[inline(always)]
+pub fn emit_datagram(fd: i32, direction: u32, peer: &Peer, buf: u64, avail: u32, total: u32) {
+    let Some(ev) = DGRAM_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    let ev: &mut DatagramEvent = unsafe { &mut *ev };
+    ev.header = header(EventKind::Datagram);
+    ev.fd = fd;
+    ev.direction = direction;
+    ev.family = peer.family;
+    ev.port = peer.port;
+    ev.addr = peer.addr;
+    ev.total_len = total;
+    ev._pad = 0;
+    ev.comm = comm();
+    let mut n = if avail < total { avail } else { total };
+    if n > CHUNK_SIZE as u32 {
+        n = CHUNK_SIZE as u32;
+    }
+    if n < total {
+        bump(Stat::TruncatedBytes, (total - n) as u64);
+    }
+    ev.len = n;
+    let m = n & (2 * CHUNK_SIZE as u32 - 1);
+    let m = if m > CHUNK_SIZE as u32 {
+        CHUNK_SIZE as u32
+    } else {
+        m
+    };
+    if m > 0 {
+        let dst = ev.data.as_mut_ptr() as *mut core::ffi::c_void;
+        if unsafe { bpf_probe_read_user(dst, m, buf as *const core::ffi::c_void) } != 0 {
+            bump(Stat::ReadErrors, 1);
+            return;
+        }
+    }
+    let size = DATAGRAM_EVENT_HEADER_SIZE + m as usize;
+    let bytes =
+        unsafe { core::slice::from_raw_parts(ev as *const DatagramEvent as *const u8, size) };
+    if EVENTS.output::<[u8]>(bytes, 0).is_err() {
+        bump(Stat::RingbufDrops, 1);
+    } else {
+        bump(Stat::Datagrams, 1);
+        let _ = TRACKED_TGIDS.insert(&ev.header.tgid, &1, 0);
+    }
+}
+
+/// Adds a finished call's bytes to a counted connection's totals.
+#[inline(always)]
+pub fn count_bytes(key: u64, direction: u32, n: u64) {
+    if let Some(cap) = CAPTURE.get_ptr_mut(&key) {
+        let cap = unsafe { &mut *cap };
+        if cap.policy & CAPTURE_COUNT != 0 {
+            if direction == DIR_EGRESS {
+                cap.sent += n;
+            } else {
+                cap.received += n;
+            }
+        }
+    }
+}
+
+/// Reports the byte totals of a counted connection that is closing.
+#[inline(always)]
+pub fn emit_conn_bytes(fd: i32, cap: &Capture) {
+    output(ConnBytesEvent {
+        header: header(EventKind::ConnBytes),
+        fd,
+        _pad: 0,
+        sent: cap.sent,
+        received: cap.received,
+    });
 }
 
 /// Puts a fixed-size record on the ring buffer, counting a drop when it is full.

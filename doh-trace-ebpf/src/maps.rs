@@ -2,10 +2,10 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{LruHashMap, PerCpuArray, RingBuf},
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use doh_trace_common::{
-    Capture, DataEvent, PendingSockCall, SockIo, TlsCall, TlsObjKey, STAT_COUNT,
+    Capture, DataEvent, DatagramEvent, PendingSockCall, SockIo, TlsCall, TlsObjKey, STAT_COUNT,
 };
 
 /// Thread-group id of the tracer itself; its own calls are never traced. Set by the loader.
@@ -29,6 +29,23 @@ pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0
 /// Scratch space for building one data event (too large for the 512-byte eBPF stack).
 #[map]
 pub static SCRATCH: PerCpuArray<DataEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Scratch space for building one datagram event.
+#[map]
+pub static DGRAM_SCRATCH: PerCpuArray<DatagramEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Ports whose datagrams are DNS (53 and any the user added). Filled by the loader.
+#[map]
+pub static DNS_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(64, 0);
+
+/// `socket()` calls in progress for internet sockets, keyed by pid_tgid: the socket type.
+#[map]
+pub static SOCKETS_OPENING: LruHashMap<u64, u32> = LruHashMap::with_max_entries(16384, 0);
+
+/// Type (`SOCK_STREAM`/`SOCK_DGRAM`) of internet sockets created while tracing
+/// (key: tgid << 32 | fd).
+#[map]
+pub static SOCK_TYPES: LruHashMap<u64, u32> = LruHashMap::with_max_entries(65536, 0);
 
 /// TLS calls in progress, keyed by pid_tgid (one per thread). LRU, so entries of threads that
 /// never returned (killed mid-call) cannot fill it.

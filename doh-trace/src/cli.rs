@@ -74,9 +74,23 @@ pub struct Cli {
     /// Only names matching this pattern (`*` and `?`, case-insensitive; repeatable).
     #[arg(long = "qname", value_name = "PATTERN", global = true)]
     pub qnames: Vec<String>,
-    /// Only this transport (repeatable): doh for now.
+    /// Only this transport (repeatable): doh, dot, dns-udp, dns-tcp, doh-opaque, dot-opaque,
+    /// doq-opaque.
     #[arg(long = "transport", value_name = "TRANSPORT", global = true)]
     pub transports: Vec<String>,
+    /// Also treat datagrams to or from this port as plain DNS (repeatable; 53 always is).
+    /// DNS over TCP and DoT are recognised on any port by their framing.
+    #[arg(long = "dns-port", value_name = "PORT", global = true)]
+    pub dns_ports: Vec<u16>,
+}
+
+impl Cli {
+    /// The ports whose datagrams are plain DNS: 53 and the user's.
+    pub fn dns_ports(&self) -> Vec<u16> {
+        let mut ports = vec![53];
+        ports.extend(self.dns_ports.iter().copied().filter(|&p| p != 53));
+        ports
+    }
 }
 
 /// `127.0.0.1:9853`, `[::1]:9853` or a bare port (loopback).
@@ -266,7 +280,7 @@ impl Output {
                 c.comm,
                 c.transport,
                 server,
-                c.http_version,
+                c.http_version.unwrap_or("-"),
                 c.lookups,
                 ms(c.handshake_ms),
                 ms(Some(c.lifetime_ms)),

@@ -44,6 +44,18 @@ pub struct DecodeCounters {
     pub oversized_bodies: u64,
     /// DoH streams not tracked because a connection had too many open.
     pub streams_over_limit: u64,
+    /// Classic DNS (UDP/TCP) and DoT client connections decoded.
+    pub dns_client_conns: u64,
+    /// DNS messages (classic DNS, DoT) that could not be parsed.
+    pub bad_dns_messages: u64,
+    /// DNS answers that matched no query waiting on their socket.
+    pub unmatched_dns_answers: u64,
+    /// DNS queries ended early because their socket had too many waiting.
+    pub dns_pending_overflow: u64,
+    /// Encrypted DNS connections reported without plaintext (opaque).
+    pub opaque_conns: u64,
+    /// TLS ClientHellos on sockets that could not be parsed.
+    pub bad_client_hellos: u64,
     /// Lookups reported.
     pub lookups: u64,
 }
@@ -61,6 +73,13 @@ impl DecodeCounters {
             ("unparseable DoH answers", self.bad_answers),
             ("oversized DoH bodies", self.oversized_bodies),
             ("DoH streams over limit", self.streams_over_limit),
+            ("unparseable DNS messages", self.bad_dns_messages),
+            ("DNS answers without a query", self.unmatched_dns_answers),
+            (
+                "DNS queries over the per-socket limit",
+                self.dns_pending_overflow,
+            ),
+            ("unparseable TLS ClientHellos", self.bad_client_hellos),
         ]
         .into_iter()
         .filter(|(_, n)| *n > 0)
@@ -74,6 +93,7 @@ impl fmt::Display for DecodeCounters {
             f,
             "{} lookups, {} events, {} HTTP/2 client connections ({} joined mid-stream), \
              {} HTTP/1.1 client connections ({} upgraded to h2c), \
+             {} DNS/DoT client sockets, {} opaque encrypted DNS connections, \
              {} classified not DNS, {} server-side (not reported), {} TLS sockets, \
              {} in protocols not decoded",
             self.lookups,
@@ -82,6 +102,8 @@ impl fmt::Display for DecodeCounters {
             self.mid_stream_conns,
             self.h1_client_conns,
             self.h2c_upgrades,
+            self.dns_client_conns,
+            self.opaque_conns,
             self.non_dns_conns,
             self.server_side_conns,
             self.tls_on_socket_conns,

@@ -6,8 +6,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use doh_trace_common::{
-    EventKind, Source, AF_INET, AF_INET6, CHUNK_SIZE, COMM_LEN, CONN_ACCEPT,
-    DATA_EVENT_HEADER_SIZE, DIR_EGRESS, DIR_INGRESS,
+    EventKind, Source, AF_INET, AF_INET6, CHUNK_SIZE, COMM_LEN, CONN_ACCEPT, CONN_TYPE_SHIFT,
+    DATAGRAM_EVENT_HEADER_SIZE, DATA_EVENT_HEADER_SIZE, DIR_EGRESS, DIR_INGRESS, SOCK_DGRAM,
+    SOCK_STREAM,
 };
 
 /// Why a record could not be decoded.
@@ -65,14 +66,40 @@ pub struct DataChunk<'a> {
     pub bytes: &'a [u8],
 }
 
+/// The type of an internet socket, when the kernel side saw it created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SocketType {
+    /// TCP.
+    Stream,
+    /// UDP.
+    Datagram,
+    /// Created before tracing started (or recorded by an older version).
+    Unknown,
+}
+
 /// A connected or accepted internet socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnInfo {
     pub meta: Meta,
     pub fd: i32,
     pub accepted: bool,
+    pub sock_type: SocketType,
     pub peer: SocketAddr,
     pub comm: [u8; COMM_LEN],
+}
+
+/// A DNS datagram on a socket without a tracked connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram<'a> {
+    pub meta: Meta,
+    pub fd: i32,
+    pub direction: Direction,
+    /// Where it went to or came from.
+    pub peer: SocketAddr,
+    /// Size of the whole datagram; `bytes` may be shorter (cut at 4 KiB or at its first iovec).
+    pub total_len: u32,
+    pub comm: [u8; COMM_LEN],
+    pub bytes: &'a [u8],
 }
 
 /// A decoded ring-buffer record.
@@ -80,9 +107,24 @@ pub struct ConnInfo {
 pub enum Event<'a> {
     Data(DataChunk<'a>),
     Conn(ConnInfo),
-    Close { meta: Meta, fd: i32 },
-    Exit { meta: Meta },
-    Exec { meta: Meta },
+    Close {
+        meta: Meta,
+        fd: i32,
+    },
+    Datagram(Datagram<'a>),
+    /// Byte totals of a counted connection, just before its close.
+    ConnBytes {
+        meta: Meta,
+        fd: i32,
+        sent: u64,
+        received: u64,
+    },
+    Exit {
+        meta: Meta,
+    },
+    Exec {
+        meta: Meta,
+    },
 }
 
 struct Reader<'a> {
@@ -110,6 +152,25 @@ impl<'a> Reader<'a> {
 const HEADER_SIZE: usize = 24;
 const CONN_SIZE: usize = std::mem::size_of::<doh_trace_common::ConnEvent>();
 const CLOSE_SIZE: usize = std::mem::size_of::<doh_trace_common::CloseEvent>();
+const CONN_BYTES_SIZE: usize = std::mem::size_of::<doh_trace_common::ConnBytesEvent>();
+
+fn ip_of(family: u16, addr: [u8; 16]) -> Result<IpAddr, EventError> {
+    match family {
+        AF_INET => Ok(IpAddr::V4(Ipv4Addr::new(
+            addr[0], addr[1], addr[2], addr[3],
+        ))),
+        AF_INET6 => Ok(IpAddr::V6(Ipv6Addr::from(addr))),
+        _ => Err(EventError::Invalid("family")),
+    }
+}
+
+fn direction_of(v: u32) -> Result<Direction, EventError> {
+    match v {
+        DIR_EGRESS => Ok(Direction::Egress),
+        DIR_INGRESS => Ok(Direction::Ingress),
+        _ => Err(EventError::Invalid("direction")),
+    }
+}
 
 fn need(buf: &[u8], n: usize) -> Result<(), EventError> {
     if buf.len() < n {
@@ -137,11 +198,7 @@ pub fn decode(buf: &[u8]) -> Result<Event<'_>, EventError> {
         EventKind::Data => {
             need(buf, DATA_EVENT_HEADER_SIZE)?;
             let source = Source::try_from(r.u32(28)).map_err(EventError::UnknownSource)?;
-            let direction = match r.u32(32) {
-                DIR_EGRESS => Direction::Egress,
-                DIR_INGRESS => Direction::Ingress,
-                _ => return Err(EventError::Invalid("direction")),
-            };
+            let direction = direction_of(r.u32(32))?;
             let total_len = r.u32(48);
             let offset = r.u32(52);
             let len = r.u32(56) as usize;
@@ -169,16 +226,17 @@ pub fn decode(buf: &[u8]) -> Result<Event<'_>, EventError> {
             need(buf, CONN_SIZE)?;
             let family = r.u16(36);
             let port = r.u16(38);
-            let addr: [u8; 16] = r.array(40);
-            let ip = match family {
-                AF_INET => IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3])),
-                AF_INET6 => IpAddr::V6(Ipv6Addr::from(addr)),
-                _ => return Err(EventError::Invalid("family")),
-            };
+            let ip = ip_of(family, r.array(40))?;
+            let how = r.u32(28);
             Ok(Event::Conn(ConnInfo {
                 meta,
                 fd: r.i32(24),
-                accepted: r.u32(28) == CONN_ACCEPT,
+                accepted: how & 0xff == CONN_ACCEPT,
+                sock_type: match (how >> CONN_TYPE_SHIFT) & 0xff {
+                    SOCK_STREAM => SocketType::Stream,
+                    SOCK_DGRAM => SocketType::Datagram,
+                    _ => SocketType::Unknown,
+                },
                 peer: SocketAddr::new(ip, port),
                 comm: r.array(56),
             }))
@@ -188,6 +246,34 @@ pub fn decode(buf: &[u8]) -> Result<Event<'_>, EventError> {
             Ok(Event::Close {
                 meta,
                 fd: r.i32(24),
+            })
+        }
+        EventKind::Datagram => {
+            need(buf, DATAGRAM_EVENT_HEADER_SIZE)?;
+            let ip = ip_of(r.u16(32), r.array(36))?;
+            let total_len = r.u32(52);
+            let len = r.u32(56) as usize;
+            if len > CHUNK_SIZE || len as u64 > u64::from(total_len) {
+                return Err(EventError::Invalid("len"));
+            }
+            need(buf, DATAGRAM_EVENT_HEADER_SIZE + len)?;
+            Ok(Event::Datagram(Datagram {
+                meta,
+                fd: r.i32(24),
+                direction: direction_of(r.u32(28))?,
+                peer: SocketAddr::new(ip, r.u16(34)),
+                total_len,
+                comm: r.array(64),
+                bytes: &buf[DATAGRAM_EVENT_HEADER_SIZE..DATAGRAM_EVENT_HEADER_SIZE + len],
+            }))
+        }
+        EventKind::ConnBytes => {
+            need(buf, CONN_BYTES_SIZE)?;
+            Ok(Event::ConnBytes {
+                meta,
+                fd: r.i32(24),
+                sent: r.u64(32),
+                received: r.u64(40),
             })
         }
         EventKind::Exit => Ok(Event::Exit { meta }),

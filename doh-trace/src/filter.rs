@@ -25,7 +25,11 @@ impl Filter {
                     .container_id
                     .as_deref()
                     .is_some_and(|id| self.containers.iter().any(|c| id.starts_with(c.as_str()))))
-            && (self.qnames.is_empty() || self.qnames.iter().any(|p| glob(p, &l.qname)))
+            && (self.qnames.is_empty()
+                || self
+                    .qnames
+                    .iter()
+                    .any(|p| glob(p, l.qname.as_deref().unwrap_or(""))))
     }
 
     /// Whether a record of this process and transport passes the process filters (also used

@@ -20,6 +20,7 @@ pub mod http2;
 pub mod live;
 pub mod loader;
 pub mod lookup;
+pub mod opaque;
 pub mod output;
 pub mod pipeline;
 pub mod procinfo;

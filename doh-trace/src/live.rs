@@ -66,7 +66,7 @@ pub async fn trace(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
             }
         });
     }
-    let mut tracer = Tracer::start()?;
+    let mut tracer = Tracer::start(&cli.dns_ports())?;
     if !cli.quiet {
         for (lib, symbols) in &tracer.report.libraries {
             eprintln!(

@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::context::ProcessContext;
 
 /// How a lookup ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Status {
     /// An answer was received and parsed.
@@ -17,11 +17,14 @@ pub enum Status {
     /// The stream was reset before an answer arrived.
     Reset,
     /// The connection closed or the process exited with the query unanswered.
+    #[default]
     Unanswered,
     /// A 2xx response whose body is not a DNS message.
     MalformedAnswer,
     /// No answer within the stream timeout.
     Timeout,
+    /// An encrypted DNS connection seen without its plaintext: it ended, nothing more is known.
+    Opaque,
 }
 
 impl Status {
@@ -34,6 +37,7 @@ impl Status {
             Status::Unanswered => "unanswered",
             Status::MalformedAnswer => "malformed-answer",
             Status::Timeout => "timeout",
+            Status::Opaque => "opaque",
         }
     }
 }
@@ -54,8 +58,21 @@ impl From<SocketAddr> for Endpoint {
     }
 }
 
-/// One DNS lookup as doh-trace reports it (the JSON-lines schema).
+/// The other end of a relayed lookup: the client that asked a local resolver, or the upstream
+/// lookup that resolver made.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RelayPeer {
+    pub pid: u32,
+    pub comm: String,
+    pub transport: &'static str,
+    pub server: Option<Endpoint>,
+    /// The DoH URL or TLS server name of an upstream lookup, when known.
+    pub server_name: Option<String>,
+}
+
+/// One DNS lookup as doh-trace reports it (the JSON-lines schema). `Default` is an empty,
+/// unanswered record for builders to fill in.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Lookup {
     /// When the answer arrived (or the lookup ended), RFC 3339, UTC.
     pub time: String,
@@ -67,7 +84,8 @@ pub struct Lookup {
     pub uid: u32,
     /// Process name (the thread-group leader's).
     pub comm: String,
-    /// Always `"doh"` for now.
+    /// `doh`, `dot`, `dns-udp`, `dns-tcp`, or `doh-opaque`/`dot-opaque`/`doq-opaque` for
+    /// encrypted connections seen without their plaintext.
     pub transport: &'static str,
     /// Resolver address, when known.
     pub server: Option<Endpoint>,
@@ -79,19 +97,19 @@ pub struct Lookup {
     pub url: Option<String>,
     /// `POST` or `GET`; null when the request headers are unknown.
     pub method: Option<String>,
-    /// `"h2"` or `"http/1.1"`.
-    pub http_version: &'static str,
+    /// `"h2"` or `"http/1.1"` (DoH only).
+    pub http_version: Option<&'static str>,
     /// False when the connection was joined mid-stream and its request headers (method,
-    /// authority, path) could not be decoded; nothing is guessed in their place.
-    pub headers_known: bool,
+    /// authority, path) could not be decoded; nothing is guessed in their place (DoH only).
+    pub headers_known: Option<bool>,
     /// HTTP/2 stream the exchange used (null for HTTP/1.1).
     pub stream_id: Option<u32>,
-    /// Question name.
-    pub qname: String,
+    /// Question name (None for opaque transports).
+    pub qname: Option<String>,
     /// Question type mnemonic.
-    pub qtype: String,
+    pub qtype: Option<String>,
     /// DNS message id of the query.
-    pub dns_id: u16,
+    pub dns_id: Option<u16>,
     /// Response code mnemonic, when an answer was parsed.
     pub rcode: Option<String>,
     /// Answer records in presentation format.
@@ -102,6 +120,33 @@ pub struct Lookup {
     pub status: Status,
     /// HTTP status of the response, when one arrived.
     pub http_status: Option<u16>,
+    /// TLS server name (SNI) the client asked for, when its ClientHello was seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// ALPN protocols the client offered, when its ClientHello was seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alpn: Option<Vec<String>>,
+    /// The well-known public resolver the server name or address belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolver: Option<String>,
+    /// Opaque transports: bytes the process sent and received on the connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_sent: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_received: Option<u64>,
+    /// Opaque transports: how long the connection lasted, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<f64>,
+    /// This lookup was made by a local resolver on behalf of these clients (matched by
+    /// question and time window).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relayed_for: Option<Vec<RelayPeer>>,
+    /// The local resolver this lookup went to asked upstream like this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<Vec<RelayPeer>>,
+    /// More than one candidate matched the relay link (so it may be wrong).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay_ambiguous: Option<bool>,
     /// Executable, command line, user, parent, cgroup and container of the process.
     #[serde(flatten)]
     pub context: ProcessContext,
@@ -112,10 +157,13 @@ pub struct Lookup {
     /// The DNS answer as received, when it was a wire-format DNS message.
     #[serde(skip)]
     pub dns_answer: Option<Vec<u8>>,
+    /// Kernel time (CLOCK_MONOTONIC ns) the query was sent; not in the JSON output.
+    #[serde(skip)]
+    pub sent_ns: u64,
 }
 
 /// The column header of [`Lookup::text_line`].
-pub const TEXT_HEADER: &str = "TIME            PID PROCESS         TRANSPORT RESOLVER              NAME                           TYPE  RESULT     ANSWERS                       LATENCY";
+pub const TEXT_HEADER: &str = "TIME            PID PROCESS         TRANSPORT  RESOLVER              NAME                           TYPE  RESULT     ANSWERS                       LATENCY";
 
 /// Most answers shown in a text line; the rest are counted.
 const SHOWN_ANSWERS: usize = 2;
@@ -131,6 +179,11 @@ fn column(s: &str, width: usize) -> String {
 }
 
 impl Lookup {
+    /// The question name, or "" when unknown (opaque transports).
+    pub fn name(&self) -> &str {
+        self.qname.as_deref().unwrap_or("")
+    }
+
     /// What the RESULT column shows: the rcode, or how the lookup failed.
     pub fn result(&self) -> String {
         match self.status {
@@ -148,8 +201,8 @@ impl Lookup {
             .server
             .as_ref()
             .map_or_else(|| "?".to_string(), |s| fmt_endpoint(&s.ip, s.port));
-        // The authority is shown only when it says more than the address does.
-        let resolver = match self.authority.as_deref() {
+        // The authority (or TLS server name) is shown only when it says more than the address.
+        let resolver = match self.authority.as_deref().or(self.server_name.as_deref()) {
             Some(a) if a != server => format!("{server} ({a})"),
             _ => server,
         };
@@ -166,6 +219,13 @@ impl Lookup {
         if answers.is_empty() {
             answers.push('-');
         }
+        if let Some(bytes) = self.bytes_sent.zip(self.bytes_received) {
+            // Opaque: no question or answer, only the connection.
+            answers = format!("{}B out, {}B in", bytes.0, bytes.1);
+        }
+        if let Some(up) = self.upstream.as_ref().and_then(|u| u.first()) {
+            answers = format!("{answers} ⇢ {} {}", up.transport, up.comm);
+        }
         let latency = self
             .latency_ms
             .map_or_else(|| "-".to_string(), |l| format!("{l:.1}ms"));
@@ -180,11 +240,11 @@ impl Lookup {
             "{time} {pid:>7} {comm} {transport} {resolver} {qname} {qtype} {result} {answers} {latency:>8}",
             pid = self.pid,
             comm = column(&self.comm, 15),
-            transport = column(self.transport, 9),
+            transport = column(self.transport, 10),
             resolver = column(&resolver, 21),
-            qname = column(&self.qname, 30),
-            qtype = column(&self.qtype, 5),
-            answers = column(&answers, 29),
+            qname = column(self.qname.as_deref().unwrap_or("?"), 30),
+            qtype = column(self.qtype.as_deref().unwrap_or("-"), 5),
+            answers = column(&answers, if self.upstream.is_some() { 45 } else { 29 }),
         )
     }
 }

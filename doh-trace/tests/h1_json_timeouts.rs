@@ -204,20 +204,20 @@ fn h2_response(enc: &mut loona_hpack::Encoder<'_>, stream: u32, body: &[u8]) -> 
 fn want(conv: &Conv, qname: &str, qtype: &str) -> Want {
     let tls = conv.source.is_tls();
     Want {
-        qname: qname.into(),
-        qtype: qtype.into(),
+        qname: Some(qname.into()),
+        qtype: Some(qtype.into()),
         status: "ok",
         answers: vec![],
         rcode: Some("NOERROR".into()),
         method: Some("POST".into()),
-        http_version: "http/1.1",
+        http_version: Some("http/1.1"),
         stream_id: None,
         url: Some(if tls { TLS_URL } else { CLEAR_URL }.into()),
         authority: Some(if tls { TLS_AUTH } else { CLEAR_AUTH }.into()),
-        headers_known: true,
+        headers_known: Some(true),
         http_status: Some(200),
         latency_ms: Some(1.0),
-        dns_id: 0,
+        dns_id: Some(0),
         pid: conv.pid,
         tid: conv.pid + 1,
         comm: conv.comm.into(),
@@ -245,7 +245,7 @@ impl WantExt for Want {
         self
     }
     fn h2(mut self, stream: u32) -> Want {
-        self.http_version = "h2";
+        self.http_version = Some("h2");
         self.stream_id = Some(stream);
         self
     }
@@ -957,7 +957,9 @@ fn h1_server_side_non_doh_request_is_not_reported() {
 
 #[test]
 fn tls_records_on_a_socket_are_skipped() {
-    // A ClientHello and ServerHello of a TLS stack that is not hooked (ciphertext only).
+    // A ClientHello and ServerHello of a TLS stack that is not hooked (ciphertext only). The
+    // hello's body is filler, not a parseable ClientHello: that is counted, and the socket is
+    // skipped all the same.
     let mut hello = vec![
         0x16, 0x03, 0x01, 0x00, 0xf4, 0x01, 0x00, 0x00, 0xf0, 0x03, 0x03,
     ];
@@ -975,6 +977,7 @@ fn tls_records_on_a_socket_are_skipped() {
         &[],
         &DecodeCounters {
             tls_on_socket_conns: 1,
+            bad_client_hellos: 1,
             ..Default::default()
         },
         &[conv.decision(CAPTURE_SOCK_SKIP)],

@@ -345,7 +345,7 @@ fn s(qname: &str, qtype: &str, status: &str, answers: &[&str]) -> Sum {
 fn split_normal(lookups: Vec<Lookup>) -> Vec<Lookup> {
     let (normal, other): (Vec<Lookup>, Vec<Lookup>) = lookups
         .into_iter()
-        .partition(|l| l.qname.ends_with(".normal.test"));
+        .partition(|l| l.name().ends_with(".normal.test"));
     assert_eq!(
         summary(&normal),
         vec![
@@ -1089,13 +1089,13 @@ fn dns_compression_loops_and_pointer_chains_are_malformed_never_a_panic() {
         }
         normal.step(&mut w, &mut p);
         for l in p.drain_lookups() {
-            if l.qname.ends_with(".normal.test") {
+            if l.name().ends_with(".normal.test") {
                 normal_lookups.push(l);
             } else {
                 *seen
                     .entry((
-                        l.qname.clone(),
-                        l.qtype.clone(),
+                        l.name().to_string(),
+                        l.qtype.clone().unwrap_or_default(),
                         l.status.as_str().to_string(),
                         // answer count and last answer (the chain has 2,001)
                         vec![
@@ -1417,7 +1417,7 @@ fn hostile_http1_is_bounded_and_counted() {
     let (lookups, decisions) = outputs(&mut p);
     assert_eq!(c_long.h1_errors, 1, "the 10 MiB line: {c_long:?}");
     let (unanswered, other): (Vec<Lookup>, Vec<Lookup>) =
-        lookups.into_iter().partition(|l| l.qname.starts_with('p'));
+        lookups.into_iter().partition(|l| l.name().starts_with('p'));
     assert_eq!(
         summary(&other),
         vec![s("after.h1.test", "A", "ok", &["192.0.2.10"])],
@@ -1489,13 +1489,14 @@ fn pipelining_past_the_queue_limit_never_pairs_a_query_with_another_answer() {
     let (lookups, _) = outputs(&mut p);
     let mut wrong = Vec::new();
     for l in &lookups {
-        let i: u32 = l.qname[1..l.qname.find('.').unwrap()].parse().unwrap();
+        let i: u32 = l.name()[1..l.name().find('.').unwrap()].parse().unwrap();
         let [a, b, c2, d] = ip(i);
         let want = format!("{a}.{b}.{c2}.{d}");
         if l.status.as_str() == "ok" && l.answers != vec![want.clone()] {
             wrong.push(format!(
                 "{} got {:?}, its answer is {want}",
-                l.qname, l.answers
+                l.name(),
+                l.answers
             ));
         }
     }

@@ -143,6 +143,36 @@ impl Lab {
         Ok(lab)
     }
 
+    /// unbound, plus two dnsdist instances acting as local resolvers that clients ask in plain
+    /// DNS: one on 127.0.0.1:53 forwarding upstream over DoH, one on 127.0.0.1:5354
+    /// forwarding over DoT (tests/lab/relay-*.conf.in).
+    pub fn with_relays() -> Result<Lab> {
+        let mut lab = Lab::with_unbound()?;
+        lab.wait_listening(8853, Duration::from_secs(30))?;
+        for (name, template, port) in [
+            (
+                "relay-doh.conf",
+                include_str!("../lab/relay-doh.conf.in"),
+                53,
+            ),
+            (
+                "relay-dot.conf",
+                include_str!("../lab/relay-dot.conf.in"),
+                5354,
+            ),
+        ] {
+            let conf = lab.config(name, template)?;
+            let args = [
+                OsStr::new("-C"),
+                conf.as_os_str(),
+                OsStr::new("--supervised"),
+                OsStr::new("--disable-syslog"),
+            ];
+            lab.start_server("dnsdist", &args, &[port])?;
+        }
+        Ok(lab)
+    }
+
     /// Writes a config template into the work directory, `@W@` replaced by its path.
     fn config(&self, name: &str, template: &str) -> Result<PathBuf> {
         let path = self.dir.join(name);
@@ -313,7 +343,7 @@ fn make_pki(dir: &Path) -> Result<()> {
     std::fs::write(
         d("server.ext"),
         "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n\
-         subjectAltName=DNS:doh.test,DNS:localhost,IP:127.0.0.1,IP:::1\n",
+         subjectAltName=DNS:doh.test,DNS:localhost,DNS:dns.google,IP:127.0.0.1,IP:::1\n",
     )?;
     run(Command::new("openssl")
         .args(["x509", "-req", "-in"])

@@ -11,39 +11,56 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use doh_trace_common::{
-    PendingSockCall, SockIo, Source, Stat, AF_INET, AF_INET6, CONN_ACCEPT, CONN_CONNECT,
-    DIR_EGRESS, DIR_INGRESS,
+    PendingSockCall, SockIo, Source, Stat, AF_INET, AF_INET6, CAPTURE_COUNT, CAPTURE_SOCK_SKIP,
+    CHUNK_SIZE, CONN_ACCEPT, CONN_CONNECT, CONN_TYPE_SHIFT, DIR_EGRESS, DIR_INGRESS, IO_COPY,
+    IO_COUNT_ONLY, IO_DATAGRAM, IO_FLAT, IO_IOVEC, IO_MMSG, IO_MSG, MAX_CHUNKS_PER_CALL, MAX_IOV,
+    MAX_MMSG, SOCK_DGRAM, SOCK_STREAM,
 };
 
 use crate::{
-    emit::{bump, emit_close, emit_conn, emit_data, socket_bytes_skipped, DataSpec},
-    maps::{fd_key, tracer_tgid, CAPTURE, SOCK_CALLS, SOCK_IO, TLS_CALLS, TRACKED_FDS},
+    emit::{
+        begin_call, bump, count_bytes, emit_chunk, emit_close, emit_conn, emit_conn_bytes,
+        emit_datagram, emit_range, is_dns_port, read_sockaddr, DataSpec,
+    },
+    maps::{
+        fd_key, tracer_tgid, CAPTURE, SOCKETS_OPENING, SOCK_CALLS, SOCK_IO, SOCK_TYPES, TLS_CALLS,
+        TRACKED_FDS,
+    },
 };
 
 const ARG0: usize = 16;
 const ARG1: usize = 24;
+const ARG2: usize = 32;
+const ARG4: usize = 48;
 const RET: usize = 16;
 const EINPROGRESS: i64 = 115;
+
+/// `struct msghdr` (user ABI, 64-bit): `msg_name` at 0, `msg_iov` at 16, `msg_iovlen` at 24.
+const MSG_NAME: u64 = 0;
+const MSG_IOV: u64 = 16;
+const MSG_IOVLEN: u64 = 24;
+/// `struct mmsghdr`: a msghdr (56 bytes), then `unsigned int msg_len`; 64 bytes in all.
+const MMSG_LEN: u64 = 56;
+const MMSG_SIZE: u64 = 64;
 
 #[inline(always)]
 fn arg_u64(ctx: &TracePointContext, offset: usize) -> u64 {
     unsafe { ctx.read_at::<u64>(offset) }.unwrap_or(0)
 }
 
-/// How an I/O syscall's buffer is passed.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Buffer {
-    /// One buffer in the second argument: its bytes are captured outside TLS calls.
-    Flat,
-    /// An iovec or msghdr: not captured (counted when it concerns a tracked socket).
-    Vectored,
+#[inline(always)]
+fn user_u64(addr: u64) -> Option<u64> {
+    unsafe { bpf_probe_read_user(addr as *const u64) }.ok()
 }
 
 /// At I/O syscall entry: inside a TLS call of the same direction, records the fd the call
-/// uses; outside TLS calls, on a tracked internet socket whose bytes are still wanted, saves
-/// the buffer for the exit tracepoint.
+/// uses. Outside TLS calls, saves what the exit tracepoint needs: on a tracked internet socket
+/// whose bytes are still wanted (or counted), the buffer; on an untracked socket, a datagram
+/// that may be going to or coming from a DNS port. `addr_slot` is the tracepoint offset of a
+/// flat call's `struct sockaddr *` argument (sendto, recvfrom) or of readv/writev's iovec
+/// count, or 0.
 #[inline(always)]
-fn io_enter(ctx: &TracePointContext, direction: u32, buffer: Buffer) -> u32 {
+fn io_enter(ctx: &TracePointContext, direction: u32, shape: u32, addr_slot: usize) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let fd = arg_u64(ctx, ARG0) as i32;
     if let Some(call) = TLS_CALLS.get_ptr_mut(&pid_tgid) {
@@ -58,41 +75,67 @@ fn io_enter(ctx: &TracePointContext, direction: u32, buffer: Buffer) -> u32 {
         return 0;
     }
     let key = fd_key(tgid, fd);
-    if unsafe { TRACKED_FDS.get(&key) }.is_none() || socket_bytes_skipped(key) {
+    let mode = if unsafe { TRACKED_FDS.get(&key) }.is_some() {
+        match unsafe { CAPTURE.get(&key) } {
+            Some(c) if c.policy & CAPTURE_SOCK_SKIP != 0 => {
+                if c.policy & CAPTURE_COUNT == 0 {
+                    return 0;
+                }
+                IO_COUNT_ONLY
+            }
+            _ => IO_COPY,
+        }
+    } else {
+        IO_DATAGRAM
+    };
+    let io = SockIo {
+        buf: arg_u64(ctx, ARG1),
+        addr: if addr_slot != 0 {
+            arg_u64(ctx, addr_slot)
+        } else {
+            0
+        },
+        fd,
+        direction,
+        shape,
+        mode,
+    };
+    if mode == IO_DATAGRAM && !datagram_may_be_dns(&io) {
         return 0;
     }
-    match buffer {
-        Buffer::Vectored => bump(Stat::VectoredIoSkipped, 1),
-        Buffer::Flat => {
-            let io = SockIo {
-                buf: arg_u64(ctx, ARG1),
-                fd,
-                direction,
-            };
-            let _ = SOCK_IO.insert(&pid_tgid, &io, 0);
-        }
-    }
+    let _ = SOCK_IO.insert(&pid_tgid, &io, 0);
     0
 }
 
-/// At I/O syscall exit: emits the bytes transferred by a saved socket read/write.
+/// For an untracked socket, whether the call can be a DNS datagram: it names a peer address,
+/// and (for a send, where the address is already filled in) that address is on a DNS port.
 #[inline(always)]
-fn io_exit(ctx: &TracePointContext) -> u32 {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let Some(io) = (unsafe { SOCK_IO.get(&pid_tgid) }).copied() else {
-        return 0;
+fn datagram_may_be_dns(io: &SockIo) -> bool {
+    let name = match io.shape {
+        IO_FLAT => io.addr,
+        IO_MSG => user_u64(io.buf + MSG_NAME).unwrap_or(0),
+        // Each message names its own peer: looked at, message by message, at exit.
+        IO_MMSG => return true,
+        _ => 0,
     };
-    let _ = SOCK_IO.remove(&pid_tgid);
-    let ret = arg_u64(ctx, RET) as i64;
-    if ret <= 0 || io.buf == 0 {
-        return 0;
+    if name == 0 {
+        return false;
     }
-    let total = if ret > u32::MAX as i64 {
-        u32::MAX
-    } else {
-        ret as u32
-    };
-    emit_data(&DataSpec {
+    if io.direction == DIR_INGRESS {
+        // Filled in by the kernel: known at exit.
+        return true;
+    }
+    read_sockaddr(name).is_some_and(|p| is_dns_port(p.port))
+}
+
+/// The bytes of a finished call on a tracked socket: copied as far as the capture policy
+/// allows, in order, as one call — from a flat buffer (`iov` 0, in up to
+/// `MAX_CHUNKS_PER_CALL` chunks) or from the first `ENTRIES` entries of an iovec array (one
+/// chunk of each entry; what an entry holds beyond it is counted, and userspace sees the gap).
+/// One chunk per entry keeps the loop flat enough for the verifier.
+#[inline(always)]
+fn copy_call<const ENTRIES: u32>(io: &SockIo, iov: u64, iovcnt: u64, total: u32) {
+    let spec = DataSpec {
         source: Source::Socket as u32,
         direction: io.direction,
         flags: 0,
@@ -100,80 +143,344 @@ fn io_exit(ctx: &TracePointContext) -> u32 {
         tls_obj: 0,
         buf: io.buf,
         total_len: total,
-    });
+    };
+    let Some((ev, allowed)) = begin_call(&spec) else {
+        return;
+    };
+    if iov == 0 {
+        let mut chunks = MAX_CHUNKS_PER_CALL;
+        let done = emit_range(ev, io.buf, 0, allowed, &mut chunks);
+        if allowed > done {
+            bump(Stat::TruncatedBytes, (allowed - done) as u64);
+        }
+        return;
+    }
+    // Position in the call of the next entry's first byte; bytes cut from entries.
+    let mut pos: u32 = 0;
+    let mut cut: u32 = 0;
+    let mut i: u32 = 0;
+    while i < ENTRIES {
+        if pos >= allowed || i as u64 >= iovcnt {
+            break;
+        }
+        let entry = iov + 16 * i as u64;
+        let (Some(base), Some(len)) = (user_u64(entry), user_u64(entry + 8)) else {
+            bump(Stat::VectoredIoSkipped, 1);
+            break;
+        };
+        let left = allowed - pos;
+        let part = if len < left as u64 { len as u32 } else { left };
+        let n = if part > CHUNK_SIZE as u32 {
+            CHUNK_SIZE as u32
+        } else {
+            part
+        };
+        if n > 0 {
+            emit_chunk(ev, base, pos, n);
+        }
+        cut += part - n;
+        pos += part;
+        i += 1;
+    }
+    // Bytes of entries cut at one chunk, or past the entries looked at.
+    let lost = cut as u64 + (allowed - pos) as u64;
+    if lost > 0 {
+        bump(Stat::TruncatedBytes, lost);
+    }
+}
+
+/// One message of a finished `sendmsg`/`recvmsg`/`sendmmsg`/`recvmmsg`: `total` bytes moved
+/// through the msghdr at `msg`.
+#[inline(always)]
+fn finish_msg<const ENTRIES: u32>(io: &SockIo, msg: u64, total: u32) {
+    let iov = user_u64(msg + MSG_IOV).unwrap_or(0);
+    let iovcnt = user_u64(msg + MSG_IOVLEN).unwrap_or(0);
+    if iov == 0 {
+        bump(Stat::VectoredIoSkipped, 1);
+        return;
+    }
+    if io.mode == IO_COPY {
+        copy_call::<ENTRIES>(io, iov, iovcnt, total);
+        return;
+    }
+    // Untracked: a datagram, if its peer is on a DNS port. DNS messages sit in the first iovec.
+    let Some(peer) = read_sockaddr(user_u64(msg + MSG_NAME).unwrap_or(0)) else {
+        return;
+    };
+    if !is_dns_port(peer.port) {
+        return;
+    }
+    let (Some(base), Some(len)) = (user_u64(iov), user_u64(iov + 8)) else {
+        bump(Stat::VectoredIoSkipped, 1);
+        return;
+    };
+    let avail = if len > total as u64 {
+        total
+    } else {
+        len as u32
+    };
+    emit_datagram(io.fd, io.direction, &peer, base, avail, total);
+}
+
+/// At I/O syscall exit: the call saved at entry, if any, with its return value (None when
+/// nothing was moved). Counts the bytes of counted connections.
+#[inline(always)]
+fn io_exit_begin(ctx: &TracePointContext) -> Option<(SockIo, u32)> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let io = (unsafe { SOCK_IO.get(&pid_tgid) }).copied()?;
+    let _ = SOCK_IO.remove(&pid_tgid);
+    let ret = arg_u64(ctx, RET) as i64;
+    if ret <= 0 || io.buf == 0 {
+        return None;
+    }
+    let ret = if ret > u32::MAX as i64 {
+        u32::MAX
+    } else {
+        ret as u32
+    };
+    Some((io, ret))
+}
+
+#[inline(always)]
+fn key_of(io: &SockIo) -> u64 {
+    fd_key((bpf_get_current_pid_tgid() >> 32) as u32, io.fd)
+}
+
+/// Exit of read/write/sendto/recvfrom.
+#[inline(always)]
+fn io_exit_flat(ctx: &TracePointContext) -> u32 {
+    let Some((io, ret)) = io_exit_begin(ctx) else {
+        return 0;
+    };
+    match io.mode {
+        IO_COPY => {
+            count_bytes(key_of(&io), io.direction, ret as u64);
+            copy_call::<0>(&io, 0, 0, ret);
+        }
+        IO_COUNT_ONLY => count_bytes(key_of(&io), io.direction, ret as u64),
+        _ => {
+            if let Some(peer) = read_sockaddr(io.addr) {
+                if is_dns_port(peer.port) {
+                    emit_datagram(io.fd, io.direction, &peer, io.buf, ret, ret);
+                }
+            }
+        }
+    }
+    0
+}
+
+/// Exit of readv/writev (tracked sockets only; the iovec count was kept in `addr`).
+#[inline(always)]
+fn io_exit_iovec(ctx: &TracePointContext) -> u32 {
+    let Some((io, ret)) = io_exit_begin(ctx) else {
+        return 0;
+    };
+    count_bytes(key_of(&io), io.direction, ret as u64);
+    if io.mode == IO_COPY {
+        copy_call::<MAX_IOV>(&io, io.buf, io.addr, ret);
+    }
+    0
+}
+
+/// Exit of sendmsg/recvmsg.
+#[inline(always)]
+fn io_exit_msg(ctx: &TracePointContext) -> u32 {
+    let Some((io, ret)) = io_exit_begin(ctx) else {
+        return 0;
+    };
+    if io.mode != IO_DATAGRAM {
+        count_bytes(key_of(&io), io.direction, ret as u64);
+    }
+    if io.mode != IO_COUNT_ONLY {
+        finish_msg::<MAX_IOV>(&io, io.buf, ret);
+    }
+    0
+}
+
+/// Exit of sendmmsg/recvmmsg: the return value is a message count, each message's size is in
+/// its `msg_len`; of each message the first chunk of its first iovec is copied (a DNS message).
+#[inline(always)]
+fn io_exit_mmsg(ctx: &TracePointContext) -> u32 {
+    let Some((io, ret)) = io_exit_begin(ctx) else {
+        return 0;
+    };
+    let mut moved: u64 = 0;
+    let mut i: u32 = 0;
+    while i < MAX_MMSG {
+        if i >= ret {
+            break;
+        }
+        let msg = io.buf + MMSG_SIZE * i as u64;
+        let len = unsafe { bpf_probe_read_user((msg + MMSG_LEN) as *const u32) }.unwrap_or(0);
+        moved += len as u64;
+        if io.mode != IO_COUNT_ONLY && len > 0 {
+            finish_msg::<1>(&io, msg, len);
+        }
+        i += 1;
+    }
+    if ret > MAX_MMSG {
+        // Messages past the ones looked at: not copied.
+        bump(Stat::VectoredIoSkipped, (ret - MAX_MMSG) as u64);
+    }
+    if io.mode != IO_DATAGRAM {
+        count_bytes(key_of(&io), io.direction, moved);
+    }
     0
 }
 
 /// ssize_t write(int fd, const void *buf, size_t count)
 #[tracepoint]
 pub fn sys_enter_write(ctx: TracePointContext) -> u32 {
-    io_enter(&ctx, DIR_EGRESS, Buffer::Flat)
+    io_enter(&ctx, DIR_EGRESS, IO_FLAT, 0)
 }
 
 /// Return of write.
 #[tracepoint]
 pub fn sys_exit_write(ctx: TracePointContext) -> u32 {
-    io_exit(&ctx)
+    io_exit_flat(&ctx)
 }
 
 /// ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 #[tracepoint]
 pub fn sys_enter_writev(ctx: TracePointContext) -> u32 {
-    io_enter(&ctx, DIR_EGRESS, Buffer::Vectored)
+    io_enter(&ctx, DIR_EGRESS, IO_IOVEC, ARG2)
 }
 
-/// ssize_t sendto(int fd, const void *buf, size_t len, int flags, ...)
+/// Return of writev.
+#[tracepoint]
+pub fn sys_exit_writev(ctx: TracePointContext) -> u32 {
+    io_exit_iovec(&ctx)
+}
+
+/// ssize_t sendto(int fd, const void *buf, size_t len, int flags,
+///                const struct sockaddr *dest_addr, socklen_t addrlen)
 #[tracepoint]
 pub fn sys_enter_sendto(ctx: TracePointContext) -> u32 {
-    io_enter(&ctx, DIR_EGRESS, Buffer::Flat)
+    io_enter(&ctx, DIR_EGRESS, IO_FLAT, ARG4)
 }
 
 /// Return of sendto.
 #[tracepoint]
 pub fn sys_exit_sendto(ctx: TracePointContext) -> u32 {
-    io_exit(&ctx)
+    io_exit_flat(&ctx)
 }
 
 /// ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 #[tracepoint]
 pub fn sys_enter_sendmsg(ctx: TracePointContext) -> u32 {
-    io_enter(&ctx, DIR_EGRESS, Buffer::Vectored)
+    io_enter(&ctx, DIR_EGRESS, IO_MSG, 0)
+}
+
+/// Return of sendmsg.
+#[tracepoint]
+pub fn sys_exit_sendmsg(ctx: TracePointContext) -> u32 {
+    io_exit_msg(&ctx)
+}
+
+/// int sendmmsg(int fd, struct mmsghdr *msgvec, unsigned int vlen, int flags)
+#[tracepoint]
+pub fn sys_enter_sendmmsg(ctx: TracePointContext) -> u32 {
+    io_enter(&ctx, DIR_EGRESS, IO_MMSG, 0)
+}
+
+/// Return of sendmmsg.
+#[tracepoint]
+pub fn sys_exit_sendmmsg(ctx: TracePointContext) -> u32 {
+    io_exit_mmsg(&ctx)
 }
 
 /// ssize_t read(int fd, void *buf, size_t count)
 #[tracepoint]
 pub fn sys_enter_read(ctx: TracePointContext) -> u32 {
-    io_enter(&ctx, DIR_INGRESS, Buffer::Flat)
+    io_enter(&ctx, DIR_INGRESS, IO_FLAT, 0)
 }
 
 /// Return of read.
 #[tracepoint]
 pub fn sys_exit_read(ctx: TracePointContext) -> u32 {
-    io_exit(&ctx)
+    io_exit_flat(&ctx)
 }
 
 /// ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 #[tracepoint]
 pub fn sys_enter_readv(ctx: TracePointContext) -> u32 {
-    io_enter(&ctx, DIR_INGRESS, Buffer::Vectored)
+    io_enter(&ctx, DIR_INGRESS, IO_IOVEC, ARG2)
 }
 
-/// ssize_t recvfrom(int fd, void *buf, size_t len, int flags, ...)
+/// Return of readv.
+#[tracepoint]
+pub fn sys_exit_readv(ctx: TracePointContext) -> u32 {
+    io_exit_iovec(&ctx)
+}
+
+/// ssize_t recvfrom(int fd, void *buf, size_t len, int flags,
+///                  struct sockaddr *src_addr, socklen_t *addrlen)
 #[tracepoint]
 pub fn sys_enter_recvfrom(ctx: TracePointContext) -> u32 {
-    io_enter(&ctx, DIR_INGRESS, Buffer::Flat)
+    io_enter(&ctx, DIR_INGRESS, IO_FLAT, ARG4)
 }
 
 /// Return of recvfrom.
 #[tracepoint]
 pub fn sys_exit_recvfrom(ctx: TracePointContext) -> u32 {
-    io_exit(&ctx)
+    io_exit_flat(&ctx)
 }
 
 /// ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 #[tracepoint]
 pub fn sys_enter_recvmsg(ctx: TracePointContext) -> u32 {
-    io_enter(&ctx, DIR_INGRESS, Buffer::Vectored)
+    io_enter(&ctx, DIR_INGRESS, IO_MSG, 0)
+}
+
+/// Return of recvmsg.
+#[tracepoint]
+pub fn sys_exit_recvmsg(ctx: TracePointContext) -> u32 {
+    io_exit_msg(&ctx)
+}
+
+/// int recvmmsg(int fd, struct mmsghdr *msgvec, unsigned int vlen, int flags,
+///              struct __kernel_timespec *timeout)
+#[tracepoint]
+pub fn sys_enter_recvmmsg(ctx: TracePointContext) -> u32 {
+    io_enter(&ctx, DIR_INGRESS, IO_MMSG, 0)
+}
+
+/// Return of recvmmsg.
+#[tracepoint]
+pub fn sys_exit_recvmmsg(ctx: TracePointContext) -> u32 {
+    io_exit_mmsg(&ctx)
+}
+
+/// int socket(int family, int type, int protocol): remembers the type of internet sockets.
+#[tracepoint]
+pub fn sys_enter_socket(ctx: TracePointContext) -> u32 {
+    let family = arg_u64(&ctx, ARG0) as u16;
+    if family != AF_INET && family != AF_INET6 {
+        return 0;
+    }
+    // SOCK_NONBLOCK and SOCK_CLOEXEC share the argument with the type.
+    let sock_type = match arg_u64(&ctx, ARG1) as u32 & 0xf {
+        1 => SOCK_STREAM,
+        2 => SOCK_DGRAM,
+        _ => return 0,
+    };
+    let _ = SOCKETS_OPENING.insert(&bpf_get_current_pid_tgid(), &sock_type, 0);
+    0
+}
+
+/// Return of socket.
+#[tracepoint]
+pub fn sys_exit_socket(ctx: TracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let Some(sock_type) = (unsafe { SOCKETS_OPENING.get(&pid_tgid) }).copied() else {
+        return 0;
+    };
+    let _ = SOCKETS_OPENING.remove(&pid_tgid);
+    let fd = arg_u64(&ctx, RET) as i64;
+    if fd >= 0 {
+        let _ = SOCK_TYPES.insert(&fd_key((pid_tgid >> 32) as u32, fd as i32), &sock_type, 0);
+    }
+    0
 }
 
 /// Saves connect/accept arguments for the exit tracepoint.
@@ -206,32 +513,19 @@ fn finish_sock_call(ctx: &TracePointContext) -> u32 {
         CONN_ACCEPT if ret >= 0 => ret as i32,
         _ => return 0,
     };
-    if call.addr_ptr == 0 {
-        return 0;
-    }
-    let Ok(family) = (unsafe { bpf_probe_read_user(call.addr_ptr as *const u16) }) else {
+    let Some(peer) = read_sockaddr(call.addr_ptr) else {
         return 0;
     };
-    let port = unsafe { bpf_probe_read_user((call.addr_ptr + 2) as *const u16) }
-        .map(u16::from_be)
-        .unwrap_or(0);
-    let mut addr = [0u8; 16];
-    match family {
-        // struct sockaddr_in { u16 family; be16 port; u8 addr[4]; ... }
-        AF_INET => {
-            if let Ok(a) = unsafe { bpf_probe_read_user((call.addr_ptr + 4) as *const [u8; 4]) } {
-                addr[..4].copy_from_slice(&a);
-            }
-        }
-        // struct sockaddr_in6 { u16 family; be16 port; u32 flowinfo; u8 addr[16]; ... }
-        AF_INET6 => {
-            if let Ok(a) = unsafe { bpf_probe_read_user((call.addr_ptr + 8) as *const [u8; 16]) } {
-                addr = a;
-            }
-        }
-        _ => return 0,
-    }
-    emit_conn(fd, call.how, ret as i32, family, port, addr);
+    let tgid = (pid_tgid >> 32) as u32;
+    let sock_type = if call.how == CONN_ACCEPT {
+        SOCK_STREAM
+    } else {
+        unsafe { SOCK_TYPES.get(&fd_key(tgid, fd)) }
+            .copied()
+            .unwrap_or(0)
+    };
+    let how = call.how | (sock_type << CONN_TYPE_SHIFT);
+    emit_conn(fd, how, ret as i32, peer.family, peer.port, peer.addr);
     0
 }
 
@@ -279,6 +573,11 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     let key = (pid_tgid & 0xffff_ffff_0000_0000) | fd as u32 as u64;
     if unsafe { TRACKED_FDS.get(&key) }.is_some() {
         let _ = TRACKED_FDS.remove(&key);
+        if let Some(cap) = unsafe { CAPTURE.get(&key) } {
+            if cap.policy & CAPTURE_COUNT != 0 {
+                emit_conn_bytes(fd, cap);
+            }
+        }
         let _ = CAPTURE.remove(&key);
         emit_close(fd);
     }

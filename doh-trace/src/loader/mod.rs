@@ -69,8 +69,9 @@ pub fn preflight() -> Result<Vec<String>> {
 }
 
 impl Tracer {
-    /// Loads the object (excluding this process from tracing) and attaches every probe.
-    pub fn start() -> Result<Tracer> {
+    /// Loads the object (excluding this process from tracing), tells it which ports carry
+    /// plain DNS, and attaches every probe.
+    pub fn start(dns_ports: &[u16]) -> Result<Tracer> {
         let warnings = preflight()?;
         let tgid = std::process::id();
         let mut ebpf = EbpfLoader::new()
@@ -81,6 +82,17 @@ impl Tracer {
             warnings,
             ..AttachReport::default()
         };
+        {
+            let map = ebpf
+                .map_mut("DNS_PORTS")
+                .ok_or_else(|| anyhow!("DNS_PORTS map missing"))?;
+            let mut ports: BpfHashMap<&mut MapData, u16, u8> = BpfHashMap::try_from(map)?;
+            for &port in dns_ports {
+                ports
+                    .insert(port, 1, 0)
+                    .with_context(|| format!("adding DNS port {port}"))?;
+            }
+        }
 
         for tp in TRACEPOINTS {
             let prog: &mut TracePoint = program(&mut ebpf, tp.program)?.try_into()?;
@@ -185,7 +197,7 @@ impl KernelCounters {
                 self.get(Stat::RingbufDrops),
             ),
             (
-                "plaintext bytes not copied (calls over 64 KiB)",
+                "bytes not copied (calls over 64 KiB, iovec entries over 4 KiB or past 8, datagrams over 4 KiB)",
                 self.get(Stat::TruncatedBytes),
             ),
             ("plaintext reads failed", self.get(Stat::ReadErrors)),
@@ -194,7 +206,7 @@ impl KernelCounters {
                 self.get(Stat::UnclassifiedBytes),
             ),
             (
-                "vectored socket calls (readv/writev/sendmsg/recvmsg) not copied",
+                "vectored socket calls (or mmsg messages) not copied",
                 self.get(Stat::VectoredIoSkipped),
             ),
         ]

@@ -74,103 +74,46 @@ pub const OPENSSL: &[UprobeSpec] = &[
 /// File names of the OpenSSL libraries doh-trace hooks.
 pub const OPENSSL_SONAMES: &[&str] = &["libssl.so.3", "libssl.so.1.1"];
 
+/// A `syscalls:` tracepoint whose program has the tracepoint's name.
+const fn syscall(name: &'static str) -> TracepointSpec {
+    TracepointSpec {
+        program: name,
+        category: "syscalls",
+        name,
+    }
+}
+
 /// Syscall and scheduler tracepoints (all required; present on every kernel ≥ 4.x).
 pub const TRACEPOINTS: &[TracepointSpec] = &[
-    TracepointSpec {
-        program: "sys_enter_write",
-        category: "syscalls",
-        name: "sys_enter_write",
-    },
-    TracepointSpec {
-        program: "sys_exit_write",
-        category: "syscalls",
-        name: "sys_exit_write",
-    },
-    TracepointSpec {
-        program: "sys_enter_writev",
-        category: "syscalls",
-        name: "sys_enter_writev",
-    },
-    TracepointSpec {
-        program: "sys_enter_sendto",
-        category: "syscalls",
-        name: "sys_enter_sendto",
-    },
-    TracepointSpec {
-        program: "sys_exit_sendto",
-        category: "syscalls",
-        name: "sys_exit_sendto",
-    },
-    TracepointSpec {
-        program: "sys_enter_sendmsg",
-        category: "syscalls",
-        name: "sys_enter_sendmsg",
-    },
-    TracepointSpec {
-        program: "sys_enter_read",
-        category: "syscalls",
-        name: "sys_enter_read",
-    },
-    TracepointSpec {
-        program: "sys_exit_read",
-        category: "syscalls",
-        name: "sys_exit_read",
-    },
-    TracepointSpec {
-        program: "sys_enter_readv",
-        category: "syscalls",
-        name: "sys_enter_readv",
-    },
-    TracepointSpec {
-        program: "sys_enter_recvfrom",
-        category: "syscalls",
-        name: "sys_enter_recvfrom",
-    },
-    TracepointSpec {
-        program: "sys_exit_recvfrom",
-        category: "syscalls",
-        name: "sys_exit_recvfrom",
-    },
-    TracepointSpec {
-        program: "sys_enter_recvmsg",
-        category: "syscalls",
-        name: "sys_enter_recvmsg",
-    },
-    TracepointSpec {
-        program: "sys_enter_connect",
-        category: "syscalls",
-        name: "sys_enter_connect",
-    },
-    TracepointSpec {
-        program: "sys_exit_connect",
-        category: "syscalls",
-        name: "sys_exit_connect",
-    },
-    TracepointSpec {
-        program: "sys_enter_accept4",
-        category: "syscalls",
-        name: "sys_enter_accept4",
-    },
-    TracepointSpec {
-        program: "sys_exit_accept4",
-        category: "syscalls",
-        name: "sys_exit_accept4",
-    },
-    TracepointSpec {
-        program: "sys_enter_accept",
-        category: "syscalls",
-        name: "sys_enter_accept",
-    },
-    TracepointSpec {
-        program: "sys_exit_accept",
-        category: "syscalls",
-        name: "sys_exit_accept",
-    },
-    TracepointSpec {
-        program: "sys_enter_close",
-        category: "syscalls",
-        name: "sys_enter_close",
-    },
+    syscall("sys_enter_write"),
+    syscall("sys_exit_write"),
+    syscall("sys_enter_writev"),
+    syscall("sys_exit_writev"),
+    syscall("sys_enter_sendto"),
+    syscall("sys_exit_sendto"),
+    syscall("sys_enter_sendmsg"),
+    syscall("sys_exit_sendmsg"),
+    syscall("sys_enter_sendmmsg"),
+    syscall("sys_exit_sendmmsg"),
+    syscall("sys_enter_read"),
+    syscall("sys_exit_read"),
+    syscall("sys_enter_readv"),
+    syscall("sys_exit_readv"),
+    syscall("sys_enter_recvfrom"),
+    syscall("sys_exit_recvfrom"),
+    syscall("sys_enter_recvmsg"),
+    syscall("sys_exit_recvmsg"),
+    syscall("sys_enter_recvmmsg"),
+    syscall("sys_exit_recvmmsg"),
+    syscall("sys_enter_socket"),
+    syscall("sys_exit_socket"),
+    syscall("sys_enter_connect"),
+    syscall("sys_exit_connect"),
+    syscall("sys_enter_accept4"),
+    syscall("sys_exit_accept4"),
+    syscall("sys_enter_accept"),
+    syscall("sys_exit_accept"),
+    syscall("sys_enter_close"),
     TracepointSpec {
         program: "sched_process_exit",
         category: "sched",

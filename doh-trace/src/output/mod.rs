@@ -30,10 +30,11 @@ pub struct SynthesizedDns {
 /// valid name becomes the root, an unknown `qtype` type 0, an unknown rcode SERVFAIL; only
 /// the low 4 bits of the rcode reach the header (no EDNS).
 pub fn synthesize_dns(l: &Lookup) -> io::Result<SynthesizedDns> {
-    let mut name = Name::from_ascii(&l.qname).unwrap_or_else(|_| Name::root());
+    let mut name =
+        Name::from_ascii(l.qname.as_deref().unwrap_or(".")).unwrap_or_else(|_| Name::root());
     name.set_fqdn(true);
-    let qtype = record_type(&l.qtype);
-    let mut msg = Message::new(l.dns_id, MessageType::Query, OpCode::Query);
+    let qtype = record_type(l.qtype.as_deref().unwrap_or(""));
+    let mut msg = Message::new(l.dns_id.unwrap_or(0), MessageType::Query, OpCode::Query);
     msg.metadata.recursion_desired = true;
     msg.add_query(Query::query(name.clone(), qtype));
     let query = msg.to_vec().map_err(io::Error::other)?;
@@ -118,12 +119,12 @@ pub(crate) fn sample_lookup(
         authority: Some("dns.test".into()),
         url: Some("https://dns.test/dns-query".into()),
         method: Some("POST".into()),
-        http_version: "h2",
-        headers_known: true,
+        http_version: Some("h2"),
+        headers_known: Some(true),
         stream_id: Some(1),
-        qname: qname.into(),
-        qtype: qtype.into(),
-        dns_id: 0x1234,
+        qname: Some(qname.into()),
+        qtype: Some(qtype.into()),
+        dns_id: Some(0x1234),
         rcode: rcode.map(String::from),
         answers: answers.iter().map(|s| s.to_string()).collect(),
         latency_ms: Some(250.0),
@@ -133,8 +134,6 @@ pub(crate) fn sample_lookup(
             Status::Unanswered
         },
         http_status: rcode.map(|_| 200),
-        context: Default::default(),
-        dns_query: Vec::new(),
-        dns_answer: None,
+        ..Default::default()
     }
 }

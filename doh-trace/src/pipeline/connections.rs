@@ -27,10 +27,10 @@ pub struct ConnectionRecord {
     pub pid: u32,
     pub uid: u32,
     pub comm: String,
-    /// `"doh"`.
+    /// `doh`, `dot`, `dns-udp`, `dns-tcp` or an opaque transport.
     pub transport: &'static str,
-    /// `"h2"` or `"http/1.1"` (the last one used, after an h2c upgrade "h2").
-    pub http_version: &'static str,
+    /// `"h2"` or `"http/1.1"` (the last one used, after an h2c upgrade "h2"); None without HTTP.
+    pub http_version: Option<&'static str>,
     /// Whether the bytes were TLS plaintext (false: a cleartext socket).
     pub tls: bool,
     pub server: Option<Endpoint>,

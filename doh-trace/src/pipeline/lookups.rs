@@ -12,7 +12,10 @@ use crate::{
     lookup::{Endpoint, Lookup, Status},
 };
 
-use super::doh_h2::{Finished, Outcome};
+use super::{
+    dns_plain::{DnsFinished, DnsOutcome},
+    doh_h2::{Finished, Outcome},
+};
 
 /// What a finished exchange was.
 #[derive(Debug)]
@@ -130,12 +133,12 @@ pub fn to_lookup(
         authority: s.request.authority.clone(),
         url: doh::url(&s.request, if conn.tls { "https" } else { "http" }),
         method: s.request.method.clone(),
-        http_version: s.http_version,
-        headers_known: s.headers_known(),
+        http_version: Some(s.http_version),
+        headers_known: Some(s.headers_known()),
         stream_id: (s.http_version == "h2").then_some(s.stream_id),
-        qname: question.qname,
-        qtype: question.qtype,
-        dns_id: question.id,
+        qname: Some(question.qname),
+        qtype: Some(question.qtype),
+        dns_id: Some(question.id),
         rcode,
         answers,
         latency_ms,
@@ -144,5 +147,47 @@ pub fn to_lookup(
         context: conn.context.clone(),
         dns_query: s.query().to_vec(),
         dns_answer: (!json && status == Status::Ok).then(|| s.answer.clone()),
+        sent_ns: sent.ts_ns,
+        ..Default::default()
     }))
+}
+
+/// The lookup record of a classic DNS or DoT exchange.
+pub fn dns_lookup(
+    f: &DnsFinished,
+    conn: &ConnFacts<'_>,
+    transport: &'static str,
+    clock: &Clock,
+) -> Lookup {
+    let q = &f.query;
+    let (status, rcode, answers) = match (&f.outcome, &f.answer) {
+        (DnsOutcome::Answered, Some((a, _))) => {
+            (Status::Ok, Some(a.rcode.clone()), a.answers.clone())
+        }
+        (DnsOutcome::TimedOut, _) => (Status::Timeout, None, Vec::new()),
+        _ => (Status::Unanswered, None, Vec::new()),
+    };
+    Lookup {
+        time: clock.rfc3339(f.ended.ts_ns),
+        pid: conn.pid,
+        tid: q.sent.tid,
+        uid: conn.uid,
+        comm: conn.comm.to_string(),
+        transport,
+        server: q.server.or(conn.peer).map(Endpoint::from),
+        client: conn.local.map(Endpoint::from),
+        qname: Some(q.question.qname.clone()),
+        qtype: Some(q.question.qtype.clone()),
+        dns_id: Some(q.question.id),
+        rcode,
+        answers,
+        latency_ms: (f.outcome == DnsOutcome::Answered)
+            .then(|| f.ended.ts_ns.saturating_sub(q.sent.ts_ns) as f64 / 1e6),
+        status,
+        context: conn.context.clone(),
+        dns_query: q.bytes.clone(),
+        dns_answer: f.answer.as_ref().map(|(_, bytes)| bytes.clone()),
+        sent_ns: q.sent.ts_ns,
+        ..Default::default()
+    }
 }

@@ -7,31 +7,38 @@
 //! live and on recorded streams; only the [`ProcessInfo`] differs.
 
 pub mod connections;
+pub mod dns_plain;
 pub mod doh_h1;
 pub mod doh_h2;
 mod lookups;
+mod opaque_conns;
 mod reassembly;
+pub mod relay;
 pub mod sniff;
 
 use std::{collections::HashMap, net::SocketAddr};
 
 use doh_trace_common::{
-    Source, CAPTURE_SOCK_FULL, CAPTURE_SOCK_SKIP, CAPTURE_TLS_FULL, CAPTURE_TLS_SKIP, COMM_LEN,
+    Source, CAPTURE_COUNT, CAPTURE_SOCK_FULL, CAPTURE_SOCK_SKIP, CAPTURE_TLS_FULL,
+    CAPTURE_TLS_SKIP, COMM_LEN,
 };
 
 use crate::{
     clock::Clock,
     counters::DecodeCounters,
-    event::{self, comm_str, DataChunk, Direction, Event},
+    event::{self, comm_str, DataChunk, Datagram, Direction, Event, SocketType},
     http2::H2Error,
     lookup::{Endpoint, Lookup},
+    opaque::{ClientHelloInfo, ResolverList},
     procinfo::ProcessInfo,
 };
 use connections::{ClosedBy, ConnectionRecord};
+use dns_plain::{DnsClient, DnsFinished, Framing};
 use doh_h1::H1Client;
 use doh_h2::{Finished, FirstRequest, H2Client, Seen};
-use lookups::{to_lookup, ConnFacts, Judged};
+use lookups::{dns_lookup, to_lookup, ConnFacts, Judged};
 use reassembly::CallSequence;
+use relay::RelayIndex;
 use sniff::{Sniffer, Verdict};
 
 /// Which bytes of a socket a connection state decodes.
@@ -87,6 +94,11 @@ enum Proto {
     H2Client(Box<H2Client>),
     /// This process is the HTTP/1.1 client: decode DoH.
     H1Client(Box<H1Client>),
+    /// This process is a classic DNS or DoT client.
+    Dns(Box<DnsClient>),
+    /// TLS on the socket: reading the client's ClientHello (server name, ALPN), kept here
+    /// until complete (bounded by what the kernel copies while unclassified).
+    TlsHello(Vec<u8>),
     /// Not decoded (server side, not DNS, or failed); bytes are dropped on arrival.
     Ignored,
 }
@@ -116,6 +128,20 @@ struct Conn {
     lookups: u32,
     /// `"h2"` or `"http/1.1"` once decoded.
     proto_version: Option<&'static str>,
+    /// The lookup transport once decoded (`doh`, `dot`, `dns-udp`, `dns-tcp`).
+    transport: Option<&'static str>,
+    /// TCP or UDP, when the kernel saw the socket created.
+    sock_type: SocketType,
+    /// Socket layer: TLS plaintext of this socket was seen from a hooked library.
+    tls_seen: bool,
+    /// Socket layer: the TLS ClientHello this process sent.
+    hello: Option<ClientHelloInfo>,
+    /// Socket layer: reported as this opaque transport when it ends without plaintext.
+    opaque: Option<&'static str>,
+    /// Bytes sent and received, from the kernel's count (opaque candidates).
+    bytes: Option<(u64, u64)>,
+    /// Socket layer: bytes sent and received that were copied (before any capture decision).
+    copied: (u64, u64),
 }
 
 impl Conn {
@@ -135,6 +161,13 @@ impl Conn {
             last_data_ns: 0,
             lookups: 0,
             proto_version: None,
+            transport: None,
+            sock_type: SocketType::Unknown,
+            tls_seen: false,
+            hello: None,
+            opaque: None,
+            bytes: None,
+            copied: (0, 0),
             uid: 0,
             thread_comm: [0; COMM_LEN],
         }
@@ -142,17 +175,34 @@ impl Conn {
 
     /// Stops decoding: open exchanges end unanswered, later bytes are dropped on arrival.
     /// Returns false if decoding had already stopped.
-    fn stop_decoding(&mut self, seen: Seen, finished: &mut Vec<Finished>) -> bool {
+    fn stop_decoding(
+        &mut self,
+        seen: Seen,
+        finished: &mut Vec<Finished>,
+        dns_finished: &mut Vec<DnsFinished>,
+    ) -> bool {
         match &mut self.proto {
             Proto::H2Client(h2) => h2.close(seen, finished),
             Proto::H1Client(h1) => h1.close(seen, finished),
-            Proto::Sniffing(_) | Proto::Ignored => {}
+            Proto::Dns(dns) => dns.close(seen, dns_finished),
+            Proto::Sniffing(_) | Proto::TlsHello(_) | Proto::Ignored => {}
         }
         !matches!(
             std::mem::replace(&mut self.proto, Proto::Ignored),
             Proto::Ignored
         )
     }
+}
+
+/// Bytes of one direction handed to a sniffer or decoder, with where they sit in their I/O
+/// call (for datagrams: the call is the message).
+pub struct Bytes<'a> {
+    pub dir: Direction,
+    pub bytes: &'a [u8],
+    pub call_start: bool,
+    pub call_end: bool,
+    /// Where a datagram went to or came from, when it is not the connection's peer.
+    pub peer: Option<SocketAddr>,
 }
 
 /// Most connections tracked at once; beyond it the stalest is dropped.
@@ -172,7 +222,10 @@ pub struct Pipeline {
     out_conns: Vec<ConnectionRecord>,
     decisions: Vec<CaptureDecision>,
     finished: Vec<Finished>,
+    dns_finished: Vec<DnsFinished>,
     last_tick_ns: u64,
+    resolvers: ResolverList,
+    relay: RelayIndex,
 }
 
 fn skip_bit(layer: Layer) -> u32 {
@@ -201,8 +254,17 @@ impl Pipeline {
             out_conns: Vec::new(),
             decisions: Vec::new(),
             finished: Vec::new(),
+            dns_finished: Vec::new(),
             last_tick_ns: 0,
+            resolvers: ResolverList::builtin(),
+            relay: RelayIndex::default(),
         }
+    }
+
+    /// Uses this list of well-known resolvers (built-in plus the user's) for opaque
+    /// connections and the `resolver` field.
+    pub fn set_resolvers(&mut self, resolvers: ResolverList) {
+        self.resolvers = resolvers;
     }
 
     /// Process facts (the recorder asks for names of processes it writes).
@@ -244,13 +306,33 @@ impl Pipeline {
         let ts = match &ev {
             Event::Data(d) => d.meta.ts_ns,
             Event::Conn(c) => c.meta.ts_ns,
-            Event::Close { meta, .. } | Event::Exit { meta } | Event::Exec { meta } => meta.ts_ns,
+            Event::Datagram(d) => d.meta.ts_ns,
+            Event::Close { meta, .. }
+            | Event::ConnBytes { meta, .. }
+            | Event::Exit { meta }
+            | Event::Exec { meta } => meta.ts_ns,
         };
         if ts > self.last_tick_ns + 1_000_000_000 {
             self.tick(ts);
         }
         match ev {
             Event::Data(chunk) => self.on_data(chunk),
+            Event::Datagram(d) => self.on_datagram(d),
+            Event::ConnBytes {
+                meta,
+                fd,
+                sent,
+                received,
+            } => {
+                let key = ConnKey {
+                    pid: meta.pid,
+                    id: ConnId::Fd(fd),
+                    layer: Layer::Socket,
+                };
+                if let Some(conn) = self.conns.get_mut(&key) {
+                    conn.bytes = Some((sent, received));
+                }
+            }
             Event::Conn(c) => {
                 let seen = Seen {
                     ts_ns: c.meta.ts_ns,
@@ -266,6 +348,18 @@ impl Pipeline {
                 };
                 let mut conn = Conn::new(Some(c.peer));
                 conn.opened_ns = Some(c.meta.ts_ns);
+                conn.sock_type = c.sock_type;
+                conn.uid = c.meta.uid;
+                conn.thread_comm = c.comm;
+                if c.sock_type == SocketType::Datagram {
+                    conn.proto = Proto::Sniffing(Sniffer::for_datagrams());
+                    // QUIC to a DoQ port or to a well-known resolver: opaque, only counted.
+                    if let Some(transport) = opaque_conns::quic_candidate(&self.resolvers, c.peer) {
+                        conn.opaque = Some(transport);
+                        conn.proto = Proto::Ignored;
+                        self.decide(key, &mut conn, CAPTURE_SOCK_SKIP | CAPTURE_COUNT);
+                    }
+                }
                 self.conns.insert(key, conn);
                 // The earliest moment to learn who this is: short-lived clients may be gone by
                 // the time their lookup completes. Cached per process, so read once.
@@ -315,7 +409,12 @@ impl Pipeline {
         let keys: Vec<ConnKey> = self
             .conns
             .iter()
-            .filter(|(_, c)| matches!(c.proto, Proto::H2Client(_) | Proto::H1Client(_)))
+            .filter(|(_, c)| {
+                matches!(
+                    c.proto,
+                    Proto::H2Client(_) | Proto::H1Client(_) | Proto::Dns(_)
+                )
+            })
             .map(|(k, _)| *k)
             .collect();
         for key in keys {
@@ -323,7 +422,8 @@ impl Pipeline {
             match &mut conn.proto {
                 Proto::H2Client(h2) => h2.expire(now_ns, STREAM_TIMEOUT_NS, &mut self.finished),
                 Proto::H1Client(h1) => h1.expire(now_ns, STREAM_TIMEOUT_NS, &mut self.finished),
-                Proto::Sniffing(_) | Proto::Ignored => {}
+                Proto::Dns(dns) => dns.expire(now_ns, STREAM_TIMEOUT_NS, &mut self.dns_finished),
+                Proto::Sniffing(_) | Proto::TlsHello(_) | Proto::Ignored => {}
             }
             self.flush_finished(key, &mut conn);
             self.conns.insert(key, conn);
@@ -361,8 +461,11 @@ impl Pipeline {
         let Some(mut conn) = self.conns.remove(&key) else {
             return;
         };
-        conn.stop_decoding(seen, &mut self.finished);
+        conn.stop_decoding(seen, &mut self.finished, &mut self.dns_finished);
         self.flush_finished(key, &mut conn);
+        if conn.opaque.is_some() && !conn.tls_seen {
+            self.report_opaque(key, &mut conn, seen);
+        }
         if conn.lookups > 0 {
             let record = self.connection_record(key, &conn, seen.ts_ns, how);
             self.out_conns.push(record);
@@ -388,11 +491,8 @@ impl Pipeline {
             pid: key.pid,
             uid: conn.uid,
             comm,
-            transport: "doh",
-            http_version: match conn.proto_version {
-                Some(v) => v,
-                None => "h2",
-            },
+            transport: conn.opaque.or(conn.transport).unwrap_or("doh"),
+            http_version: conn.proto_version,
             tls: key.layer == Layer::Tls,
             server: conn.peer.map(Endpoint::from),
             client: conn.local.map(Endpoint::from),
@@ -430,21 +530,40 @@ impl Pipeline {
         if !self.conns.contains_key(&key) {
             self.make_room();
         }
-        // TLS plaintext inherits the peer and open time learnt from connect/accept.
-        let socket = self.conns.get(&ConnKey {
+        // TLS plaintext inherits the peer, open time and TLS server name learnt on the socket.
+        let socket = self.conns.get_mut(&ConnKey {
             layer: Layer::Socket,
             ..key
         });
-        let (peer, opened) = (
-            socket.and_then(|c| c.peer),
-            socket.and_then(|c| c.opened_ns),
-        );
+        let (peer, opened, hello, sock_type) = match socket {
+            Some(c) => {
+                if layer == Layer::Tls {
+                    c.tls_seen = true;
+                }
+                (c.peer, c.opened_ns, c.hello.clone(), c.sock_type)
+            }
+            None => (None, None, None, SocketType::Unknown),
+        };
         let mut conn = self.conns.remove(&key).unwrap_or_else(|| {
             let mut c = Conn::new(peer);
             c.opened_ns = opened;
+            c.sock_type = sock_type;
+            if layer == Layer::Socket && sock_type == SocketType::Datagram {
+                c.proto = Proto::Sniffing(Sniffer::for_datagrams());
+            }
             c
         });
+        if layer == Layer::Tls && conn.hello.is_none() {
+            conn.hello = hello;
+        }
         conn.uid = chunk.meta.uid;
+        if layer == Layer::Socket {
+            // Bytes copied before the kernel was told to count (or skip) this socket.
+            match chunk.direction {
+                Direction::Egress => conn.copied.0 += chunk.bytes.len() as u64,
+                Direction::Ingress => conn.copied.1 += chunk.bytes.len() as u64,
+            }
+        }
         conn.first_data_ns.get_or_insert(chunk.meta.ts_ns);
         conn.last_data_ns = chunk.meta.ts_ns;
         conn.thread_comm = chunk.comm;
@@ -463,25 +582,34 @@ impl Pipeline {
                 h2.resync(chunk.direction);
                 self.counters.gaps += 1;
                 self.counters.resyncs += 1;
-            } else if conn.stop_decoding(seen, &mut self.finished) {
+            } else if conn.stop_decoding(seen, &mut self.finished, &mut self.dns_finished) {
                 self.counters.gaps += 1;
             }
         }
         let call_start = chunk.offset == 0;
+        let call_end = chunk.offset as usize + chunk.bytes.len() >= chunk.total_len as usize;
+        let bytes = Bytes {
+            dir: chunk.direction,
+            bytes: chunk.bytes,
+            call_start,
+            call_end,
+            peer: None,
+        };
         match &mut conn.proto {
             Proto::Ignored => {}
             Proto::Sniffing(sniff) => {
-                let verdict = sniff.feed(chunk.direction, call_start, seen, chunk.bytes);
+                let verdict = sniff.feed(&bytes, seen);
                 self.on_verdict(key, &mut conn, verdict);
             }
-            Proto::H2Client(_) | Proto::H1Client(_) => self.feed_decoder(
-                key,
-                &mut conn,
-                chunk.direction,
-                chunk.bytes,
-                call_start,
-                seen,
-            ),
+            Proto::TlsHello(buf) => {
+                if chunk.direction == Direction::Egress {
+                    buf.extend_from_slice(chunk.bytes);
+                    self.read_client_hello(key, &mut conn);
+                }
+            }
+            Proto::H2Client(_) | Proto::H1Client(_) | Proto::Dns(_) => {
+                self.feed_decoder(key, &mut conn, bytes, seen)
+            }
         }
         self.flush_finished(key, &mut conn);
         self.conns.insert(key, conn);
@@ -507,7 +635,30 @@ impl Pipeline {
             }
             Verdict::Tls => {
                 c.tls_on_socket_conns += 1;
+                let Proto::Sniffing(sniff) = &mut conn.proto else {
+                    unreachable!("sniffing")
+                };
+                let hello: Vec<u8> = sniff
+                    .take_pieces()
+                    .into_iter()
+                    .filter(|p| p.dir == Direction::Egress)
+                    .flat_map(|p| p.bytes)
+                    .collect();
+                conn.proto = Proto::TlsHello(hello);
+                return self.read_client_hello(key, conn);
+            }
+            Verdict::DnsServer => {
+                c.server_side_conns += 1;
                 return self.ignore(key, conn);
+            }
+            Verdict::DnsClient(framing) => {
+                c.dns_client_conns += 1;
+                conn.transport = Some(match (key.layer, framing) {
+                    (Layer::Tls, _) => "dot",
+                    (Layer::Socket, Framing::Datagram) => "dns-udp",
+                    (Layer::Socket, Framing::Stream) => "dns-tcp",
+                });
+                Proto::Dns(Box::new(DnsClient::new(framing)))
             }
             Verdict::Http1Client => {
                 c.h1_client_conns += 1;
@@ -522,11 +673,17 @@ impl Pipeline {
             unreachable!("sniffing")
         };
         let pieces = sniff.take_pieces();
-        conn.proto_version = Some(if matches!(proto, Proto::H1Client(_)) {
-            "http/1.1"
-        } else {
-            "h2"
-        });
+        match &proto {
+            Proto::H1Client(_) => {
+                conn.proto_version = Some("http/1.1");
+                conn.transport = Some("doh");
+            }
+            Proto::H2Client(_) => {
+                conn.proto_version = Some("h2");
+                conn.transport = Some("doh");
+            }
+            _ => {}
+        }
         conn.proto = proto;
         // The process and connection are alive right now: learn what /proc knows.
         let _ = self.procs.leader_comm(key.pid);
@@ -538,7 +695,14 @@ impl Pipeline {
             }
         }
         for p in pieces {
-            self.feed_decoder(key, conn, p.dir, &p.bytes, p.call_start, p.seen);
+            let bytes = Bytes {
+                dir: p.dir,
+                bytes: &p.bytes,
+                call_start: p.call_start,
+                call_end: p.call_end,
+                peer: p.peer,
+            };
+            self.feed_decoder(key, conn, bytes, p.seen);
         }
     }
 
@@ -550,17 +714,47 @@ impl Pipeline {
     /// Feeds bytes to the connection's decoder, then acts on what it learnt: errors stop
     /// decoding (counted), the first request classifies the connection, an h2c upgrade
     /// switches decoders.
-    fn feed_decoder(
-        &mut self,
-        key: ConnKey,
-        conn: &mut Conn,
-        dir: Direction,
-        bytes: &[u8],
-        call_start: bool,
-        seen: Seen,
-    ) {
+    fn feed_decoder(&mut self, key: ConnKey, conn: &mut Conn, b: Bytes<'_>, seen: Seen) {
         let (counters, finished) = (&mut self.counters, &mut self.finished);
+        let (dir, bytes, call_start) = (b.dir, b.bytes, b.call_start);
         let (first, failed) = match &mut conn.proto {
+            Proto::Dns(dns) => {
+                let peer = b.peer.or(conn.peer);
+                let r = dns.feed(
+                    dir,
+                    bytes,
+                    call_start,
+                    b.call_end,
+                    peer,
+                    seen,
+                    counters,
+                    &mut self.dns_finished,
+                );
+                let fresh: Vec<_> = dns
+                    .pending()
+                    .filter(|q| self.relay.wants(key.pid, q))
+                    .cloned()
+                    .collect();
+                if !fresh.is_empty() {
+                    let comm = self
+                        .procs
+                        .leader_comm(key.pid)
+                        .unwrap_or_else(|| comm_str(&conn.thread_comm));
+                    let transport = conn.transport.unwrap_or("dns-udp");
+                    for q in &fresh {
+                        self.relay.query_sent(key.pid, &comm, transport, q);
+                    }
+                }
+                if r.is_err() {
+                    // Sends answers or receives queries: a server after all.
+                    counters.dns_client_conns -= 1;
+                    counters.server_side_conns += 1;
+                    conn.stop_decoding(seen, &mut Vec::new(), &mut Vec::new());
+                    conn.decided = false;
+                    return self.decide(key, conn, skip_bit(key.layer));
+                }
+                (FirstRequest::Doh, false)
+            }
             Proto::H2Client(h2) => {
                 let r = h2.feed(dir, bytes, call_start, seen, counters, finished);
                 if let Err(e) = &r {
@@ -585,10 +779,10 @@ impl Pipeline {
                     (h1.first_request(), true)
                 }
             },
-            Proto::Sniffing(_) | Proto::Ignored => return,
+            Proto::Sniffing(_) | Proto::TlsHello(_) | Proto::Ignored => return,
         };
         if failed {
-            conn.stop_decoding(seen, &mut self.finished);
+            conn.stop_decoding(seen, &mut self.finished, &mut self.dns_finished);
             // Nothing more will be decoded: if the kernel was told to copy everything, tell it
             // to stop (the skip bit wins over the full one).
             if conn.decided && conn.copy_all {
@@ -605,7 +799,7 @@ impl Pipeline {
             FirstRequest::NotDoh if !conn.decided => {
                 // Classified by its first request: not DNS. Stop copying and decoding it.
                 self.counters.non_dns_conns += 1;
-                conn.stop_decoding(seen, &mut self.finished);
+                conn.stop_decoding(seen, &mut self.finished, &mut self.dns_finished);
                 self.decide(key, conn, skip_bit(key.layer));
             }
             FirstRequest::NotDoh | FirstRequest::Pending => {}
@@ -614,7 +808,7 @@ impl Pipeline {
 
     /// Turns finished exchanges into lookup records.
     fn flush_finished(&mut self, key: ConnKey, conn: &mut Conn) {
-        if self.finished.is_empty() {
+        if self.finished.is_empty() && self.dns_finished.is_empty() {
             return;
         }
         let comm = self
@@ -634,16 +828,14 @@ impl Pipeline {
             };
             match to_lookup(&f, &facts, &self.clock, &mut self.counters) {
                 Judged::Lookup(lookup) => {
-                    self.counters.lookups += 1;
-                    conn.lookups += 1;
-                    self.out.push(*lookup);
+                    self.emit(*lookup, conn);
                     self.decide(key, conn, full_bit(key.layer));
                 }
                 Judged::NotDns => {
                     conn.non_dns_streams += 1;
                     if conn.non_dns_streams >= MID_STREAM_PATIENCE && !conn.decided {
                         self.counters.non_dns_conns += 1;
-                        conn.stop_decoding(f.ended, &mut Vec::new());
+                        conn.stop_decoding(f.ended, &mut Vec::new(), &mut Vec::new());
                         self.decide(key, conn, skip_bit(key.layer));
                     }
                 }
@@ -654,12 +846,162 @@ impl Pipeline {
                         self.counters.mid_stream_conns -= 1;
                     }
                     self.counters.server_side_conns += 1;
-                    conn.stop_decoding(f.ended, &mut Vec::new());
+                    conn.stop_decoding(f.ended, &mut Vec::new(), &mut Vec::new());
                     self.decide(key, conn, skip_bit(key.layer));
                 }
                 Judged::Dropped => {}
             }
         }
+        for f in std::mem::take(&mut self.dns_finished) {
+            let facts = ConnFacts {
+                pid: key.pid,
+                comm: &comm,
+                uid: conn.uid,
+                peer: conn.peer,
+                local: conn.local,
+                tls: key.layer == Layer::Tls,
+                context: &context,
+            };
+            let transport = conn.transport.unwrap_or("dns-udp");
+            let lookup = dns_lookup(&f, &facts, transport, &self.clock);
+            self.emit(lookup, conn);
+            self.relay.query_done(key.pid, &f.query);
+        }
+    }
+}
+
+impl Pipeline {
+    /// Completes a lookup with what the connection and the other lookups tell, and reports it.
+    fn emit(&mut self, mut lookup: Lookup, conn: &mut Conn) {
+        self.counters.lookups += 1;
+        conn.lookups += 1;
+        if let Some(hello) = &conn.hello {
+            lookup.server_name = hello.server_name.clone();
+        }
+        lookup.resolver = self.resolver_of(&lookup);
+        let sent_ns = lookup.sent_ns;
+        self.relay.link(&mut lookup, sent_ns);
+        self.out.push(lookup);
+    }
+
+    /// The well-known resolver a lookup went to, by TLS name, HTTP authority or address.
+    fn resolver_of(&self, l: &Lookup) -> Option<String> {
+        let host = |a: &str| a.rsplit_once(':').map_or(a, |(h, _)| h).to_string();
+        l.server_name
+            .iter()
+            .cloned()
+            .chain(l.authority.as_deref().map(host))
+            .find_map(|name| self.resolvers.match_name(&name).map(String::from))
+            .or_else(|| {
+                let ip = l.server.as_ref()?.ip.parse().ok()?;
+                self.resolvers.match_addr(ip).map(String::from)
+            })
+    }
+
+    /// A DNS datagram on a socket without a tracked connection: decoded per socket, paired by
+    /// the datagram's peer.
+    fn on_datagram(&mut self, d: Datagram<'_>) {
+        let key = ConnKey {
+            pid: d.meta.pid,
+            id: ConnId::Fd(d.fd),
+            layer: Layer::Socket,
+        };
+        if !self.conns.contains_key(&key) {
+            self.make_room();
+        }
+        let mut conn = self.conns.remove(&key).unwrap_or_else(|| {
+            let mut c = Conn::new(None);
+            c.sock_type = SocketType::Datagram;
+            c.proto = Proto::Sniffing(Sniffer::for_datagrams());
+            c
+        });
+        conn.uid = d.meta.uid;
+        conn.thread_comm = d.comm;
+        conn.first_data_ns.get_or_insert(d.meta.ts_ns);
+        conn.last_data_ns = d.meta.ts_ns;
+        let seen = Seen {
+            ts_ns: d.meta.ts_ns,
+            tid: d.meta.tid,
+        };
+        let bytes = Bytes {
+            dir: d.direction,
+            bytes: d.bytes,
+            call_start: true,
+            call_end: d.bytes.len() == d.total_len as usize,
+            peer: Some(d.peer),
+        };
+        match &mut conn.proto {
+            Proto::Sniffing(sniff) => {
+                let verdict = sniff.feed(&bytes, seen);
+                self.on_verdict(key, &mut conn, verdict);
+            }
+            Proto::Dns(_) => self.feed_decoder(key, &mut conn, bytes, seen),
+            _ => {}
+        }
+        self.flush_finished(key, &mut conn);
+        self.conns.insert(key, conn);
+    }
+
+    /// Reads the ClientHello gathered so far: once complete (or hopeless), the socket's bytes
+    /// are no longer copied; if it names a well-known resolver or a DoT port, the connection
+    /// becomes an opaque candidate whose bytes the kernel counts.
+    fn read_client_hello(&mut self, key: ConnKey, conn: &mut Conn) {
+        let Proto::TlsHello(buf) = &conn.proto else {
+            return;
+        };
+        match crate::opaque::parse_client_hello(buf) {
+            crate::opaque::HelloParse::NeedMore => return,
+            crate::opaque::HelloParse::Complete(hello) => conn.hello = Some(hello),
+            crate::opaque::HelloParse::NotClientHello(_) => {
+                // A server's side (ServerHello first) is no ClientHello either: only count
+                // what claimed to be one.
+                if buf.first() == Some(&0x16) && buf.get(5) == Some(&1) {
+                    self.counters.bad_client_hellos += 1;
+                }
+            }
+        }
+        conn.proto = Proto::Ignored;
+        let mut policy = skip_bit(key.layer);
+        if let Some(t) =
+            opaque_conns::tls_candidate(&self.resolvers, conn.peer, conn.hello.as_ref())
+        {
+            conn.opaque = Some(t);
+            policy |= CAPTURE_COUNT;
+        }
+        self.decide(key, conn, policy);
+    }
+
+    /// An opaque candidate ended without its plaintext being seen: report the connection.
+    fn report_opaque(&mut self, key: ConnKey, conn: &mut Conn, seen: Seen) {
+        let Some(transport) = conn.opaque else {
+            return;
+        };
+        self.counters.opaque_conns += 1;
+        let comm = self
+            .procs
+            .leader_comm(key.pid)
+            .unwrap_or_else(|| comm_str(&conn.thread_comm));
+        let context = self.procs.context(key.pid, conn.uid);
+        let start = conn.opened_ns.or(conn.first_data_ns).unwrap_or(seen.ts_ns);
+        let lookup = Lookup {
+            time: self.clock.rfc3339(seen.ts_ns),
+            pid: key.pid,
+            tid: seen.tid,
+            uid: conn.uid,
+            comm,
+            transport,
+            server: conn.peer.map(Endpoint::from),
+            client: conn.local.map(Endpoint::from),
+            alpn: conn.hello.as_ref().map(|h| h.alpn.clone()),
+            bytes_sent: conn.bytes.map(|b| b.0 + conn.copied.0),
+            bytes_received: conn.bytes.map(|b| b.1 + conn.copied.1),
+            duration_ms: Some(seen.ts_ns.saturating_sub(start) as f64 / 1e6),
+            status: crate::lookup::Status::Opaque,
+            sent_ns: start,
+            context,
+            ..Default::default()
+        };
+        self.emit(lookup, conn);
     }
 }
 

@@ -3,7 +3,11 @@
 
 use crate::{event::Direction, http2::direction::plausible_frames, http2::PREFACE};
 
-use super::doh_h2::Seen;
+use super::{
+    dns_plain::{framed, looks_like_query, looks_like_response, Framing},
+    doh_h2::Seen,
+    Bytes,
+};
 
 /// Most bytes kept while undecided; past it the connection is not decoded.
 pub const MAX_SNIFF_BYTES: usize = 32 * 1024;
@@ -28,6 +32,10 @@ pub struct Piece {
     pub dir: Direction,
     /// The bytes begin an I/O call.
     pub call_start: bool,
+    /// The bytes end an I/O call.
+    pub call_end: bool,
+    /// Where a datagram went to or came from, when not the connection's peer.
+    pub peer: Option<std::net::SocketAddr>,
     pub seen: Seen,
     pub bytes: Vec<u8>,
 }
@@ -49,6 +57,10 @@ pub enum Verdict {
     Http1Server,
     /// TLS records (ciphertext) on the socket.
     Tls,
+    /// This process sent a DNS query (classic DNS, or DoT inside TLS plaintext).
+    DnsClient(Framing),
+    /// This process received a DNS query or sent an answer.
+    DnsServer,
     /// None of the above.
     Other,
 }
@@ -67,6 +79,8 @@ pub struct Sniffer {
     ingress: Start,
     pieces: Vec<Piece>,
     kept: usize,
+    /// The socket is a datagram socket: each I/O call is one message.
+    datagram: bool,
 }
 
 fn is_prefix_of(bytes: &[u8], whole: &[u8]) -> bool {
@@ -95,8 +109,22 @@ fn http1_request(b: &[u8]) -> Match {
 }
 
 impl Sniffer {
-    /// Keeps `bytes` of `dir` and says what is known now.
-    pub fn feed(&mut self, dir: Direction, call_start: bool, seen: Seen, bytes: &[u8]) -> Verdict {
+    /// A sniffer for a datagram (UDP) socket, where messages are not length-framed.
+    pub fn for_datagrams() -> Self {
+        Sniffer {
+            datagram: true,
+            ..Sniffer::default()
+        }
+    }
+
+    /// The bytes this process sent first (up to the kept head).
+    pub fn egress_head(&self) -> &[u8] {
+        &self.egress.head
+    }
+
+    /// Keeps the bytes and says what is known now.
+    pub fn feed(&mut self, b: &Bytes<'_>, seen: Seen) -> Verdict {
+        let (dir, call_start, bytes) = (b.dir, b.call_start, b.bytes);
         let start = match dir {
             Direction::Egress => &mut self.egress,
             Direction::Ingress => &mut self.ingress,
@@ -113,6 +141,8 @@ impl Sniffer {
         self.pieces.push(Piece {
             dir,
             call_start,
+            call_end: b.call_end,
+            peer: b.peer,
             seen,
             bytes: bytes.to_vec(),
         });
@@ -127,6 +157,19 @@ impl Sniffer {
 
     fn decide(&self) -> Verdict {
         let (e, i) = (&self.egress.head[..], &self.ingress.head[..]);
+        if self.datagram {
+            if looks_like_query(e) {
+                return Verdict::DnsClient(Framing::Datagram);
+            }
+            if looks_like_query(i) || looks_like_response(e) {
+                return Verdict::DnsServer;
+            }
+            // An answer to a query sent before tracing started: wait for the next query.
+            if e.is_empty() && looks_like_response(i) {
+                return Verdict::Undecided;
+            }
+            return Verdict::Other;
+        }
         if e.len() == PREFACE.len() && e == PREFACE {
             return Verdict::H2Client;
         }
@@ -149,6 +192,17 @@ impl Sniffer {
         }
         if e.starts_with(b"HTTP/1.") {
             return Verdict::Http1Server;
+        }
+        // DNS over TCP or TLS: a 2-byte length, then a DNS header.
+        if framed(e, looks_like_query) {
+            return Verdict::DnsClient(Framing::Stream);
+        }
+        if framed(i, looks_like_query) || framed(e, looks_like_response) {
+            return Verdict::DnsServer;
+        }
+        if e.len() < 14 && e.len() >= 2 && u16::from_be_bytes([e[0], e[1]]) >= 17 && i.is_empty() {
+            // Maybe a DNS header still arriving.
+            return Verdict::Undecided;
         }
         // A preface still arriving in pieces.
         if !e.is_empty() && is_prefix_of(e, PREFACE) || !i.is_empty() && is_prefix_of(i, PREFACE) {
@@ -177,15 +231,26 @@ mod tests {
 
     const T: Seen = Seen { ts_ns: 0, tid: 0 };
 
+    fn feed(s: &mut Sniffer, dir: Direction, call_start: bool, bytes: &[u8]) -> Verdict {
+        let b = Bytes {
+            dir,
+            bytes,
+            call_start,
+            call_end: true,
+            peer: None,
+        };
+        s.feed(&b, T)
+    }
+
     #[test]
     fn a_preface_in_pieces_makes_a_client() {
         let mut s = Sniffer::default();
         assert_eq!(
-            s.feed(Direction::Egress, true, T, &PREFACE[..10]),
+            feed(&mut s, Direction::Egress, true, &PREFACE[..10]),
             Verdict::Undecided
         );
         assert_eq!(
-            s.feed(Direction::Egress, false, T, &PREFACE[10..]),
+            feed(&mut s, Direction::Egress, false, &PREFACE[10..]),
             Verdict::H2Client
         );
         assert_eq!(s.take_pieces().len(), 2);
@@ -196,11 +261,11 @@ mod tests {
         let mut s = Sniffer::default();
         let settings = [0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 100];
         assert_eq!(
-            s.feed(Direction::Egress, true, T, &settings),
+            feed(&mut s, Direction::Egress, true, &settings),
             Verdict::Undecided
         );
         assert_eq!(
-            s.feed(Direction::Ingress, true, T, PREFACE),
+            feed(&mut s, Direction::Ingress, true, PREFACE),
             Verdict::H2Server
         );
     }
@@ -210,11 +275,11 @@ mod tests {
         let mut s = Sniffer::default();
         let ping = [0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
         assert_eq!(
-            s.feed(Direction::Egress, true, T, &ping),
+            feed(&mut s, Direction::Egress, true, &ping),
             Verdict::Undecided
         );
         assert_eq!(
-            s.feed(Direction::Ingress, true, T, &ping),
+            feed(&mut s, Direction::Ingress, true, &ping),
             Verdict::H2MidStream
         );
     }
@@ -223,21 +288,31 @@ mod tests {
     fn recognises_http1_tls_and_other() {
         let mut s = Sniffer::default();
         assert_eq!(
-            s.feed(Direction::Egress, true, T, b"PO"),
+            feed(&mut s, Direction::Egress, true, b"PO"),
             Verdict::Undecided
         );
         assert_eq!(
-            s.feed(Direction::Egress, false, T, b"ST /dns-query HTTP/1.1\r\n"),
+            feed(
+                &mut s,
+                Direction::Egress,
+                false,
+                b"ST /dns-query HTTP/1.1\r\n"
+            ),
             Verdict::Http1Client
         );
         let mut s = Sniffer::default();
         assert_eq!(
-            s.feed(Direction::Egress, true, T, &[0x16, 0x03, 0x01, 0x02, 0x00]),
+            feed(
+                &mut s,
+                Direction::Egress,
+                true,
+                &[0x16, 0x03, 0x01, 0x02, 0x00]
+            ),
             Verdict::Tls
         );
         let mut s = Sniffer::default();
         assert_eq!(
-            s.feed(Direction::Ingress, true, T, b"SSH-2.0-OpenSSH_9.2\r\n"),
+            feed(&mut s, Direction::Ingress, true, b"SSH-2.0-OpenSSH_9.2\r\n"),
             Verdict::Other
         );
     }

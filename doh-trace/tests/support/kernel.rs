@@ -170,6 +170,7 @@ pub fn play(p: &mut Pipeline, conv: &Conv, slicing: Slicing) {
             meta: meta(START_NS - STEP_NS),
             fd: conv.fd,
             accepted: false,
+            sock_type: doh_trace::event::SocketType::Stream,
             peer,
             comm: comm_bytes(conv.comm),
         }));
@@ -214,20 +215,20 @@ pub fn play(p: &mut Pipeline, conv: &Conv, slicing: Slicing) {
 /// The parts of a lookup the tests pin down.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Want {
-    pub qname: String,
-    pub qtype: String,
+    pub qname: Option<String>,
+    pub qtype: Option<String>,
     pub status: &'static str,
     pub answers: Vec<String>,
     pub rcode: Option<String>,
     pub method: Option<String>,
-    pub http_version: &'static str,
+    pub http_version: Option<&'static str>,
     pub stream_id: Option<u32>,
     pub url: Option<String>,
     pub authority: Option<String>,
-    pub headers_known: bool,
+    pub headers_known: Option<bool>,
     pub http_status: Option<u16>,
     pub latency_ms: Option<f64>,
-    pub dns_id: u16,
+    pub dns_id: Option<u16>,
     pub pid: u32,
     pub tid: u32,
     pub comm: String,

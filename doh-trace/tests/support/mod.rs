@@ -321,8 +321,8 @@ pub fn summary(lookups: &[Lookup]) -> Vec<(String, String, String, Vec<String>)>
         .iter()
         .map(|l| {
             (
-                l.qname.clone(),
-                l.qtype.clone(),
+                l.qname.clone().unwrap_or_default(),
+                l.qtype.clone().unwrap_or_default(),
                 l.status.as_str().to_string(),
                 l.answers.clone(),
             )
