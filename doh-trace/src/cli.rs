@@ -82,9 +82,25 @@ pub struct Cli {
     /// DNS over TCP and DoT are recognised on any port by their framing.
     #[arg(long = "dns-port", value_name = "PORT", global = true)]
     pub dns_ports: Vec<u16>,
+    /// Add well-known resolvers to the built-in list (used to report encrypted DNS whose
+    /// plaintext is out of reach, and for the `resolver` field): one `NAME-or-*.SUFFIX-or-IP
+    /// PROVIDER` per line, `#` comments.
+    #[arg(long = "resolvers", value_name = "FILE", global = true)]
+    pub resolvers: Option<PathBuf>,
 }
 
 impl Cli {
+    /// The built-in resolver list plus the user's file.
+    pub fn resolver_list(&self) -> Result<crate::opaque::ResolverList> {
+        let mut list = crate::opaque::ResolverList::builtin();
+        if let Some(path) = &self.resolvers {
+            list.load_file(path)
+                .map_err(|e| anyhow::anyhow!("{e:#}"))
+                .context("reading --resolvers")?;
+        }
+        Ok(list)
+    }
+
     /// The ports whose datagrams are plain DNS: 53 and the user's.
     pub fn dns_ports(&self) -> Vec<u16> {
         let mut ports = vec![53];
@@ -229,7 +245,8 @@ impl Output {
             return Ok(());
         }
         self.summary.add(l);
-        if let Some(p) = self.pcapng.as_mut() {
+        // Opaque records have no DNS message to write as a packet.
+        if let Some(p) = self.pcapng.as_mut().filter(|_| l.qname.is_some()) {
             if l.dns_query.is_empty() {
                 p.write_lookup_synthesized(l)?;
             } else {
@@ -337,15 +354,17 @@ fn replay(cli: &Cli, file: &PathBuf) -> Result<ExitCode> {
         BufReader::new(File::open(file).with_context(|| format!("opening {}", file.display()))?);
     let mut output = Output::new(cli)?;
     let mut closed = false;
-    let counters = recording::replay_into(r, |pipeline| match output.drain(pipeline) {
-        Ok(true) => Ok(true),
-        Ok(false) => {
-            closed = true;
-            Ok(false)
-        }
-        Err(e) => Err(io::Error::other(format!("{e:#}"))),
-    })
-    .with_context(|| format!("replaying {}", file.display()))?;
+    let resolvers = cli.resolver_list()?;
+    let counters =
+        recording::replay_into_with(r, resolvers, |pipeline| match output.drain(pipeline) {
+            Ok(true) => Ok(true),
+            Ok(false) => {
+                closed = true;
+                Ok(false)
+            }
+            Err(e) => Err(io::Error::other(format!("{e:#}"))),
+        })
+        .with_context(|| format!("replaying {}", file.display()))?;
     output.flush_files().context("writing the pcapng file")?;
     if !cli.quiet && !closed {
         eprintln!("doh-trace: replayed {}: {counters}", file.display());

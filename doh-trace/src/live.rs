@@ -97,6 +97,7 @@ pub async fn trace(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
         Box::new(LiveProcessInfo::new())
     };
     let mut pipeline = Pipeline::new(procs, clock);
+    pipeline.set_resolvers(cli.resolver_list()?);
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));

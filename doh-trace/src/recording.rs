@@ -375,8 +375,12 @@ impl Recorder {
 
     /// Applies a pipeline decision: a connection that carries DNS has its held events written.
     pub fn decided(&mut self, d: &CaptureDecision, out: &mut impl Write) -> io::Result<()> {
+        // Counted connections (opaque candidates) are kept too: replay needs their ClientHello
+        // (TLS handshake bytes, no application plaintext) to report them.
         let dns = d.policy
-            & (doh_trace_common::CAPTURE_TLS_FULL | doh_trace_common::CAPTURE_SOCK_FULL)
+            & (doh_trace_common::CAPTURE_TLS_FULL
+                | doh_trace_common::CAPTURE_SOCK_FULL
+                | doh_trace_common::CAPTURE_COUNT)
             != 0;
         let prev = self
             .conns
@@ -419,7 +423,16 @@ pub fn replay(
 /// Runs the decoding pipeline on a recording, handing the pipeline to `after_each` after every
 /// event (to drain lookups and connection records); it returns false to stop early.
 pub fn replay_into(
+    r: impl Read,
+    after_each: impl FnMut(&mut Pipeline) -> io::Result<bool>,
+) -> Result<DecodeCounters, RecordingError> {
+    replay_into_with(r, crate::opaque::ResolverList::builtin(), after_each)
+}
+
+/// [`replay_into`] with a resolver list other than the built-in one.
+pub fn replay_into_with(
     mut r: impl Read,
+    resolvers: crate::opaque::ResolverList,
     mut after_each: impl FnMut(&mut Pipeline) -> io::Result<bool>,
 ) -> Result<DecodeCounters, RecordingError> {
     let header = read_header(&mut r)?;
@@ -427,6 +440,7 @@ pub fn replay_into(
         Box::new(RecordedProcessInfo::default()),
         Clock::with_offset(header.clock_offset_ns.into()),
     );
+    pipeline.set_resolvers(resolvers);
     while let Some(rec) = read_record(&mut r)? {
         match rec {
             Record::ProcessName { pid, name } => pipeline.process_info().remember_name(pid, name),

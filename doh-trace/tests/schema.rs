@@ -137,12 +137,13 @@ fn every_status_spelling_is_in_the_schema() {
         Status::Unanswered,
         Status::MalformedAnswer,
         Status::Timeout,
+        Status::Opaque,
     ] {
         let spelled = serde_json::to_value(status).unwrap();
         assert_eq!(spelled, status.as_str());
         assert!(allowed.contains(&spelled), "{spelled} is not in the schema");
     }
-    assert_eq!(allowed.len(), 6, "the schema lists a status the tool lacks");
+    assert_eq!(allowed.len(), 7, "the schema lists a status the tool lacks");
 }
 
 #[test]
@@ -260,10 +261,17 @@ fn other_transports_need_no_http_fields() {
     for transport in ["doh-opaque", "dot-opaque", "doq-opaque"] {
         let minimal = json!({
             "time": "2026-11-22T14:00:56Z", "pid": 1, "tid": 1, "uid": 0, "comm": "firefox",
-            "transport": transport, "status": "ok",
+            "transport": transport, "status": "opaque", "duration_ms": 12.5,
             "server": {"ip": "9.9.9.9", "port": 853}, "client": null
         });
         assert_valid(&minimal);
+        // An opaque record never claims a question, an answer or an ordinary outcome.
+        let mut claims = minimal.clone();
+        claims["qname"] = json!("www.example");
+        assert_invalid(&claims, "an opaque record with a question");
+        let mut claims = minimal.clone();
+        claims["status"] = json!("ok");
+        assert_invalid(&claims, "an opaque record that says ok");
         let mut with_nulls = minimal.clone();
         for f in [
             "qname",

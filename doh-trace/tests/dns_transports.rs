@@ -1,0 +1,372 @@
+//! Classic DNS (UDP, TCP), DoT, opaque connections and relayed lookups through the pipeline, from
+//! kernel events as the eBPF side emits them, carrying DNS messages built by hickory-proto and a
+//! real ClientHello (kdig/GnuTLS, tests/fixtures/client_hello).
+
+mod support;
+
+use std::net::SocketAddr;
+
+use doh_trace::{
+    event::{ConnInfo, DataChunk, Datagram, Direction, Event, Meta, SocketType},
+    lookup::{Lookup, Status},
+    pipeline::Pipeline,
+};
+use doh_trace_common::{Source, CAPTURE_COUNT, CAPTURE_SOCK_FULL, CAPTURE_SOCK_SKIP, COMM_LEN};
+use hickory_proto::rr::RecordType;
+use support::{answer, pipeline, query};
+
+/// Events of one process, with a clock that advances 1 ms per event.
+struct Proc {
+    pid: u32,
+    comm: [u8; COMM_LEN],
+    ts: u64,
+}
+
+impl Proc {
+    fn new(pid: u32, name: &str) -> Proc {
+        let mut comm = [0u8; COMM_LEN];
+        comm[..name.len()].copy_from_slice(name.as_bytes());
+        Proc {
+            pid,
+            comm,
+            ts: 1_000_000_000,
+        }
+    }
+    fn meta(&mut self) -> Meta {
+        self.ts += 1_000_000;
+        Meta {
+            pid: self.pid,
+            tid: self.pid,
+            uid: 0,
+            ts_ns: self.ts,
+        }
+    }
+    fn connect(&mut self, p: &mut Pipeline, fd: i32, peer: &str, sock_type: SocketType) {
+        let meta = self.meta();
+        p.handle_event(Event::Conn(ConnInfo {
+            meta,
+            fd,
+            accepted: false,
+            sock_type,
+            peer: peer.parse().unwrap(),
+            comm: self.comm,
+        }));
+    }
+    /// One I/O call's bytes (a datagram on a UDP socket), cut into `slice`-byte chunks.
+    fn io(&mut self, p: &mut Pipeline, fd: i32, source: Source, dir: Direction, bytes: &[u8]) {
+        let meta = self.meta();
+        p.handle_event(Event::Data(DataChunk {
+            meta,
+            fd,
+            source,
+            direction: dir,
+            flags: 0,
+            tls_obj: 0,
+            total_len: bytes.len() as u32,
+            offset: 0,
+            comm: self.comm,
+            bytes,
+        }));
+    }
+    fn datagram(&mut self, p: &mut Pipeline, fd: i32, dir: Direction, peer: &str, bytes: &[u8]) {
+        let meta = self.meta();
+        p.handle_event(Event::Datagram(Datagram {
+            meta,
+            fd,
+            direction: dir,
+            peer: peer.parse().unwrap(),
+            total_len: bytes.len() as u32,
+            comm: self.comm,
+            bytes,
+        }));
+    }
+    fn close(&mut self, p: &mut Pipeline, fd: i32) {
+        let meta = self.meta();
+        p.handle_event(Event::Close { meta, fd });
+    }
+}
+
+fn framed(msgs: &[&[u8]]) -> Vec<u8> {
+    msgs.iter()
+        .flat_map(|m| [&(m.len() as u16).to_be_bytes()[..], m].concat())
+        .collect()
+}
+
+fn lookups(p: &mut Pipeline) -> Vec<Lookup> {
+    p.drain_lookups().collect()
+}
+
+fn server(l: &Lookup) -> SocketAddr {
+    let s = l.server.as_ref().expect("server");
+    SocketAddr::new(s.ip.parse().unwrap(), s.port)
+}
+
+#[test]
+fn udp_queries_pair_by_id_and_question_and_retransmissions_count_once() {
+    let mut p = pipeline();
+    let mut dig = Proc::new(10, "dig");
+    dig.connect(&mut p, 5, "192.0.2.53:53", SocketType::Datagram);
+    let a = query("www.doh.test.", RecordType::A, 0x1111);
+    let aaaa = query("www.doh.test.", RecordType::AAAA, 0x2222);
+    for q in [&a, &aaaa, &a] {
+        dig.io(&mut p, 5, Source::Socket, Direction::Egress, q);
+    }
+    // Answers out of order.
+    dig.io(
+        &mut p,
+        5,
+        Source::Socket,
+        Direction::Ingress,
+        &answer(&aaaa),
+    );
+    dig.io(&mut p, 5, Source::Socket, Direction::Ingress, &answer(&a));
+    dig.close(&mut p, 5);
+    let got = lookups(&mut p);
+    assert_eq!(got.len(), 2, "{got:#?}");
+    for (l, qtype, id, ans) in [
+        (&got[0], "AAAA", 0x2222, "2001:db8::10"),
+        (&got[1], "A", 0x1111, "192.0.2.10"),
+    ] {
+        assert_eq!(l.transport, "dns-udp");
+        assert_eq!(l.name(), "www.doh.test");
+        assert_eq!(l.qtype.as_deref(), Some(qtype));
+        assert_eq!(l.dns_id, Some(id));
+        assert_eq!(l.status, Status::Ok);
+        assert_eq!(l.answers, vec![ans.to_string()]);
+        assert_eq!(server(l), "192.0.2.53:53".parse().unwrap());
+        assert_eq!((l.pid, l.comm.as_str()), (10, "dig"));
+        assert!(l.http_version.is_none() && l.url.is_none());
+    }
+    assert_eq!(p.counters().dns_client_conns, 1);
+    let decisions: Vec<_> = p.drain_decisions().collect();
+    assert_eq!(decisions.len(), 1);
+    assert_eq!(decisions[0].policy, CAPTURE_SOCK_FULL);
+}
+
+#[test]
+fn tcp_and_dot_streams_are_cut_by_their_length_prefix_in_any_slicing() {
+    let a = query("www.doh.test.", RecordType::A, 7);
+    let nx = query("nx.doh.test.", RecordType::A, 8);
+    let out = framed(&[&a, &nx]);
+    let back = framed(&[&answer(&nx), &answer(&a)]);
+    for (source, transport) in [(Source::Socket, "dns-tcp"), (Source::OpenSsl, "dot")] {
+        for slice in [1, 3, 1000] {
+            let mut p = pipeline();
+            let mut c = Proc::new(20, "client");
+            c.connect(&mut p, 4, "192.0.2.53:853", SocketType::Stream);
+            for piece in out.chunks(slice) {
+                c.io(&mut p, 4, source, Direction::Egress, piece);
+            }
+            for piece in back.chunks(slice) {
+                c.io(&mut p, 4, source, Direction::Ingress, piece);
+            }
+            let got = lookups(&mut p);
+            assert_eq!(got.len(), 2, "{transport} slice {slice}: {got:#?}");
+            assert!(got
+                .iter()
+                .all(|l| l.transport == transport && l.status == Status::Ok));
+            let nx = got.iter().find(|l| l.dns_id == Some(8)).unwrap();
+            assert_eq!(nx.rcode.as_deref(), Some("NXDOMAIN"));
+            assert_eq!(p.counters().bad_dns_messages, 0);
+        }
+    }
+}
+
+#[test]
+fn a_process_receiving_queries_is_a_server_and_reports_nothing() {
+    let mut p = pipeline();
+    let mut srv = Proc::new(30, "unbound");
+    srv.connect(&mut p, 9, "192.0.2.99:40000", SocketType::Stream);
+    let q = query("www.doh.test.", RecordType::A, 1);
+    srv.io(
+        &mut p,
+        9,
+        Source::Socket,
+        Direction::Ingress,
+        &framed(&[&q]),
+    );
+    srv.io(
+        &mut p,
+        9,
+        Source::Socket,
+        Direction::Egress,
+        &framed(&[&answer(&q)]),
+    );
+    assert!(lookups(&mut p).is_empty());
+    assert_eq!(p.counters().server_side_conns, 1);
+    let d: Vec<_> = p.drain_decisions().collect();
+    assert_eq!(d[0].policy, CAPTURE_SOCK_SKIP);
+}
+
+#[test]
+fn unconnected_udp_pairs_answers_with_the_server_they_came_from() {
+    let mut p = pipeline();
+    let mut py = Proc::new(40, "python3");
+    // The same id to two servers: each answer goes with its own server's query.
+    let q = query("www.doh.test.", RecordType::A, 0x4242);
+    py.datagram(&mut p, 3, Direction::Egress, "192.0.2.1:53", &q);
+    py.datagram(&mut p, 3, Direction::Egress, "192.0.2.2:53", &q);
+    py.datagram(&mut p, 3, Direction::Ingress, "192.0.2.2:53", &answer(&q));
+    let got = lookups(&mut p);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(server(&got[0]), "192.0.2.2:53".parse().unwrap());
+    // An answer nobody asked that server for is counted, not paired.
+    py.datagram(&mut p, 3, Direction::Ingress, "192.0.2.3:53", &answer(&q));
+    assert!(lookups(&mut p).is_empty());
+    assert_eq!(p.counters().unmatched_dns_answers, 1);
+    // The other query ends unanswered when the process exits.
+    let meta = py.meta();
+    p.handle_event(Event::Exit { meta });
+    let got = lookups(&mut p);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].status, Status::Unanswered);
+    assert_eq!(server(&got[0]), "192.0.2.1:53".parse().unwrap());
+}
+
+#[test]
+fn relayed_lookups_name_each_other_and_say_when_the_link_is_ambiguous() {
+    let mut p = pipeline();
+    let q1 = query("www.doh.test.", RecordType::A, 0x0101);
+    let q2 = query("www.doh.test.", RecordType::A, 0x0202);
+    let (mut c1, mut c2) = (Proc::new(51, "curl"), Proc::new(52, "wget"));
+    let mut relay = Proc::new(60, "dnsmasq");
+    c1.datagram(&mut p, 3, Direction::Egress, "127.0.0.53:53", &q1);
+    // Only one client waits: an unambiguous link.
+    let up = query("www.doh.test.", RecordType::A, 0x7777);
+    relay.ts = c1.ts;
+    relay.connect(&mut p, 8, "192.0.2.53:853", SocketType::Stream);
+    relay.io(
+        &mut p,
+        8,
+        Source::OpenSsl,
+        Direction::Egress,
+        &framed(&[&up]),
+    );
+    relay.io(
+        &mut p,
+        8,
+        Source::OpenSsl,
+        Direction::Ingress,
+        &framed(&[&answer(&up)]),
+    );
+    let upstream = lookups(&mut p);
+    assert_eq!(upstream.len(), 1);
+    let u = &upstream[0];
+    assert_eq!(u.transport, "dot");
+    let clients = u.relayed_for.as_ref().expect("relayed_for");
+    assert_eq!(
+        (clients.len(), clients[0].pid, clients[0].transport),
+        (1, 51, "dns-udp")
+    );
+    assert_eq!(u.relay_ambiguous, Some(false));
+    c1.ts = relay.ts;
+    c1.datagram(&mut p, 3, Direction::Ingress, "127.0.0.53:53", &answer(&q1));
+    let client = lookups(&mut p);
+    let up = client[0].upstream.as_ref().expect("upstream");
+    assert_eq!((up.len(), up[0].pid, up[0].transport), (1, 60, "dot"));
+    assert_eq!(server(&client[0]), "127.0.0.53:53".parse().unwrap());
+
+    // Two clients wait for the same question: both are named, and the link is ambiguous.
+    c1.datagram(&mut p, 3, Direction::Egress, "127.0.0.53:53", &q1);
+    c2.ts = c1.ts;
+    c2.datagram(&mut p, 4, Direction::Egress, "127.0.0.53:53", &q2);
+    relay.ts = c2.ts;
+    let up2 = query("www.doh.test.", RecordType::A, 0x7778);
+    relay.io(
+        &mut p,
+        8,
+        Source::OpenSsl,
+        Direction::Egress,
+        &framed(&[&up2]),
+    );
+    relay.io(
+        &mut p,
+        8,
+        Source::OpenSsl,
+        Direction::Ingress,
+        &framed(&[&answer(&up2)]),
+    );
+    let u = lookups(&mut p);
+    let pids: Vec<u32> = u[0]
+        .relayed_for
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|c| c.pid)
+        .collect();
+    assert_eq!(pids, vec![51, 52]);
+    assert_eq!(u[0].relay_ambiguous, Some(true));
+    // A lookup to a server that is not local names no upstream.
+    assert!(u[0].upstream.is_none());
+}
+
+#[test]
+fn an_unhooked_tls_client_of_a_listed_resolver_becomes_one_opaque_record() {
+    let hello = include_bytes!("fixtures/client_hello/gnutls_kdig_https.bin");
+    let mut p = pipeline();
+    let mut kdig = Proc::new(70, "kdig");
+    kdig.connect(&mut p, 6, "1.1.1.1:443", SocketType::Stream);
+    kdig.io(&mut p, 6, Source::Socket, Direction::Egress, hello);
+    let d: Vec<_> = p.drain_decisions().collect();
+    assert_eq!(d.len(), 1);
+    assert_eq!(
+        d[0].policy,
+        CAPTURE_SOCK_SKIP | CAPTURE_COUNT,
+        "stop copying, keep counting"
+    );
+    let meta = kdig.meta();
+    p.handle_event(Event::ConnBytes {
+        meta,
+        fd: 6,
+        sent: 1000,
+        received: 5000,
+    });
+    kdig.close(&mut p, 6);
+    let got = lookups(&mut p);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    let l = &got[0];
+    assert_eq!(l.transport, "doh-opaque");
+    assert_eq!(l.status, Status::Opaque);
+    assert_eq!(l.resolver.as_deref(), Some("Cloudflare DNS"));
+    assert!(l.qname.is_none() && l.rcode.is_none() && l.answers.is_empty());
+    assert_eq!(l.alpn.as_deref(), Some(&["h2".to_string()][..]));
+    assert_eq!(
+        l.bytes_sent,
+        Some(1000 + hello.len() as u64),
+        "counted + copied"
+    );
+    assert_eq!(l.bytes_received, Some(5000));
+    assert!(l.duration_ms.is_some_and(|ms| ms > 0.0));
+    assert_eq!(p.counters().opaque_conns, 1);
+}
+
+#[test]
+fn a_hooked_tls_connection_to_a_listed_resolver_is_not_opaque() {
+    let hello = include_bytes!("fixtures/client_hello/gnutls_kdig_https.bin");
+    let mut p = pipeline();
+    let mut c = Proc::new(80, "client");
+    c.connect(&mut p, 6, "1.1.1.1:853", SocketType::Stream);
+    c.io(&mut p, 6, Source::Socket, Direction::Egress, hello);
+    // Its plaintext is seen (DoT through a hooked library): a decoded lookup, no opaque record.
+    let q = query("www.doh.test.", RecordType::A, 3);
+    c.io(
+        &mut p,
+        6,
+        Source::OpenSsl,
+        Direction::Egress,
+        &framed(&[&q]),
+    );
+    c.io(
+        &mut p,
+        6,
+        Source::OpenSsl,
+        Direction::Ingress,
+        &framed(&[&answer(&q)]),
+    );
+    c.close(&mut p, 6);
+    let got = lookups(&mut p);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(got[0].transport, "dot");
+    assert_eq!(got[0].server_name.as_deref(), Some("cloudflare-dns.com"));
+    assert_eq!(got[0].resolver.as_deref(), Some("Cloudflare DNS"));
+}
