@@ -816,16 +816,16 @@ impl Pipeline {
             .leader_comm(key.pid)
             .unwrap_or_else(|| comm_str(&conn.thread_comm));
         let context = self.procs.context(key.pid, conn.uid);
+        let facts = ConnFacts {
+            pid: key.pid,
+            comm: &comm,
+            uid: conn.uid,
+            peer: conn.peer,
+            local: conn.local,
+            tls: key.layer == Layer::Tls,
+            context: &context,
+        };
         for f in std::mem::take(&mut self.finished) {
-            let facts = ConnFacts {
-                pid: key.pid,
-                comm: &comm,
-                uid: conn.uid,
-                peer: conn.peer,
-                local: conn.local,
-                tls: key.layer == Layer::Tls,
-                context: &context,
-            };
             match to_lookup(&f, &facts, &self.clock, &mut self.counters) {
                 Judged::Lookup(lookup) => {
                     self.emit(*lookup, conn);
@@ -853,15 +853,6 @@ impl Pipeline {
             }
         }
         for f in std::mem::take(&mut self.dns_finished) {
-            let facts = ConnFacts {
-                pid: key.pid,
-                comm: &comm,
-                uid: conn.uid,
-                peer: conn.peer,
-                local: conn.local,
-                tls: key.layer == Layer::Tls,
-                context: &context,
-            };
             let transport = conn.transport.unwrap_or("dns-udp");
             let lookup = dns_lookup(&f, &facts, transport, &self.clock);
             self.emit(lookup, conn);
