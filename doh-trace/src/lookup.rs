@@ -163,7 +163,7 @@ pub struct Lookup {
 }
 
 /// The column header of [`Lookup::text_line`].
-pub const TEXT_HEADER: &str = "TIME            PID PROCESS         TRANSPORT  RESOLVER              NAME                           TYPE  RESULT     ANSWERS                       LATENCY";
+pub const TEXT_HEADER: &str = "TIME             PID PROCESS         TRANSPORT  RESOLVER              NAME                           TYPE  RESULT     ANSWERS                        LATENCY";
 
 /// Most answers shown in a text line; the rest are counted.
 const SHOWN_ANSWERS: usize = 2;
@@ -244,7 +244,7 @@ impl Lookup {
             resolver = column(&resolver, 21),
             qname = column(self.qname.as_deref().unwrap_or("?"), 30),
             qtype = column(self.qtype.as_deref().unwrap_or("-"), 5),
-            answers = column(&answers, if self.upstream.is_some() { 45 } else { 29 }),
+            answers = column(&answers, 29),
         )
     }
 }
@@ -254,5 +254,44 @@ fn fmt_endpoint(ip: &str, port: u16) -> String {
         format!("[{ip}]:{port}")
     } else {
         format!("{ip}:{port}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::sample_lookup;
+
+    #[test]
+    fn text_lines_line_up_under_the_header() {
+        let mut l = sample_lookup("www.doh.test", "A", Some("NOERROR"), &["192.0.2.10"]);
+        l.transport = "doh-opaque";
+        let line = l.text_line(false);
+        assert_eq!(
+            line.chars().count(),
+            TEXT_HEADER.len(),
+            "{line}\n{TEXT_HEADER}"
+        );
+        let chars: Vec<char> = line.chars().collect();
+        for col in [
+            "PROCESS",
+            "TRANSPORT",
+            "RESOLVER",
+            "NAME",
+            "TYPE",
+            "RESULT",
+            "ANSWERS",
+        ] {
+            let at = TEXT_HEADER.find(col).unwrap();
+            assert_eq!(
+                chars[at - 1],
+                ' ',
+                "a column starts where {col} does:\n{line}\n{TEXT_HEADER}"
+            );
+            assert_ne!(
+                chars[at], ' ',
+                "{col} content starts there:\n{line}\n{TEXT_HEADER}"
+            );
+        }
     }
 }
