@@ -22,6 +22,14 @@ pub struct DnsSummary {
     pub answers: Vec<String>,
 }
 
+impl DnsSummary {
+    /// Whether this message asks `qname`/`qtype`. Names are compared without case: DNS 0x20
+    /// clients vary it, and answers echo it.
+    pub fn asks(&self, qname: &str, qtype: &str) -> bool {
+        self.qtype == qtype && self.qname.eq_ignore_ascii_case(qname)
+    }
+}
+
 /// The DNS bytes are not a message hickory-proto could parse, or have no question.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

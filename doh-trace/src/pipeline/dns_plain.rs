@@ -93,7 +93,8 @@ impl DnsClient {
 
     /// Takes bytes of one direction. For datagrams, `call_start` marks the start of a datagram
     /// and `call_end` its end; a stream ignores both. `peer` is where a datagram went to or came
-    /// from (the connection's peer otherwise).
+    /// from (the connection's peer otherwise). Returns how many new queries it sent: they are
+    /// the last ones in [`DnsClient::pending`].
     #[allow(clippy::too_many_arguments)]
     pub fn feed(
         &mut self,
@@ -105,7 +106,7 @@ impl DnsClient {
         seen: Seen,
         counters: &mut DecodeCounters,
         finished: &mut Vec<DnsFinished>,
-    ) -> Result<(), ServerSide> {
+    ) -> Result<usize, ServerSide> {
         let asm = match dir {
             Direction::Egress => &mut self.egress,
             Direction::Ingress => &mut self.ingress,
@@ -139,10 +140,11 @@ impl DnsClient {
                 asm.buf.drain(..at);
             }
         }
+        let mut sent = 0;
         for msg in messages {
-            self.message(dir, msg, peer, seen, counters, finished)?;
+            sent += usize::from(self.message(dir, msg, peer, seen, counters, finished)?);
         }
-        Ok(())
+        Ok(sent)
     }
 
     fn message(
@@ -153,22 +155,21 @@ impl DnsClient {
         seen: Seen,
         counters: &mut DecodeCounters,
         finished: &mut Vec<DnsFinished>,
-    ) -> Result<(), ServerSide> {
+    ) -> Result<bool, ServerSide> {
         let Ok(summary) = dns::summarize(&bytes) else {
             counters.bad_dns_messages += 1;
-            return Ok(());
+            return Ok(false);
         };
         match (dir, summary.is_response) {
             (Direction::Egress, false) => {
                 let same = |p: &PendingQuery| {
                     p.server == peer
                         && p.question.id == summary.id
-                        && p.question.qtype == summary.qtype
-                        && p.question.qname.eq_ignore_ascii_case(&summary.qname)
+                        && p.question.asks(&summary.qname, &summary.qtype)
                 };
                 if let Some(p) = self.pending.iter_mut().find(|p| same(p)) {
                     p.resent += 1;
-                    return Ok(());
+                    return Ok(false);
                 }
                 if self.pending.len() >= MAX_PENDING {
                     counters.dns_pending_overflow += 1;
@@ -187,15 +188,13 @@ impl DnsClient {
                     sent: seen,
                     resent: 0,
                 });
-                Ok(())
+                Ok(true)
             }
             (Direction::Ingress, true) => {
-                // DNS 0x20 clients vary the case of names: compare without it.
                 let found = self.pending.iter().position(|p| {
                     (p.server.is_none() || peer.is_none() || p.server == peer)
                         && p.question.id == summary.id
-                        && p.question.qtype == summary.qtype
-                        && p.question.qname.eq_ignore_ascii_case(&summary.qname)
+                        && p.question.asks(&summary.qname, &summary.qtype)
                 });
                 match found {
                     Some(i) => {
@@ -209,7 +208,7 @@ impl DnsClient {
                     }
                     None => counters.unmatched_dns_answers += 1,
                 }
-                Ok(())
+                Ok(false)
             }
             // Sending answers or receiving queries: a server.
             _ => Err(ServerSide),
@@ -249,7 +248,7 @@ impl DnsClient {
     }
 
     /// Queries waiting for answers.
-    pub fn pending(&self) -> impl Iterator<Item = &PendingQuery> {
+    pub fn pending(&self) -> impl DoubleEndedIterator<Item = &PendingQuery> {
         self.pending.iter()
     }
 }

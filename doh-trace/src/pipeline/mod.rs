@@ -145,13 +145,18 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(peer: Option<SocketAddr>) -> Self {
+    /// A connection not yet classified; a datagram socket's messages are its I/O calls.
+    fn new(peer: Option<SocketAddr>, sock_type: SocketType) -> Self {
+        let sniffer = match sock_type {
+            SocketType::Datagram => Sniffer::for_datagrams(),
+            SocketType::Stream | SocketType::Unknown => Sniffer::default(),
+        };
         Conn {
             peer,
             local: None,
             egress: CallSequence::default(),
             ingress: CallSequence::default(),
-            proto: Proto::Sniffing(Sniffer::default()),
+            proto: Proto::Sniffing(sniffer),
             non_dns_streams: 0,
             decided: false,
             copy_all: false,
@@ -162,7 +167,7 @@ impl Conn {
             lookups: 0,
             proto_version: None,
             transport: None,
-            sock_type: SocketType::Unknown,
+            sock_type,
             tls_seen: false,
             hello: None,
             opaque: None,
@@ -346,13 +351,11 @@ impl Pipeline {
                     id: ConnId::Fd(c.fd),
                     layer: Layer::Socket,
                 };
-                let mut conn = Conn::new(Some(c.peer));
+                let mut conn = Conn::new(Some(c.peer), c.sock_type);
                 conn.opened_ns = Some(c.meta.ts_ns);
-                conn.sock_type = c.sock_type;
                 conn.uid = c.meta.uid;
                 conn.thread_comm = c.comm;
                 if c.sock_type == SocketType::Datagram {
-                    conn.proto = Proto::Sniffing(Sniffer::for_datagrams());
                     // QUIC to a DoQ port or to a well-known resolver: opaque, only counted.
                     if let Some(transport) = opaque_conns::quic_candidate(&self.resolvers, c.peer) {
                         conn.opaque = Some(transport);
@@ -545,12 +548,13 @@ impl Pipeline {
             None => (None, None, None, SocketType::Unknown),
         };
         let mut conn = self.conns.remove(&key).unwrap_or_else(|| {
-            let mut c = Conn::new(peer);
+            // TLS plaintext is a stream whatever the socket below it.
+            let own_type = match layer {
+                Layer::Socket => sock_type,
+                Layer::Tls => SocketType::Unknown,
+            };
+            let mut c = Conn::new(peer, own_type);
             c.opened_ns = opened;
-            c.sock_type = sock_type;
-            if layer == Layer::Socket && sock_type == SocketType::Datagram {
-                c.proto = Proto::Sniffing(Sniffer::for_datagrams());
-            }
             c
         });
         if layer == Layer::Tls && conn.hello.is_none() {
@@ -730,28 +734,33 @@ impl Pipeline {
                     counters,
                     &mut self.dns_finished,
                 );
-                let fresh: Vec<_> = dns
-                    .pending()
-                    .filter(|q| self.relay.wants(key.pid, q))
-                    .cloned()
-                    .collect();
-                if !fresh.is_empty() {
-                    let comm = self
-                        .procs
-                        .leader_comm(key.pid)
-                        .unwrap_or_else(|| comm_str(&conn.thread_comm));
-                    let transport = conn.transport.unwrap_or("dns-udp");
-                    for q in &fresh {
-                        self.relay.query_sent(key.pid, &comm, transport, q);
-                    }
-                }
-                if r.is_err() {
+                let Ok(sent) = r else {
                     // Sends answers or receives queries: a server after all.
                     counters.dns_client_conns -= 1;
                     counters.server_side_conns += 1;
                     conn.stop_decoding(seen, &mut Vec::new(), &mut Vec::new());
                     conn.decided = false;
                     return self.decide(key, conn, skip_bit(key.layer));
+                };
+                // The queries just sent are the last ones waiting; those to a local resolver
+                // wait for relay links.
+                let mut to_local: Vec<_> = dns
+                    .pending()
+                    .rev()
+                    .take(sent)
+                    .filter(|q| q.server.as_ref().is_some_and(relay::is_local))
+                    .cloned()
+                    .collect();
+                if !to_local.is_empty() {
+                    to_local.reverse();
+                    let comm = self
+                        .procs
+                        .leader_comm(key.pid)
+                        .unwrap_or_else(|| comm_str(&conn.thread_comm));
+                    let transport = conn.transport.unwrap_or("dns-udp");
+                    for q in &to_local {
+                        self.relay.query_sent(key.pid, &comm, transport, q);
+                    }
                 }
                 (FirstRequest::Doh, false)
             }
@@ -900,12 +909,10 @@ impl Pipeline {
         if !self.conns.contains_key(&key) {
             self.make_room();
         }
-        let mut conn = self.conns.remove(&key).unwrap_or_else(|| {
-            let mut c = Conn::new(None);
-            c.sock_type = SocketType::Datagram;
-            c.proto = Proto::Sniffing(Sniffer::for_datagrams());
-            c
-        });
+        let mut conn = self
+            .conns
+            .remove(&key)
+            .unwrap_or_else(|| Conn::new(None, SocketType::Datagram));
         conn.uid = d.meta.uid;
         conn.thread_comm = d.comm;
         conn.first_data_ns.get_or_insert(d.meta.ts_ns);

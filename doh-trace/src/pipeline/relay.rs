@@ -5,7 +5,10 @@
 
 use std::{collections::VecDeque, net::SocketAddr};
 
-use crate::lookup::{Endpoint, Lookup, RelayPeer};
+use crate::{
+    dns::DnsSummary,
+    lookup::{Endpoint, Lookup, RelayPeer},
+};
 
 use super::dns_plain::PendingQuery;
 
@@ -21,9 +24,7 @@ struct Waiting {
     comm: String,
     transport: &'static str,
     server: SocketAddr,
-    id: u16,
-    qname: String,
-    qtype: String,
+    question: DnsSummary,
     sent_ns: u64,
     /// Upstream lookups made for it so far.
     upstream: Vec<RelayPeer>,
@@ -46,24 +47,18 @@ pub fn is_local(addr: &SocketAddr) -> bool {
 }
 
 impl RelayIndex {
-    /// Whether this query should be remembered: it went to a local resolver and is not yet.
-    pub fn wants(&self, pid: u32, q: &PendingQuery) -> bool {
-        q.server.as_ref().is_some_and(is_local) && self.find(pid, q).is_none()
-    }
-
     fn find(&self, pid: u32, q: &PendingQuery) -> Option<usize> {
         self.waiting.iter().position(|w| {
             w.pid == pid
                 && Some(w.server) == q.server
-                && w.id == q.question.id
-                && w.qtype == q.question.qtype
-                && w.qname.eq_ignore_ascii_case(&q.question.qname)
+                && w.question.id == q.question.id
+                && w.question.asks(&q.question.qname, &q.question.qtype)
         })
     }
 
-    /// Remembers a client query sent to a local resolver (see [`RelayIndex::wants`]).
+    /// Remembers a client query just sent, if it went to a local resolver.
     pub fn query_sent(&mut self, pid: u32, comm: &str, transport: &'static str, q: &PendingQuery) {
-        let Some(server) = q.server else {
+        let Some(server) = q.server.filter(is_local) else {
             return;
         };
         if self.waiting.len() >= MAX_WAITING {
@@ -74,9 +69,7 @@ impl RelayIndex {
             comm: comm.to_string(),
             transport,
             server,
-            id: q.question.id,
-            qname: q.question.qname.clone(),
-            qtype: q.question.qtype.clone(),
+            question: q.question.clone(),
             sent_ns: q.sent.ts_ns,
             upstream: Vec::new(),
         });
@@ -106,8 +99,7 @@ impl RelayIndex {
         let mut clients = Vec::new();
         for w in self.waiting.iter_mut() {
             if w.pid != l.pid
-                && w.qtype == qtype
-                && w.qname.eq_ignore_ascii_case(qname)
+                && w.question.asks(qname, qtype)
                 && w.sent_ns <= sent_ns
                 && sent_ns - w.sent_ns <= MAX_RELAY_DELAY_NS
             {
@@ -124,9 +116,8 @@ impl RelayIndex {
         let mine = self.waiting.iter().find(|w| {
             w.pid == l.pid
                 && Some(Endpoint::from(w.server)) == l.server
-                && Some(w.id) == l.dns_id
-                && w.qtype == qtype
-                && w.qname.eq_ignore_ascii_case(qname)
+                && Some(w.question.id) == l.dns_id
+                && w.question.asks(qname, qtype)
         });
         let upstream = mine.map(|w| w.upstream.clone()).unwrap_or_default();
         let ambiguous = clients.len() > 1 || upstream.len() > 1;
