@@ -69,12 +69,31 @@ pub enum Source {
     /// cleartext protocols (h2c, HTTP/1.1, DNS over UDP and TCP) — or ciphertext of TLS stacks
     /// that are not hooked, which userspace recognises and stops.
     Socket = 2,
+    /// GnuTLS's `gnutls_record_send`/`gnutls_record_recv` (libgnutls.so.30). Sends made while
+    /// the session is corked are emitted when `gnutls_record_uncork` flushes them, once.
+    GnuTls = 3,
+    /// NSPR's `PR_Write`/`PR_Read`/`PR_Send`/`PR_Recv` (libnspr4.so) on a socket: the NSS TLS
+    /// layer's plaintext (Firefox, Thunderbird).
+    Nspr = 4,
+    /// Go's `crypto/tls.(*Conn).Write`/`Read`, probed at entry and at every RET.
+    GoTls = 5,
 }
 
 impl Source {
     /// Whether the bytes are TLS plaintext (as opposed to bytes on the socket itself).
     pub fn is_tls(self) -> bool {
         !matches!(self, Source::Socket)
+    }
+
+    /// The TLS library family, as shown to users; None for socket bytes.
+    pub fn library(self) -> Option<&'static str> {
+        match self {
+            Source::OpenSsl => Some("openssl"),
+            Source::Socket => None,
+            Source::GnuTls => Some("gnutls"),
+            Source::Nspr => Some("nss"),
+            Source::GoTls => Some("go"),
+        }
     }
 }
 
@@ -84,6 +103,9 @@ impl TryFrom<u32> for Source {
         match v {
             1 => Ok(Source::OpenSsl),
             2 => Ok(Source::Socket),
+            3 => Ok(Source::GnuTls),
+            4 => Ok(Source::Nspr),
+            5 => Ok(Source::GoTls),
             other => Err(other),
         }
     }
@@ -392,7 +414,8 @@ pub struct TlsCall {
     pub direction: u32,
 }
 
-/// Key of the per-process TLS-object → fd cache.
+/// Key of per-process maps keyed by an object address: a TLS library's connection object
+/// (`SSL *`, `gnutls_session_t`, `PRFileDesc *`, Go `*tls.Conn`) or a goroutine (`g *`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct TlsObjKey {
@@ -400,7 +423,7 @@ pub struct TlsObjKey {
     pub tgid: u32,
     /// Explicit padding; always zero.
     pub _pad: u32,
-    /// Library connection object address.
+    /// The object's address.
     pub tls_obj: u64,
 }
 

@@ -52,6 +52,19 @@ pub static SOCK_TYPES: LruHashMap<u64, u32> = LruHashMap::with_max_entries(65536
 #[map]
 pub static TLS_CALLS: LruHashMap<u64, TlsCall> = LruHashMap::with_max_entries(16384, 0);
 
+/// Go crypto/tls calls in progress, keyed by (tgid, goroutine): a goroutine may block in the
+/// call and resume on another thread.
+#[map]
+pub static GO_CALLS: LruHashMap<TlsObjKey, TlsCall> = LruHashMap::with_max_entries(16384, 0);
+
+/// Processes that have made Go crypto/tls calls: their syscalls look up the running goroutine.
+#[map]
+pub static GO_TGIDS: LruHashMap<u32, u8> = LruHashMap::with_max_entries(4096, 0);
+
+/// Corked GnuTLS sessions (key: tgid, session): their sends are emitted when uncorked.
+#[map]
+pub static GNUTLS_CORKED: LruHashMap<TlsObjKey, u8> = LruHashMap::with_max_entries(16384, 0);
+
 /// Last socket fd seen for a TLS object, for reads served from the library's buffer.
 #[map]
 pub static TLS_FDS: LruHashMap<TlsObjKey, i32> = LruHashMap::with_max_entries(65536, 0);

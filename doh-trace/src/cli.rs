@@ -87,6 +87,16 @@ pub struct Cli {
     /// PROVIDER` per line, `#` comments.
     #[arg(long = "resolvers", value_name = "FILE", global = true)]
     pub resolvers: Option<PathBuf>,
+    /// TLS stacks to hook (comma-separated; default: all). With --pid or --comm, only the
+    /// matching processes get uprobes; others pay nothing.
+    #[arg(
+        long = "stacks",
+        value_name = "STACK",
+        value_delimiter = ',',
+        default_value = "openssl,gnutls,nss,go",
+        global = true
+    )]
+    pub stacks: Vec<crate::loader::probes::Stack>,
 }
 
 impl Cli {
@@ -99,6 +109,14 @@ impl Cli {
                 .context("reading --resolvers")?;
         }
         Ok(list)
+    }
+
+    /// Which processes get uprobes: the --pid and --comm filters.
+    pub fn hook_scope(&self) -> crate::loader::hooks::HookScope {
+        crate::loader::hooks::HookScope {
+            pids: self.pids.clone(),
+            comms: self.comms.clone(),
+        }
     }
 
     /// The ports whose datagrams are plain DNS: 53 and the user's.

@@ -183,6 +183,15 @@ fn need(buf: &[u8], n: usize) -> Result<(), EventError> {
     }
 }
 
+/// The process of an exec record, without decoding anything else.
+pub fn exec_pid(buf: &[u8]) -> Option<u32> {
+    if buf.len() < HEADER_SIZE {
+        return None;
+    }
+    let r = Reader { buf };
+    (r.u32(0) == EventKind::Exec as u32).then(|| r.u32(4))
+}
+
 /// Decodes one ring-buffer record.
 pub fn decode(buf: &[u8]) -> Result<Event<'_>, EventError> {
     need(buf, HEADER_SIZE)?;

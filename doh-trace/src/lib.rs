@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clock;
 pub mod context;
 pub mod counters;
+pub mod discover;
 pub mod dns;
 pub mod doh;
 pub mod doh_json;

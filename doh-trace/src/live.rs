@@ -66,21 +66,13 @@ pub async fn trace(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
             }
         });
     }
-    let mut tracer = Tracer::start(&cli.dns_ports())?;
+    let mut tracer = Tracer::start(&cli.dns_ports(), &cli.stacks, cli.hook_scope())?;
     if !cli.quiet {
-        for (lib, symbols) in &tracer.report.libraries {
-            eprintln!(
-                "doh-trace: hooked OpenSSL in {lib} ({})",
-                symbols.join(", ")
-            );
-        }
         for w in &tracer.report.warnings {
             eprintln!("doh-trace: warning: {w}");
         }
-        for (lib, why) in &tracer.report.skipped {
-            eprintln!("doh-trace: warning: could not hook {lib}: {why}");
-        }
     }
+    show_hook_messages(&mut tracer, cli.quiet);
     let ring = tracer.take_events()?;
     // SAFETY: the RingBuf owns its map fd, which stays open and unchanged until the AsyncFd
     // (which owns the RingBuf) is dropped.
@@ -105,9 +97,9 @@ pub async fn trace(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
     let mut decisions: Vec<CaptureDecision> = Vec::new();
 
     eprintln!(
-        "ready: {} uprobes on {} libraries, {} tracepoints",
-        tracer.report.uprobes,
-        tracer.report.libraries.len(),
+        "ready: {} uprobes on {} files, {} tracepoints",
+        tracer.hooks.uprobes,
+        tracer.hooks.files(),
         tracer.report.tracepoints
     );
 
@@ -117,6 +109,9 @@ pub async fn trace(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
                 let mut guard = guard?;
                 let rb = guard.get_inner_mut();
                 while let Some(item) = rb.next() {
+                    if let Some(pid) = crate::event::exec_pid(&item) {
+                        tracer.on_exec(pid);
+                    }
                     pipeline.handle_record(&item);
                     let new = decisions.len();
                     decisions.extend(pipeline.drain_decisions());
@@ -131,6 +126,7 @@ pub async fn trace(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
                 guard.clear_ready();
             }
             _ = tick.tick() => {
+                tracer.tick_hooks();
                 pipeline.tick(monotonic_ns());
                 // Timeouts can classify a connection too (its first lookup timed out).
                 let new = decisions.len();
@@ -166,6 +162,7 @@ pub async fn trace(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
                 let _ = tracer.set_capture_policy(pid, fd, d.policy);
             }
         }
+        show_hook_messages(&mut tracer, cli.quiet);
         if !output.drain(&mut pipeline)? {
             return Ok(ExitCode::SUCCESS);
         }
@@ -193,6 +190,15 @@ pub async fn trace(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
         output.print_summary();
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Tells the user what the hooks did (hooked, released, not covered) since last time.
+fn show_hook_messages(tracer: &mut Tracer, quiet: bool) {
+    for line in tracer.hooks.messages.drain(..) {
+        if !quiet {
+            eprintln!("doh-trace: {line}");
+        }
+    }
 }
 
 /// Problem counters already shown, so each status line says what is new.

@@ -123,6 +123,10 @@ pub struct Lookup {
     /// TLS server name (SNI) the client asked for, when its ClientHello was seen.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_name: Option<String>,
+    /// The hooked TLS library whose plaintext carried the lookup (`openssl`, `gnutls`, `nss`,
+    /// `go`); absent for cleartext and opaque transports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_library: Option<&'static str>,
     /// ALPN protocols the client offered, when its ClientHello was seen.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alpn: Option<Vec<String>>,

@@ -23,8 +23,9 @@ pub trait ProcessInfo {
     fn leader_comm(&mut self, pid: u32) -> Option<String>;
     /// The addresses of the TCP socket behind `fd` in process `pid`.
     fn socket_ends(&mut self, pid: u32, fd: i32) -> Option<SocketEnds>;
-    /// The process is gone; forget what was cached about it.
-    fn forget(&mut self, pid: u32);
+    /// The process is gone (or exec'd); forget what was cached about it. Returns whether
+    /// anything was.
+    fn forget(&mut self, pid: u32) -> bool;
     /// Executable, command line, user, parent and container of `pid` (real uid `uid`).
     fn context(&mut self, _pid: u32, _uid: u32) -> ProcessContext {
         ProcessContext::default()
@@ -50,7 +51,9 @@ impl ProcessInfo for NoProcessInfo {
     fn socket_ends(&mut self, _pid: u32, _fd: i32) -> Option<SocketEnds> {
         None
     }
-    fn forget(&mut self, _pid: u32) {}
+    fn forget(&mut self, _pid: u32) -> bool {
+        false
+    }
 }
 
 /// Reads the live /proc (or another procfs root), caching process names.
@@ -114,9 +117,9 @@ impl ProcessInfo for LiveProcessInfo {
         })
     }
 
-    fn forget(&mut self, pid: u32) {
-        self.comms.remove(&pid);
-        self.contexts.remove(&pid);
+    fn forget(&mut self, pid: u32) -> bool {
+        let comm = self.comms.remove(&pid).is_some();
+        self.contexts.remove(&pid).is_some() || comm
     }
 
     fn context(&mut self, pid: u32, uid: u32) -> ProcessContext {

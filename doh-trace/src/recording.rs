@@ -194,7 +194,9 @@ impl ProcessInfo for RecordedProcessInfo {
     fn socket_ends(&mut self, pid: u32, fd: i32) -> Option<SocketEnds> {
         self.sockets.get(&(pid, fd)).copied()
     }
-    fn forget(&mut self, _pid: u32) {}
+    fn forget(&mut self, _pid: u32) -> bool {
+        false
+    }
     fn remember_name(&mut self, pid: u32, name: String) {
         self.names.insert(pid, name);
     }
@@ -251,10 +253,10 @@ impl<P: ProcessInfo> ProcessInfo for TappedProcessInfo<P> {
             .push(Record::SocketEnds { pid, fd, ends });
         Some(ends)
     }
-    fn forget(&mut self, pid: u32) {
+    fn forget(&mut self, pid: u32) -> bool {
         self.named.remove(&pid);
         self.contexts_logged.remove(&pid);
-        self.inner.forget(pid);
+        self.inner.forget(pid)
     }
     fn context(&mut self, pid: u32, uid: u32) -> ProcessContext {
         let context = self.inner.context(pid, uid);
@@ -336,6 +338,12 @@ impl Recorder {
             return Ok(());
         };
         let Some(key) = key_of(&ev) else {
+            if let Event::Exec { meta } = ev {
+                // Every exec on the host is reported (hook discovery); only DNS processes' count.
+                if !self.dns_pids.contains(&meta.pid) {
+                    return Ok(());
+                }
+            }
             if let Event::Close { meta, fd } = ev {
                 for layer in [crate::pipeline::Layer::Tls, crate::pipeline::Layer::Socket] {
                     if let Some(Hold::Held { events, .. }) = self.conns.remove(&ConnKey {

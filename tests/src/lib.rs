@@ -258,17 +258,28 @@ impl Lab {
 
     /// Waits until something in the namespace listens on TCP `port`.
     pub fn wait_listening(&self, port: u16, timeout: Duration) -> Result<()> {
+        self.wait_bound(&["tcp", "tcp6"], "0A", port, timeout)
+    }
+
+    /// Waits until something in the namespace has UDP `port` bound.
+    pub fn wait_listening_udp(&self, port: u16, timeout: Duration) -> Result<()> {
+        self.wait_bound(&["udp", "udp6"], "07", port, timeout)
+    }
+
+    /// Waits for a socket on local `port` in state `state` (0A = TCP LISTEN, 07 = UDP bound)
+    /// in one of the namespace's /proc/net `tables`.
+    fn wait_bound(&self, tables: &[&str], state: &str, port: u16, timeout: Duration) -> Result<()> {
         let needle = format!(":{port:04X} ");
         let deadline = Instant::now() + timeout;
         loop {
-            for table in ["tcp", "tcp6"] {
+            for table in tables {
                 let text =
                     std::fs::read_to_string(format!("/proc/{}/net/{table}", self.holder.id()))
                         .unwrap_or_default();
                 // state 0A = LISTEN
                 if text
                     .lines()
-                    .any(|l| l.contains(&needle) && l.split_whitespace().nth(3) == Some("0A"))
+                    .any(|l| l.contains(&needle) && l.split_whitespace().nth(3) == Some(state))
                 {
                     return Ok(());
                 }

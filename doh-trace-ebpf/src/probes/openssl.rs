@@ -1,112 +1,33 @@
-//! OpenSSL (libssl.so.3 / libssl.so.1.1): plaintext of SSL_write/SSL_read and their `_ex` forms.
+//! OpenSSL (libssl.so.3 / libssl.so.1.1, and the same symbols linked statically, BoringSSL
+//! included): plaintext of SSL_write/SSL_read and their `_ex` forms.
 //!
-//! Entry probes save the call's arguments per thread; the socket syscalls made during the call
-//! record its fd (see `sockets`); return probes read the byte count from what the call returned
-//! and emit the plaintext. No OpenSSL struct offsets are used.
+//! Entry probes save the call's arguments per thread; return probes read the byte count from
+//! what the call returned and emit the plaintext (see `tls_call`). No OpenSSL struct offsets
+//! are used.
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
     macros::{uprobe, uretprobe},
     programs::{ProbeContext, RetProbeContext},
 };
-use doh_trace_common::{
-    Source, Stat, TlsCall, TlsObjKey, DATA_FD_FROM_CACHE, DATA_FD_UNKNOWN, DIR_EGRESS, DIR_INGRESS,
-};
+use doh_trace_common::{Source, Stat, DIR_EGRESS, DIR_INGRESS};
 
-use crate::{
-    emit::{bump, emit_data, DataSpec},
-    maps::{tracer_tgid, TLS_CALLS, TLS_FDS},
-};
+use super::tls_call::{finish, is_tracer, save, FdRule};
+use crate::{emit::bump, maps::TLS_CALLS};
 
-/// Saves the arguments of a TLS call for its return probe.
 #[inline(always)]
 fn enter(ctx: &ProbeContext, direction: u32, is_ex: bool) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
-    if (pid_tgid >> 32) as u32 == tracer_tgid() {
+    if is_tracer(pid_tgid) {
         return 0;
     }
-    let tls_obj: u64 = ctx.arg(0).unwrap_or(0);
+    let ssl: u64 = ctx.arg(0).unwrap_or(0);
     let buf: u64 = ctx.arg(1).unwrap_or(0);
     let count_ptr: u64 = if is_ex { ctx.arg(3).unwrap_or(0) } else { 0 };
-    if tls_obj == 0 || buf == 0 || (is_ex && count_ptr == 0) {
+    if ssl == 0 || buf == 0 || (is_ex && count_ptr == 0) {
         return 0;
     }
-    let call = TlsCall {
-        tls_obj,
-        buf,
-        count_ptr,
-        fd: -1,
-        direction,
-    };
-    let _ = TLS_CALLS.insert(&pid_tgid, &call, 0);
-    0
-}
-
-/// Emits the plaintext of a finished TLS call.
-#[inline(always)]
-fn exit(ctx: &RetProbeContext) -> u32 {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let Some(call) = (unsafe { TLS_CALLS.get(&pid_tgid) }).copied() else {
-        return 0;
-    };
-    let _ = TLS_CALLS.remove(&pid_tgid);
-
-    let ret: i64 = ctx.ret::<i64>();
-    let total: u64 = if call.count_ptr != 0 {
-        // int SSL_*_ex(...): 1 on success, the count is in *written / *readbytes.
-        if ret as i32 != 1 {
-            return 0;
-        }
-        match unsafe { bpf_probe_read_user(call.count_ptr as *const u64) } {
-            Ok(n) => n,
-            Err(_) => {
-                bump(Stat::ReadErrors, 1);
-                return 0;
-            }
-        }
-    } else {
-        // int SSL_write/SSL_read(...): the byte count, or <= 0 on error.
-        let r = ret as i32;
-        if r <= 0 {
-            return 0;
-        }
-        r as u64
-    };
-    if total == 0 {
-        return 0;
-    }
-    let total = if total > u32::MAX as u64 {
-        u32::MAX
-    } else {
-        total as u32
-    };
-
-    let key = TlsObjKey {
-        tgid: (pid_tgid >> 32) as u32,
-        _pad: 0,
-        tls_obj: call.tls_obj,
-    };
-    let (fd, flags) = if call.fd >= 0 {
-        let _ = TLS_FDS.insert(&key, &call.fd, 0);
-        (call.fd, 0)
-    } else {
-        match unsafe { TLS_FDS.get(&key) } {
-            Some(fd) => (*fd, DATA_FD_FROM_CACHE),
-            None => {
-                bump(Stat::UnknownFd, 1);
-                (-1, DATA_FD_UNKNOWN)
-            }
-        }
-    };
-    emit_data(&DataSpec {
-        source: Source::OpenSsl as u32,
-        direction: call.direction,
-        flags,
-        fd,
-        tls_obj: call.tls_obj,
-        buf: call.buf,
-        total_len: total,
-    });
+    save(&TLS_CALLS, &pid_tgid, ssl, buf, count_ptr, direction);
     0
 }
 
@@ -137,5 +58,32 @@ pub fn openssl_ssl_read_ex_enter(ctx: ProbeContext) -> u32 {
 /// Return of SSL_write / SSL_write_ex / SSL_read / SSL_read_ex (which one is in the saved call).
 #[uretprobe]
 pub fn openssl_ssl_exit(ctx: RetProbeContext) -> u32 {
-    exit(&ctx)
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let Some(call) = (unsafe { TLS_CALLS.get(&pid_tgid) }).copied() else {
+        return 0;
+    };
+    let _ = TLS_CALLS.remove(&pid_tgid);
+    let ret: i64 = ctx.ret::<i64>();
+    let total: u64 = if call.count_ptr != 0 {
+        // int SSL_*_ex(...): 1 on success, the count is in *written / *readbytes.
+        if ret as i32 != 1 {
+            return 0;
+        }
+        match unsafe { bpf_probe_read_user(call.count_ptr as *const u64) } {
+            Ok(n) => n,
+            Err(_) => {
+                bump(Stat::ReadErrors, 1);
+                return 0;
+            }
+        }
+    } else {
+        // int SSL_write/SSL_read(...): the byte count, or <= 0 on error.
+        let r = ret as i32;
+        if r <= 0 {
+            return 0;
+        }
+        r as u64
+    };
+    finish((pid_tgid >> 32) as u32, &call, total, Source::OpenSsl, FdRule::Any);
+    0
 }

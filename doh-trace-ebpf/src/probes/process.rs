@@ -1,4 +1,5 @@
-//! Process lifetime: tells userspace when a process it has state for is gone or exec'd.
+//! Process lifetime: tells userspace when a process it has state for is gone, and when any
+//! process exec'd.
 
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
@@ -6,7 +7,7 @@ use aya_ebpf::{
 
 use crate::{
     emit::{emit_exec, emit_exit},
-    maps::TRACKED_TGIDS,
+    maps::{tracer_tgid, TRACKED_TGIDS},
 };
 
 /// sched:sched_process_exit — reported when the thread-group leader exits (portable across
@@ -25,11 +26,12 @@ pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
     0
 }
 
-/// sched:sched_process_exec — a tracked process exec'd: userspace re-reads its context.
+/// sched:sched_process_exec — every exec is reported: userspace hooks the TLS stacks the new
+/// program carries (Go, static libraries) and re-reads a known process's context.
 #[tracepoint]
 pub fn sched_process_exec(_ctx: TracePointContext) -> u32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if unsafe { TRACKED_TGIDS.get(&tgid) }.is_some() {
+    if tgid != tracer_tgid() {
         emit_exec();
     }
     0

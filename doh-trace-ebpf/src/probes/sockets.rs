@@ -6,7 +6,11 @@
 //! slots from offset 16; `sys_exit_*` records hold `ret` at offset 16.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
+    bindings::pt_regs,
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_probe_read_kernel, bpf_probe_read_user,
+        generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
+    },
     macros::tracepoint,
     programs::TracePointContext,
 };
@@ -14,7 +18,7 @@ use doh_trace_common::{
     PendingSockCall, SockIo, Source, Stat, AF_INET, AF_INET6, CAPTURE_COUNT, CAPTURE_SOCK_SKIP,
     CHUNK_SIZE, CONN_ACCEPT, CONN_CONNECT, CONN_TYPE_SHIFT, DIR_EGRESS, DIR_INGRESS, IO_COPY,
     IO_COUNT_ONLY, IO_DATAGRAM, IO_FLAT, IO_IOVEC, IO_MMSG, IO_MSG, MAX_CHUNKS_PER_CALL, MAX_IOV,
-    MAX_MMSG, SOCK_DGRAM, SOCK_STREAM,
+    MAX_MMSG, SOCK_DGRAM, SOCK_STREAM, TlsCall, TlsObjKey,
 };
 
 use crate::{
@@ -23,8 +27,8 @@ use crate::{
         emit_datagram, emit_range, is_dns_port, read_sockaddr, DataSpec,
     },
     maps::{
-        fd_key, tracer_tgid, CAPTURE, SOCKETS_OPENING, SOCK_CALLS, SOCK_IO, SOCK_TYPES, TLS_CALLS,
-        TRACKED_FDS,
+        fd_key, tracer_tgid, CAPTURE, GO_CALLS, GO_TGIDS, SOCKETS_OPENING, SOCK_CALLS, SOCK_IO,
+        SOCK_TYPES, TLS_CALLS, TRACKED_FDS,
     },
 };
 
@@ -74,6 +78,15 @@ fn io_enter(ctx: &TracePointContext, direction: u32, shape: u32, addr_slot: usiz
     if tgid == tracer_tgid() {
         return 0;
     }
+    if unsafe { GO_TGIDS.get(&tgid) }.is_some() {
+        if let Some(call) = current_go_call(tgid) {
+            let call = unsafe { &mut *call };
+            if call.direction == direction && call.fd < 0 {
+                call.fd = fd;
+            }
+            return 0;
+        }
+    }
     let key = fd_key(tgid, fd);
     let mode = if unsafe { TRACKED_FDS.get(&key) }.is_some() {
         match unsafe { CAPTURE.get(&key) } {
@@ -105,6 +118,28 @@ fn io_enter(ctx: &TracePointContext, direction: u32, shape: u32, addr_slot: usiz
     }
     let _ = SOCK_IO.insert(&pid_tgid, &io, 0);
     0
+}
+
+/// The Go crypto/tls call of the goroutine running on this thread, if it is in one: the
+/// goroutine is R14 of the user registers saved at syscall entry (Go's ABIInternal keeps `g`
+/// there, and the runtime's syscall wrappers leave it alone).
+#[inline(always)]
+fn current_go_call(tgid: u32) -> Option<*mut TlsCall> {
+    // SAFETY: helpers valid in tracing programs; the result is read with probe_read_kernel.
+    let g = unsafe {
+        let task = bpf_get_current_task_btf();
+        let regs = bpf_task_pt_regs(task) as *const pt_regs;
+        if regs.is_null() {
+            return None;
+        }
+        bpf_probe_read_kernel(core::ptr::addr_of!((*regs).r14)).ok()?
+    };
+    let key = TlsObjKey {
+        tgid,
+        _pad: 0,
+        tls_obj: g,
+    };
+    GO_CALLS.get_ptr_mut(&key)
 }
 
 /// For an untracked socket, whether the call can be a DNS datagram: it names a peer address,

@@ -1,7 +1,7 @@
 //! Loading the eBPF object, attaching every probe in the table, and reading the kernel's
 //! counters. Dropping the returned [`Tracer`] detaches everything.
 
-pub mod libs;
+pub mod hooks;
 pub mod probes;
 
 use std::path::Path;
@@ -9,12 +9,13 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context as _, Result};
 use aya::{
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
-    programs::{uprobe::UProbeScope, TracePoint, UProbe},
+    programs::{TracePoint, UProbe},
     Ebpf, EbpfLoader,
 };
 use doh_trace_common::{Capture, Stat, STAT_COUNT};
 
-use probes::{Hook, UprobeSpec, OPENSSL, OPENSSL_SONAMES, TRACEPOINTS};
+use hooks::{HookScope, Hooks};
+use probes::{Stack, TRACEPOINTS};
 
 /// The eBPF object produced by `cargo xtask build-ebpf` (empty if it was missing at build time).
 static EBPF_OBJECT: &[u8] =
@@ -23,11 +24,6 @@ static EBPF_OBJECT: &[u8] =
 /// What got attached, for the start-up report.
 #[derive(Debug, Default)]
 pub struct AttachReport {
-    /// (library path, hooked symbols)
-    pub libraries: Vec<(String, Vec<&'static str>)>,
-    /// Libraries that could not be hooked, with why.
-    pub skipped: Vec<(String, String)>,
-    pub uprobes: usize,
     pub tracepoints: usize,
     /// Environment limitations worth telling the user.
     pub warnings: Vec<String>,
@@ -37,6 +33,8 @@ pub struct AttachReport {
 pub struct Tracer {
     ebpf: Ebpf,
     pub report: AttachReport,
+    /// The uprobes on TLS libraries and executables.
+    pub hooks: Hooks,
 }
 
 /// Checks that this process can load eBPF programs at all, with advice if not. Returns
@@ -70,8 +68,8 @@ pub fn preflight() -> Result<Vec<String>> {
 
 impl Tracer {
     /// Loads the object (excluding this process from tracing), tells it which ports carry
-    /// plain DNS, and attaches every probe.
-    pub fn start(dns_ports: &[u16]) -> Result<Tracer> {
+    /// plain DNS, attaches the tracepoints, and hooks the `stacks` in the processes of `scope`.
+    pub fn start(dns_ports: &[u16], stacks: &[Stack], scope: HookScope) -> Result<Tracer> {
         let warnings = preflight()?;
         let tgid = std::process::id();
         let mut ebpf = EbpfLoader::new()
@@ -103,40 +101,34 @@ impl Tracer {
             report.tracepoints += 1;
         }
 
-        for spec in OPENSSL {
-            let prog: &mut UProbe = program(&mut ebpf, spec.program)?.try_into()?;
-            if prog.fd().is_err() {
-                prog.load()
-                    .with_context(|| format!("loading {}", spec.program))?;
-            }
+        for name in probes::uprobe_programs() {
+            let prog: &mut UProbe = program(&mut ebpf, name)?.try_into()?;
+            prog.load().with_context(|| format!("loading {name}"))?;
         }
-        let libs = libs::find(OPENSSL_SONAMES, Path::new("/proc"));
-        for lib in &libs {
-            match attach_library(&mut ebpf, &lib.path, OPENSSL) {
-                Ok((n, symbols)) => {
-                    report.uprobes += n;
-                    report
-                        .libraries
-                        .push((lib.path.display().to_string(), symbols));
-                }
-                Err(e) => report
-                    .skipped
-                    .push((lib.path.display().to_string(), format!("{e:#}"))),
-            }
-        }
-        if report.libraries.is_empty() {
-            bail!(
-                "no OpenSSL library could be hooked (looked for {} in the standard library \
-                 directories and in running processes){}",
-                OPENSSL_SONAMES.join(", "),
-                report
-                    .skipped
-                    .first()
-                    .map(|(p, e)| format!("; {p}: {e}"))
-                    .unwrap_or_default()
+        let hooks = Hooks::start(&mut ebpf, stacks, scope);
+        if hooks.files() == 0 {
+            report.warnings.push(
+                "no TLS library or executable could be hooked: only classic DNS and opaque \
+                 (encrypted, unhooked) DoH/DoT connections will be seen"
+                    .to_string(),
             );
         }
-        Ok(Tracer { ebpf, report })
+        Ok(Tracer {
+            ebpf,
+            report,
+            hooks,
+        })
+    }
+
+    /// A process exec'd: hook what its new program uses.
+    pub fn on_exec(&mut self, pid: u32) {
+        self.hooks.on_exec(&mut self.ebpf, pid);
+    }
+
+    /// Periodic work of the hooks: rescans of new processes, releasing unused files.
+    pub fn tick_hooks(&mut self) {
+        self.hooks.tick(&mut self.ebpf);
+
     }
 
     /// Takes the ring buffer (once).
@@ -219,34 +211,6 @@ impl KernelCounters {
 fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::programs::Program> {
     ebpf.program_mut(name)
         .ok_or_else(|| anyhow!("program {name} missing from the eBPF object"))
-}
-
-/// Attaches every probe of `table` to one library file; required symbols must all attach.
-fn attach_library(
-    ebpf: &mut Ebpf,
-    path: &Path,
-    table: &[UprobeSpec],
-) -> Result<(usize, Vec<&'static str>)> {
-    let mut attached = 0;
-    let mut symbols = Vec::new();
-    for spec in table {
-        // The program's own section (uprobe or uretprobe) decides entry or return.
-        let (Hook::Entry(symbol) | Hook::Return(symbol)) = spec.hook;
-        let prog: &mut UProbe = program(ebpf, spec.program)?.try_into()?;
-        match prog.attach(symbol, path, UProbeScope::AllProcesses) {
-            Ok(_) => {
-                attached += 1;
-                if !symbols.contains(&symbol) {
-                    symbols.push(symbol);
-                }
-            }
-            Err(e) if spec.required => {
-                return Err(anyhow!(e).context(format!("attaching {} to {symbol}", spec.program)));
-            }
-            Err(_) => {}
-        }
-    }
-    Ok((attached, symbols))
 }
 
 fn load_error_advice(e: anyhow::Error) -> anyhow::Error {

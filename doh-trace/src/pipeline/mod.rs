@@ -134,6 +134,8 @@ struct Conn {
     sock_type: SocketType,
     /// Socket layer: TLS plaintext of this socket was seen from a hooked library.
     tls_seen: bool,
+    /// TLS layer: the library whose plaintext this is.
+    tls_library: Option<&'static str>,
     /// Socket layer: the TLS ClientHello this process sent.
     hello: Option<ClientHelloInfo>,
     /// Socket layer: reported as this opaque transport when it ends without plaintext.
@@ -169,6 +171,7 @@ impl Conn {
             transport: None,
             sock_type,
             tls_seen: false,
+            tls_library: None,
             hello: None,
             opaque: None,
             bytes: None,
@@ -379,10 +382,12 @@ impl Pipeline {
                 ClosedBy::Process,
             ),
             Event::Exec { meta } => {
-                // New program, same process: name, executable and command line changed.
-                self.procs.forget(meta.pid);
-                let _ = self.procs.leader_comm(meta.pid);
-                let _ = self.procs.context(meta.pid, meta.uid);
+                // New program, same process: name, executable and command line changed. Every
+                // exec is reported (for hook discovery); only known processes are re-read.
+                if self.procs.forget(meta.pid) {
+                    let _ = self.procs.leader_comm(meta.pid);
+                    let _ = self.procs.context(meta.pid, meta.uid);
+                }
             }
             Event::Exit { meta } => {
                 let keys: Vec<ConnKey> = self
@@ -559,6 +564,9 @@ impl Pipeline {
         });
         if layer == Layer::Tls && conn.hello.is_none() {
             conn.hello = hello;
+        }
+        if layer == Layer::Tls {
+            conn.tls_library = chunk.source.library();
         }
         conn.uid = chunk.meta.uid;
         if layer == Layer::Socket {
@@ -878,6 +886,7 @@ impl Pipeline {
         if let Some(hello) = &conn.hello {
             lookup.server_name = hello.server_name.clone();
         }
+        lookup.tls_library = conn.tls_library;
         lookup.resolver = self.resolver_of(&lookup);
         let sent_ns = lookup.sent_ns;
         self.relay.link(&mut lookup, sent_ns);

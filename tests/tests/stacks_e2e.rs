@@ -1,0 +1,212 @@
+//! Privileged end to end: every TLS stack doh-trace hooks, each with a real client of that
+//! stack, and each client's lookups attributed to its own PID — GnuTLS (kdig over DoH and DoT,
+//! and a client that corks its writes), Go crypto/tls (dnss, started after the tracer, so
+//! hooked when it exec'd), NSS (Firefox, headless), and per-process hooks with `--pid`.
+//!
+//! Run as root, one test at a time (each starts its own tracer, which sees every process).
+
+use std::{
+    process::{Child, Stdio},
+    time::Duration,
+};
+
+use doh_trace_tests::{require_e2e, run_client, signal, Lab, Tracer, SYSTEM_PYTHON};
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn of(seen: &[Value], pid: u32) -> Vec<&Value> {
+    seen.iter().filter(|v| v["pid"] == pid).collect()
+}
+
+/// The lookups of `pid` for `qname`/`qtype`.
+fn lookups<'a>(seen: &'a [Value], pid: u32, qname: &str, qtype: &str) -> Vec<&'a Value> {
+    seen.iter()
+        .filter(|v| v["pid"] == pid && v["qname"] == qname && v["qtype"] == qtype)
+        .collect()
+}
+
+/// The one lookup of `pid` for `qname`/`qtype`, answered, over `transport`.
+fn one<'a>(seen: &'a [Value], pid: u32, qname: &str, qtype: &str, transport: &str) -> &'a Value {
+    let found = lookups(seen, pid, qname, qtype);
+    assert_eq!(found.len(), 1, "{qname} {qtype} of {pid} once: {seen:#?}");
+    let l = found[0];
+    assert_eq!(l["status"], "ok", "{l}");
+    assert_eq!(l["rcode"], "NOERROR", "{l}");
+    assert_eq!(l["transport"], transport, "{l}");
+    l
+}
+
+fn stop(tracer: &mut Tracer) -> Vec<String> {
+    let (status, stderr) = tracer.stop(libc::SIGINT).unwrap();
+    assert!(
+        status.success(),
+        "tracer: {status:?}\n{}",
+        stderr.join("\n")
+    );
+    stderr
+}
+
+/// The start-up report names `stack` hooked in a file whose path contains `file`.
+fn reported_hooked(stderr: &[String], stack: &str, file: &str) -> bool {
+    stderr
+        .iter()
+        .any(|l| l.contains(&format!("hooked {stack}")) && l.contains(file))
+}
+
+fn kdig(lab: &Lab, mode: &str, port: &str, qname: &str, qtype: &str) -> std::process::Command {
+    let mut kdig = lab.command("kdig");
+    kdig.args(["@127.0.0.1", "-p", port, mode, "+tls-hostname=doh.test"])
+        .arg(format!("+tls-ca={}", lab.ca().display()))
+        .args([qname, qtype, "+short"]);
+    kdig
+}
+
+#[test]
+fn gnutls_clients_lookups_over_doh_and_dot_are_attributed_to_them() {
+    require_e2e!("kdig");
+    let lab = Lab::with_unbound().unwrap();
+    lab.wait_listening(8853, Duration::from_secs(30)).unwrap();
+    let mut tracer = Tracer::start(&[]).unwrap();
+
+    // kdig (started after the tracer) does DoH with nghttp2 over GnuTLS, corking each frame.
+    let (doh_pid, status, out, _) =
+        run_client(kdig(&lab, "+https", "8443", "www.doh.test", "AAAA")).unwrap();
+    assert!(status.success() && out.contains("2001:db8::10"), "kdig: {out}");
+    // ... and DoT, corking the length prefix and the message.
+    let (dot_pid, status, out, _) =
+        run_client(kdig(&lab, "+tls", "8853", "txt.doh.test", "TXT")).unwrap();
+    assert!(status.success() && out.contains("hello-from-unbound"), "kdig: {out}");
+
+    tracer.wait_for(WAIT, |seen| {
+        !lookups(seen, doh_pid, "www.doh.test", "AAAA").is_empty()
+            && !lookups(seen, dot_pid, "txt.doh.test", "TXT").is_empty()
+    });
+    tracer.wait_for(Duration::from_millis(500), |_| false);
+    let stderr = stop(&mut tracer);
+    assert!(
+        reported_hooked(&stderr, "gnutls", "libgnutls.so.30"),
+        "{stderr:#?}"
+    );
+
+    let l = one(&tracer.seen, doh_pid, "www.doh.test", "AAAA", "doh");
+    assert_eq!(l["comm"], "kdig", "{l}");
+    assert_eq!(l["tls_library"], "gnutls", "{l}");
+    assert_eq!(l["method"], "POST", "{l}");
+    assert_eq!(l["server"]["port"], 8443, "{l}");
+    assert_eq!(l["answers"][0], "2001:db8::10", "{l}");
+    assert_eq!(of(&tracer.seen, doh_pid).len(), 1, "{:#?}", tracer.seen);
+
+    let l = one(&tracer.seen, dot_pid, "txt.doh.test", "TXT", "dot");
+    assert_eq!(l["tls_library"], "gnutls", "{l}");
+    assert_eq!(l["server"]["port"], 8853, "{l}");
+    assert_eq!(of(&tracer.seen, dot_pid).len(), 1, "{:#?}", tracer.seen);
+}
+
+#[test]
+fn corked_gnutls_writes_are_reported_once() {
+    require_e2e!(SYSTEM_PYTHON);
+    let lab = Lab::with_unbound().unwrap();
+    lab.wait_listening(8853, Duration::from_secs(30)).unwrap();
+    let mut tracer = Tracer::start(&[]).unwrap();
+
+    // Each query: cork, send the length, send the message, uncork — gnutls_record_send sees
+    // every byte twice (buffered, then flushed inside uncork).
+    let mut py = lab.command(SYSTEM_PYTHON);
+    py.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/lab/gnutls_cork_dot.py"))
+        .arg("--ca")
+        .arg(lab.ca())
+        .args(["--server", "127.0.0.1", "--port", "8853", "--name", "doh.test"])
+        .args(["www.doh.test:A", "www.doh.test:AAAA", "txt.doh.test:TXT"]);
+    let (pid, status, out, _) = run_client(py).unwrap();
+    assert!(status.success(), "client: {out}");
+
+    tracer.wait_for(WAIT, |seen| of(seen, pid).len() >= 3);
+    tracer.wait_for(Duration::from_millis(500), |_| false);
+    let stderr = stop(&mut tracer);
+
+    for (qname, qtype) in [
+        ("www.doh.test", "A"),
+        ("www.doh.test", "AAAA"),
+        ("txt.doh.test", "TXT"),
+    ] {
+        let l = one(&tracer.seen, pid, qname, qtype, "dot");
+        assert_eq!(l["tls_library"], "gnutls", "{l}");
+    }
+    assert_eq!(
+        of(&tracer.seen, pid).len(),
+        3,
+        "no query reported twice: {:#?}",
+        tracer.seen
+    );
+    // Nothing was misframed: a doubled query would have broken the DoT framing.
+    assert!(
+        !stderr.iter().any(|l| l.contains("malformed")),
+        "{stderr:#?}"
+    );
+}
+
+/// dnss (Go): a DNS-to-DoH proxy on 127.0.0.1:5355 upstream to unbound's DoH endpoint.
+fn start_dnss(lab: &Lab) -> Child {
+    let child = lab
+        .command("dnss")
+        .args([
+            "--enable_dns_to_https",
+            "--dns_listen_addr=127.0.0.1:5355",
+            "--https_upstream=https://127.0.0.1:8443/dns-query",
+            "--monitoring_listen_addr=",
+        ])
+        .env("SSL_CERT_FILE", lab.ca())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting dnss");
+    lab.wait_listening_udp(5355, Duration::from_secs(20))
+        .expect("dnss listening");
+    child
+}
+
+#[test]
+fn a_go_program_started_after_the_tracer_has_its_lookups_attributed() {
+    require_e2e!("dnss", "dig");
+    let lab = Lab::with_unbound().unwrap();
+    let mut tracer = Tracer::start(&[]).unwrap();
+
+    // dnss is a stripped Go 1.19 binary: crypto/tls is found through .gopclntab at its exec.
+    let mut dnss = start_dnss(&lab);
+    let dnss_pid = dnss.id();
+    let ask = |qtype: &str| {
+        let mut dig = lab.command("dig");
+        dig.args(["@127.0.0.1", "-p", "5355", "+tries=1", "+time=5", "www.doh.test", qtype]);
+        run_client(dig).unwrap()
+    };
+    let (dig_pid, status, out, _) = ask("A");
+    assert!(status.success() && out.contains("192.0.2.10"), "dig: {out}");
+    let (_, status, out, _) = ask("AAAA");
+    assert!(status.success() && out.contains("2001:db8::10"), "dig: {out}");
+
+    tracer.wait_for(WAIT, |seen| {
+        !lookups(seen, dnss_pid, "www.doh.test", "A").is_empty()
+            && !lookups(seen, dnss_pid, "www.doh.test", "AAAA").is_empty()
+    });
+    tracer.wait_for(Duration::from_millis(500), |_| false);
+    signal(&dnss, libc::SIGTERM);
+    let _ = dnss.wait();
+    let stderr = stop(&mut tracer);
+    assert!(
+        reported_hooked(&stderr, "go crypto/tls", "dnss"),
+        "{stderr:#?}"
+    );
+
+    for qtype in ["A", "AAAA"] {
+        let l = one(&tracer.seen, dnss_pid, "www.doh.test", qtype, "doh");
+        assert_eq!(l["comm"], "dnss", "{l}");
+        assert_eq!(l["tls_library"], "go", "{l}");
+        assert_eq!(l["server"]["port"], 8443, "{l}");
+        assert_eq!(l["url"], "https://127.0.0.1:8443/dns-query", "{l}");
+    }
+    // dig asked dnss in classic DNS: its lookup is linked to dnss's DoH lookup.
+    let l = one(&tracer.seen, dig_pid, "www.doh.test", "A", "dns-udp");
+    assert_eq!(l["upstream"][0]["pid"], dnss_pid, "{l}");
+    assert_eq!(l["upstream"][0]["transport"], "doh", "{l}");
+}
