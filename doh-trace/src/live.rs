@@ -184,6 +184,10 @@ pub async fn trace(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
             "doh-trace: stopped, all probes detached: {}",
             pipeline.counters()
         );
+        eprintln!(
+            "doh-trace: {} TLS library calls captured by the uprobes",
+            kernel.get(Stat::TlsCalls)
+        );
         for (label, n) in kernel.problems() {
             eprintln!("doh-trace: {n} {label}");
         }

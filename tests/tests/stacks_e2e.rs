@@ -210,3 +210,73 @@ fn a_go_program_started_after_the_tracer_has_its_lookups_attributed() {
     assert_eq!(l["upstream"][0]["pid"], dnss_pid, "{l}");
     assert_eq!(l["upstream"][0]["transport"], "doh", "{l}");
 }
+
+/// The count in the tracer's "N TLS library calls captured by the uprobes" line.
+fn tls_calls(stderr: &[String]) -> u64 {
+    stderr
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("doh-trace: ")?
+                .strip_suffix(" TLS library calls captured by the uprobes")?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no TLS call count: {stderr:#?}"))
+}
+
+#[test]
+fn with_pid_only_that_process_is_hooked() {
+    require_e2e!("curl", SYSTEM_PYTHON);
+    let lab = Lab::with_unbound().unwrap();
+    let go = lab.dir.join("go");
+    // The chosen process waits, then execs curl (same pid): hooks bound to a process follow
+    // it across exec.
+    let waiter = format!(
+        "import os,sys,time\nwhile not os.path.exists({go:?}): time.sleep(0.02)\nos.execvp(sys.argv[1], sys.argv[1:])",
+        go = go.display().to_string()
+    );
+    let curl = doh_trace_tests::curl_doh(&lab, "www.doh.test");
+    let mut chosen = lab.command(SYSTEM_PYTHON);
+    chosen
+        .args(["-c", &waiter])
+        .arg(curl.get_program())
+        .args(curl.get_args())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut chosen = chosen.spawn().unwrap();
+    let pid = chosen.id();
+    let mut tracer = Tracer::start(&["--pid", &pid.to_string()]).unwrap();
+
+    // Another OpenSSL client, busy while the chosen one runs: 12 lookups, not hooked at all.
+    let specs = ["www.doh.test/A", "www.doh.test/AAAA"].repeat(6);
+    let (other, status, out, _) =
+        run_client(doh_trace_tests::python_doh_client(&lab, &specs)).unwrap();
+    assert!(status.success(), "other client: {out}");
+    std::fs::write(&go, b"").unwrap();
+    let _ = chosen.wait();
+
+    tracer.wait_for(WAIT, |seen| !lookups(seen, pid, "www.doh.test", "A").is_empty());
+    tracer.wait_for(Duration::from_millis(500), |_| false);
+    let stderr = stop(&mut tracer);
+
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.contains("hooked openssl") && l.ends_with(&format!("for pid {pid}"))),
+        "{stderr:#?}"
+    );
+    assert!(
+        !stderr
+            .iter()
+            .any(|l| l.contains("hooked") && !l.contains("for pid")),
+        "nothing hooked for every process: {stderr:#?}"
+    );
+    let l = one(&tracer.seen, pid, "www.doh.test", "A", "doh");
+    assert_eq!(l["comm"], "curl", "{l}");
+    assert_eq!(l["tls_library"], "openssl", "{l}");
+    assert!(of(&tracer.seen, other).is_empty(), "{:#?}", tracer.seen);
+    // The other client's 12 lookups took at least 24 TLS calls; the uprobes saw only curl's
+    // (two DoH lookups and its HTTP request at most: a handful).
+    let calls = tls_calls(&stderr);
+    assert!(calls > 0 && calls < 20, "{calls} TLS calls captured");
+}

@@ -414,7 +414,7 @@ fn pclntab<'a>(
         }
         regions.into_iter().find_map(|(addr, data)| {
             let (at, table) = search(data)?;
-            Some((addr + at as u64, Ok(table)))
+            Some((addr.wrapping_add(at as u64), Ok(table)))
         })?
     };
     Some(table.map(|t| match t.text_start_field() {

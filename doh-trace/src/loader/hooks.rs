@@ -154,18 +154,8 @@ impl Hooks {
     /// A process exec'd: hook what its new program carries, now and once its libraries are
     /// mapped.
     pub fn on_exec(&mut self, ebpf: &mut Ebpf, pid: u32) {
-        if !self.scope.everyone() {
-            // Its old program's per-process hooks are of no use any more.
-            let stale: Vec<_> = self
-                .attached
-                .keys()
-                .filter(|(_, p)| *p == Some(pid))
-                .copied()
-                .collect();
-            for key in stale {
-                self.release(ebpf, key, false);
-            }
-        }
+        // Per-process hooks stay: a perf uprobe bound to a process follows it across exec, and
+        // the sweep releases them once it is gone.
         if self.cover(ebpf, pid, false) {
             let now = Instant::now();
             self.rescans
