@@ -11,7 +11,8 @@
 #   - bpf-linker 0.13 built with LLVM_PREFIX=/usr/lib/llvm-22.
 #   - cargo-fuzz (test suite only): short fuzz runs of every parser.
 #   - test peers: unbound, dnsdist (DoH servers, local relays), curl, dig (bind9-dnsutils), kdig
-#     (knot-dnsutils: GnuTLS), python3 httpx/h2/dnspython (clients),
+#     (knot-dnsutils: GnuTLS), python3 httpx/h2/dnspython (clients), dnss (a Go DoH proxy:
+#     Go crypto/tls), firefox-esr + libnss3-tools (NSS; certutil for the test CA),
 #     openssl (test PKI), iproute2 (network namespaces), bpftool (probe checks), tshark
 #     (reads the pcapng output).
 set -euo pipefail
@@ -26,7 +27,7 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
 
 build_pkgs=(build-essential pkg-config "llvm-${LLVM_MAJOR}-dev" zlib1g-dev libzstd-dev libssl-dev ca-certificates)
-test_pkgs=(unbound dnsdist curl openssl iproute2 bpftool tshark bind9-dnsutils knot-dnsutils python3 python3-dnspython python3-httpx python3-h2)
+test_pkgs=(unbound dnsdist curl openssl iproute2 bpftool tshark bind9-dnsutils knot-dnsutils python3 python3-dnspython python3-httpx python3-h2 dnss firefox-esr libnss3-tools)
 want=("${build_pkgs[@]}")
 [ "$build_only" = 1 ] || want+=("${test_pkgs[@]}")
 

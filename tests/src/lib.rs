@@ -495,6 +495,21 @@ impl Tracer {
         &self.seen
     }
 
+    /// Waits until the tracer's stderr has a line containing `needle` (true) or `timeout`
+    /// passes (false).
+    pub fn wait_for_stderr(&self, timeout: Duration, needle: &str) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.stderr.lock().unwrap().iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Lookups of process `pid` seen so far.
     pub fn of_pid(&self, pid: u32) -> Vec<&Value> {
         self.seen.iter().filter(|v| v["pid"] == pid).collect()

@@ -192,6 +192,11 @@ fn a_go_program_started_after_the_tracer_has_its_lookups_attributed() {
     tracer.wait_for(Duration::from_millis(500), |_| false);
     signal(&dnss, libc::SIGTERM);
     let _ = dnss.wait();
+    // Nobody runs /usr/bin/dnss any more: its hooks are released (swept every 10 s).
+    assert!(
+        tracer.wait_for_stderr(Duration::from_secs(25), "released go crypto/tls"),
+        "dnss's hooks were not released"
+    );
     let stderr = stop(&mut tracer);
     assert!(
         reported_hooked(&stderr, "go crypto/tls", "dnss"),
