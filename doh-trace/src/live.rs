@@ -66,6 +66,7 @@ pub async fn trace(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
             }
         });
     }
+    let started = std::time::Instant::now();
     let mut tracer = Tracer::start(&cli.dns_ports(), &cli.stacks, cli.hook_scope())?;
     if !cli.quiet {
         for w in &tracer.report.warnings {
@@ -97,10 +98,11 @@ pub async fn trace(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
     let mut decisions: Vec<CaptureDecision> = Vec::new();
 
     eprintln!(
-        "ready: {} uprobes on {} files, {} tracepoints",
+        "ready: {} uprobes on {} files, {} tracepoints (in {:.1} s)",
         tracer.hooks.uprobes,
         tracer.hooks.files(),
-        tracer.report.tracepoints
+        tracer.report.tracepoints,
+        started.elapsed().as_secs_f64()
     );
 
     loop {

@@ -1244,7 +1244,7 @@ fn hostile_kernel_records_are_counted_and_change_nothing() {
             ok(0x0100_0000, 1, egress, 4, 0, 4, 4),
         ),
         ("source 0", ok(1, 0, egress, 4, 0, 4, 4)),
-        ("source 3", ok(1, 3, egress, 4, 0, 4, 4)),
+        ("source 6 (unknown)", ok(1, 6, egress, 4, 0, 4, 4)),
         ("direction 2", ok(1, 1, 2, 4, 0, 4, 4)),
         ("conn AF_UNIX", conn_bad_family),
         ("conn cut", conn_short),

@@ -500,7 +500,13 @@ impl Tracer {
     pub fn wait_for_stderr(&self, timeout: Duration, needle: &str) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.stderr.lock().unwrap().iter().any(|l| l.contains(needle)) {
+            if self
+                .stderr
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains(needle))
+            {
                 return true;
             }
             if Instant::now() > deadline {

@@ -1,7 +1,8 @@
 //! Privileged end to end: every TLS stack doh-trace hooks, each with a real client of that
 //! stack, and each client's lookups attributed to its own PID — GnuTLS (kdig over DoH and DoT,
 //! and a client that corks its writes), Go crypto/tls (dnss, started after the tracer, so
-//! hooked when it exec'd), NSS (Firefox, headless), and per-process hooks with `--pid`.
+//! hooked when it exec'd), NSS (Firefox ESR, headless, TRR-only to the lab; its DoH socket
+//! lives in the parent process's Socket Thread), and per-process hooks with `--pid`.
 //!
 //! Run as root, one test at a time (each starts its own tracer, which sees every process).
 
@@ -72,11 +73,17 @@ fn gnutls_clients_lookups_over_doh_and_dot_are_attributed_to_them() {
     // kdig (started after the tracer) does DoH with nghttp2 over GnuTLS, corking each frame.
     let (doh_pid, status, out, _) =
         run_client(kdig(&lab, "+https", "8443", "www.doh.test", "AAAA")).unwrap();
-    assert!(status.success() && out.contains("2001:db8::10"), "kdig: {out}");
+    assert!(
+        status.success() && out.contains("2001:db8::10"),
+        "kdig: {out}"
+    );
     // ... and DoT, corking the length prefix and the message.
     let (dot_pid, status, out, _) =
         run_client(kdig(&lab, "+tls", "8853", "txt.doh.test", "TXT")).unwrap();
-    assert!(status.success() && out.contains("hello-from-unbound"), "kdig: {out}");
+    assert!(
+        status.success() && out.contains("hello-from-unbound"),
+        "kdig: {out}"
+    );
 
     tracer.wait_for(WAIT, |seen| {
         !lookups(seen, doh_pid, "www.doh.test", "AAAA").is_empty()
@@ -113,11 +120,21 @@ fn corked_gnutls_writes_are_reported_once() {
     // Each query: cork, send the length, send the message, uncork — gnutls_record_send sees
     // every byte twice (buffered, then flushed inside uncork).
     let mut py = lab.command(SYSTEM_PYTHON);
-    py.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/lab/gnutls_cork_dot.py"))
-        .arg("--ca")
-        .arg(lab.ca())
-        .args(["--server", "127.0.0.1", "--port", "8853", "--name", "doh.test"])
-        .args(["www.doh.test:A", "www.doh.test:AAAA", "txt.doh.test:TXT"]);
+    py.arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/lab/gnutls_cork_dot.py"
+    ))
+    .arg("--ca")
+    .arg(lab.ca())
+    .args([
+        "--server",
+        "127.0.0.1",
+        "--port",
+        "8853",
+        "--name",
+        "doh.test",
+    ])
+    .args(["www.doh.test:A", "www.doh.test:AAAA", "txt.doh.test:TXT"]);
     let (pid, status, out, _) = run_client(py).unwrap();
     assert!(status.success(), "client: {out}");
 
@@ -177,13 +194,24 @@ fn a_go_program_started_after_the_tracer_has_its_lookups_attributed() {
     let dnss_pid = dnss.id();
     let ask = |qtype: &str| {
         let mut dig = lab.command("dig");
-        dig.args(["@127.0.0.1", "-p", "5355", "+tries=1", "+time=5", "www.doh.test", qtype]);
+        dig.args([
+            "@127.0.0.1",
+            "-p",
+            "5355",
+            "+tries=1",
+            "+time=5",
+            "www.doh.test",
+            qtype,
+        ]);
         run_client(dig).unwrap()
     };
     let (dig_pid, status, out, _) = ask("A");
     assert!(status.success() && out.contains("192.0.2.10"), "dig: {out}");
     let (_, status, out, _) = ask("AAAA");
-    assert!(status.success() && out.contains("2001:db8::10"), "dig: {out}");
+    assert!(
+        status.success() && out.contains("2001:db8::10"),
+        "dig: {out}"
+    );
 
     tracer.wait_for(WAIT, |seen| {
         !lookups(seen, dnss_pid, "www.doh.test", "A").is_empty()
@@ -260,7 +288,9 @@ fn with_pid_only_that_process_is_hooked() {
     std::fs::write(&go, b"").unwrap();
     let _ = chosen.wait();
 
-    tracer.wait_for(WAIT, |seen| !lookups(seen, pid, "www.doh.test", "A").is_empty());
+    tracer.wait_for(WAIT, |seen| {
+        !lookups(seen, pid, "www.doh.test", "A").is_empty()
+    });
     tracer.wait_for(Duration::from_millis(500), |_| false);
     let stderr = stop(&mut tracer);
 
@@ -284,4 +314,131 @@ fn with_pid_only_that_process_is_hooked() {
     // (two DoH lookups and its HTTP request at most: a handful).
     let calls = tls_calls(&stderr);
     assert!(calls > 0 && calls < 20, "{calls} TLS calls captured");
+}
+
+/// A Firefox profile that resolves only through the lab's DoH server (TRR mode 3) and trusts
+/// the lab CA (imported into the profile's NSS database with certutil).
+fn firefox_profile(lab: &Lab) -> std::path::PathBuf {
+    let profile = lab.dir.join("firefox-profile");
+    std::fs::create_dir_all(&profile).unwrap();
+    let db = format!("sql:{}", profile.display());
+    for args in [
+        vec!["-N", "-d", &db, "--empty-password"],
+        vec![
+            "-A",
+            "-d",
+            &db,
+            "-n",
+            "doh-trace-lab",
+            "-t",
+            "C,,",
+            "-i",
+            lab.ca().to_str().unwrap(),
+        ],
+    ] {
+        let st = std::process::Command::new("certutil")
+            .args(&args)
+            .status()
+            .unwrap();
+        assert!(st.success(), "certutil {args:?}");
+    }
+    std::fs::write(
+        profile.join("user.js"),
+        include_str!("../lab/firefox-user.js"),
+    )
+    .unwrap();
+    profile
+}
+
+/// Every descendant of `pid` (Firefox's content and socket processes).
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        let children = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
+            .unwrap_or_default();
+        found.extend(
+            children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok()),
+        );
+        i += 1;
+    }
+    found
+}
+
+#[test]
+fn firefox_lookups_over_doh_through_nss_are_attributed_to_it() {
+    require_e2e!("firefox-esr", "certutil", SYSTEM_PYTHON);
+    let lab = Lab::with_unbound().unwrap();
+    let profile = firefox_profile(&lab);
+    let home = lab.dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    // Something to fetch on loop.doh.test (127.0.0.1), which Firefox must resolve first.
+    let mut web = lab
+        .command(SYSTEM_PYTHON)
+        .args(["-m", "http.server", "--bind", "127.0.0.1", "18080"])
+        .current_dir(&lab.dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    lab.wait_listening(18080, Duration::from_secs(20)).unwrap();
+    let mut tracer = Tracer::start(&[]).unwrap();
+
+    let mut firefox = lab
+        .command("firefox-esr")
+        .args(["--headless", "--no-remote", "--profile"])
+        .arg(&profile)
+        .arg("http://loop.doh.test:18080/")
+        .env("HOME", &home)
+        // Lets the profile's services.settings.server take effect: no remote-settings lookups.
+        .env("MOZ_REMOTE_SETTINGS_DEVTOOLS", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let firefox_pid = firefox.id();
+
+    tracer.wait_for(Duration::from_secs(90), |seen| {
+        seen.iter()
+            .any(|v| v["qname"] == "loop.doh.test" && v["comm"] == "firefox-esr")
+    });
+    let family = descendants(firefox_pid);
+    // Its children (forkserver, content and socket processes) exit with it.
+    signal(&firefox, libc::SIGTERM);
+    let _ = firefox.wait();
+    signal(&web, libc::SIGTERM);
+    let _ = web.wait();
+    tracer.wait_for(Duration::from_millis(500), |_| false);
+    let stderr = stop(&mut tracer);
+    assert!(
+        reported_hooked(&stderr, "nss", "libnspr4.so"),
+        "{stderr:#?}"
+    );
+
+    let ours: Vec<&Value> = tracer
+        .seen
+        .iter()
+        .filter(|v| v["qname"] == "loop.doh.test" && v["comm"] == "firefox-esr")
+        .collect();
+    assert!(!ours.is_empty(), "{:#?}", tracer.seen);
+    for l in &ours {
+        let pid = l["pid"].as_u64().unwrap() as u32;
+        assert!(
+            family.contains(&pid),
+            "pid {pid} not Firefox's: {family:?} {l}"
+        );
+        assert_eq!(l["transport"], "doh", "{l}");
+        assert_eq!(l["tls_library"], "nss", "{l}");
+        assert_eq!(l["server"]["port"], 8443, "{l}");
+        assert_eq!(l["status"], "ok", "{l}");
+        assert_eq!(l["rcode"], "NOERROR", "{l}");
+    }
+    let a = ours
+        .iter()
+        .find(|l| l["qtype"] == "A")
+        .expect("an A lookup");
+    assert_eq!(a["answers"][0], "127.0.0.1", "{a}");
 }

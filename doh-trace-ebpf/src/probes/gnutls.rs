@@ -69,7 +69,13 @@ pub fn gnutls_record_exit(ctx: RetProbeContext) -> u32 {
     if ret <= 0 {
         return 0;
     }
-    finish((pid_tgid >> 32) as u32, &call, ret as u64, Source::GnuTls, FdRule::Any);
+    finish(
+        (pid_tgid >> 32) as u32,
+        &call,
+        ret as u64,
+        Source::GnuTls,
+        FdRule::Any,
+    );
     0
 }
 

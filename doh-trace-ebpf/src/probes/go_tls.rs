@@ -11,10 +11,7 @@
 //! socket fd of the call is learnt without any Go struct offsets.
 
 use aya_ebpf::{
-    bindings::pt_regs,
-    helpers::bpf_get_current_pid_tgid,
-    macros::uprobe,
-    programs::ProbeContext,
+    bindings::pt_regs, helpers::bpf_get_current_pid_tgid, macros::uprobe, programs::ProbeContext,
 };
 use doh_trace_common::{Source, TlsObjKey, DIR_EGRESS, DIR_INGRESS};
 

@@ -58,6 +58,12 @@ pub fn nspr_exit(ctx: RetProbeContext) -> u32 {
     if ret <= 0 {
         return 0;
     }
-    finish((pid_tgid >> 32) as u32, &call, ret as u64, Source::Nspr, FdRule::KnownSocket);
+    finish(
+        (pid_tgid >> 32) as u32,
+        &call,
+        ret as u64,
+        Source::Nspr,
+        FdRule::KnownSocket,
+    );
     0
 }

@@ -84,6 +84,12 @@ pub fn openssl_ssl_exit(ctx: RetProbeContext) -> u32 {
         }
         r as u64
     };
-    finish((pid_tgid >> 32) as u32, &call, total, Source::OpenSsl, FdRule::Any);
+    finish(
+        (pid_tgid >> 32) as u32,
+        &call,
+        total,
+        Source::OpenSsl,
+        FdRule::Any,
+    );
     0
 }

@@ -7,9 +7,7 @@
 //! library's buffer, or corked) uses the last fd seen for the same library object.
 
 use aya_ebpf::maps::LruHashMap;
-use doh_trace_common::{
-    Source, Stat, TlsCall, TlsObjKey, DATA_FD_FROM_CACHE, DATA_FD_UNKNOWN,
-};
+use doh_trace_common::{Source, Stat, TlsCall, TlsObjKey, DATA_FD_FROM_CACHE, DATA_FD_UNKNOWN};
 
 use crate::{
     emit::{bump, emit_data, DataSpec},
@@ -24,7 +22,14 @@ pub fn is_tracer(pid_tgid: u64) -> bool {
 
 /// Saves a call under `key` in `calls` (arguments already checked by the caller).
 #[inline(always)]
-pub fn save<K>(calls: &LruHashMap<K, TlsCall>, key: &K, tls_obj: u64, buf: u64, count_ptr: u64, direction: u32) {
+pub fn save<K>(
+    calls: &LruHashMap<K, TlsCall>,
+    key: &K,
+    tls_obj: u64,
+    buf: u64,
+    count_ptr: u64,
+    direction: u32,
+) {
     let call = TlsCall {
         tls_obj,
         buf,
@@ -64,8 +69,7 @@ pub fn finish(tgid: u32, call: &TlsCall, total: u64, source: Source, rule: FdRul
     let (fd, flags) = if call.fd >= 0 {
         if rule == FdRule::KnownSocket {
             let k = fd_key(tgid, call.fd);
-            if unsafe { TRACKED_FDS.get(&k) }.is_none() && unsafe { SOCK_TYPES.get(&k) }.is_none()
-            {
+            if unsafe { TRACKED_FDS.get(&k) }.is_none() && unsafe { SOCK_TYPES.get(&k) }.is_none() {
                 return;
             }
         }

@@ -110,7 +110,9 @@ pub fn inspect(path: &Path, enabled: &[Stack]) -> std::io::Result<Carried> {
         .map(|imports| {
             imports.iter().any(|i| {
                 let lib = String::from_utf8_lossy(i.library());
-                SYMBOL_STACKS.iter().any(|s| s.sonames.contains(&lib.as_ref()))
+                SYMBOL_STACKS
+                    .iter()
+                    .any(|s| s.sonames.contains(&lib.as_ref()))
             })
         })
         .unwrap_or(false);
@@ -126,7 +128,9 @@ pub fn inspect(path: &Path, enabled: &[Stack]) -> std::io::Result<Carried> {
 }
 
 /// A TLS library's version string in `.rodata`, if one is there.
-fn static_library_marker<'d, R: object::ReadRef<'d>>(elf: &object::File<'d, R>) -> Option<&'static str> {
+fn static_library_marker<'d, R: object::ReadRef<'d>>(
+    elf: &object::File<'d, R>,
+) -> Option<&'static str> {
     let rodata = elf.section_by_name(".rodata")?;
     if rodata.size() > MAX_RODATA_SCAN {
         return None;
@@ -156,7 +160,10 @@ mod tests {
             eprintln!("skipped: /usr/bin/curl not installed");
             return;
         }
-        assert!(matches!(inspect(curl, Stack::ALL).unwrap(), Carried::Nothing));
+        assert!(matches!(
+            inspect(curl, Stack::ALL).unwrap(),
+            Carried::Nothing
+        ));
     }
 
     #[test]
@@ -185,6 +192,9 @@ mod tests {
     #[test]
     fn not_an_elf_file_carries_nothing() {
         let me = std::env::current_dir().unwrap().join("Cargo.toml");
-        assert!(matches!(inspect(&me, Stack::ALL).unwrap(), Carried::Nothing));
+        assert!(matches!(
+            inspect(&me, Stack::ALL).unwrap(),
+            Carried::Nothing
+        ));
     }
 }

@@ -547,7 +547,13 @@ mod tests {
                 "prefix of {cut} bytes"
             );
         }
-        let pcln = 0x5865a0; // .gopclntab
+        let file = object::File::parse(&*bytes).unwrap();
+        let pcln = file
+            .section_by_name(".gopclntab")
+            .unwrap()
+            .file_range()
+            .unwrap()
+            .0 as usize;
         let unsupported = |at: usize, patch: &[u8]| {
             let mut b = bytes.clone();
             b[at..at + patch.len()].copy_from_slice(patch);

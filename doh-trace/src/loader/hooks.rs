@@ -184,7 +184,11 @@ impl Hooks {
 
     /// Hooks what process `pid` runs (if the scope includes it). Returns whether it is in scope.
     fn cover(&mut self, ebpf: &mut Ebpf, pid: u32, at_start: bool) -> bool {
-        let sonames: Vec<&str> = self.symbol_stacks().flat_map(|s| s.sonames).copied().collect();
+        let sonames: Vec<&str> = self
+            .symbol_stacks()
+            .flat_map(|s| s.sonames)
+            .copied()
+            .collect();
         let Some(files) = procs::scan(&self.proc, pid, &sonames) else {
             return false;
         };
@@ -289,7 +293,13 @@ impl Hooks {
         let mut failure = None;
         for spec in stack.probes {
             let symbol = spec.hook.symbol();
-            match attach(ebpf, spec.program, symbol.into(), &file.open_path, per_process) {
+            match attach(
+                ebpf,
+                spec.program,
+                symbol.into(),
+                &file.open_path,
+                per_process,
+            ) {
                 Ok(link) => {
                     links.push((spec.program, link));
                     if !symbols.contains(&symbol) {
@@ -438,10 +448,7 @@ fn attach(
 
 fn detach_all(ebpf: &mut Ebpf, links: Vec<(&'static str, UProbeLinkId)>) {
     for (program, link) in links {
-        if let Some(Ok(prog)) = ebpf
-            .program_mut(program)
-            .map(<&mut UProbe>::try_from)
-        {
+        if let Some(Ok(prog)) = ebpf.program_mut(program).map(<&mut UProbe>::try_from) {
             let _ = prog.detach(link);
         }
     }

@@ -128,7 +128,6 @@ impl Tracer {
     /// Periodic work of the hooks: rescans of new processes, releasing unused files.
     pub fn tick_hooks(&mut self) {
         self.hooks.tick(&mut self.ebpf);
-
     }
 
     /// Takes the ring buffer (once).
