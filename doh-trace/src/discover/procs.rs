@@ -3,7 +3,9 @@
 //!
 //! Those are links to the very file the process maps, whichever mount namespace (container) it
 //! lives in: nothing is resolved inside the container's root, so a symlink there can never
-//! lead the tracer to another file. Files are identified by (device, inode).
+//! lead the tracer to another file. Without the capability map_files needs, the path under
+//! `/proc/PID/root` is used only when it is the same file (device, inode) the maps line names.
+//! Files are identified by (device, inode).
 
 use std::{
     os::unix::fs::MetadataExt,
@@ -82,11 +84,9 @@ pub fn scan(proc: &Path, pid: u32, sonames: &[&str]) -> Option<ProcFiles> {
         if !path.starts_with('/') || !sonames.contains(&name) {
             continue;
         }
-        let open_path = dir.join("map_files").join(range);
-        let Ok(meta) = std::fs::metadata(&open_path) else {
+        let Some((open_path, id)) = open_mapped(&dir, range, line, path) else {
             continue;
         };
-        let id = (meta.dev(), meta.ino());
         if libs.iter().all(|l| l.id != id) {
             libs.push(ProcFile {
                 open_path,
@@ -101,6 +101,28 @@ pub fn scan(proc: &Path, pid: u32, sonames: &[&str]) -> Option<ProcFiles> {
         exe,
         libs,
     })
+}
+
+/// A path that opens the file mapped at `range`, and its identity: `map_files/RANGE` (needs
+/// CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE), else the path under the process's root, accepted
+/// only if it is the very file the maps line names (device and inode), so a symlink planted
+/// in a container cannot send the tracer elsewhere.
+fn open_mapped(dir: &Path, range: &str, line: &str, path: &str) -> Option<(PathBuf, FileId)> {
+    let link = dir.join("map_files").join(range);
+    if let Ok(meta) = std::fs::metadata(&link) {
+        return Some((link, (meta.dev(), meta.ino())));
+    }
+    // address perms offset dev inode path: dev is "major:minor" in hex.
+    let mut fields = line.split_whitespace().skip(3);
+    let (major, minor) = fields.next()?.split_once(':')?;
+    let dev = libc::makedev(
+        u32::from_str_radix(major, 16).ok()?,
+        u32::from_str_radix(minor, 16).ok()?,
+    );
+    let inode: u64 = fields.next()?.parse().ok()?;
+    let under_root = dir.join("root").join(path.trim_start_matches('/'));
+    let meta = std::fs::metadata(&under_root).ok()?;
+    (meta.dev() == dev && meta.ino() == inode).then_some((under_root, (dev, inode)))
 }
 
 /// Whether `pid` lives in another mount namespace than the tracer.
@@ -171,6 +193,35 @@ mod tests {
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), libs.len(), "{libs:?}");
+    }
+
+    #[test]
+    fn the_root_path_fallback_accepts_only_the_mapped_file() {
+        let me = std::process::id();
+        let dir = Path::new("/proc").join(me.to_string());
+        let maps = std::fs::read_to_string(dir.join("maps")).unwrap();
+        let line = maps
+            .lines()
+            .find(|l| l.ends_with("/libc.so.6"))
+            .expect("libc mapped");
+        let path = line.split_whitespace().nth(5).unwrap();
+        // A range map_files does not have: the fallback must be taken.
+        let (open, id) = open_mapped(&dir, "0-0", line, path).expect("same file");
+        assert!(open.starts_with(dir.join("root")), "{open:?}");
+        let meta = std::fs::metadata(path).unwrap();
+        assert_eq!(id, (meta.dev(), meta.ino()));
+        // The same line naming another inode (as if the path now led elsewhere): refused.
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let forged = format!(
+            "{} {} {} {} {} {}",
+            fields[0],
+            fields[1],
+            fields[2],
+            fields[3],
+            meta.ino() + 1,
+            path
+        );
+        assert!(open_mapped(&dir, "0-0", &forged, path).is_none());
     }
 
     #[test]
