@@ -521,6 +521,34 @@ impl Tracer {
         self.seen.iter().filter(|v| v["pid"] == pid).collect()
     }
 
+    /// Stops the tracer with `sig`, checks it exited cleanly and said so, and that none of its
+    /// programs is left loaded (bpftool); returns its stderr.
+    pub fn stop_cleanly(&mut self, sig: i32) -> Vec<String> {
+        let (status, stderr) = self.stop(sig).unwrap();
+        assert!(
+            status.success(),
+            "tracer exit {status:?}; stderr:\n{}",
+            stderr.join("\n")
+        );
+        assert!(
+            stderr
+                .iter()
+                .any(|l| l.contains("stopped, all probes detached")),
+            "{stderr:?}"
+        );
+        let names = loaded_bpf_program_names()
+            .expect("bpftool lists loaded programs (scripts/setup.sh installs it)");
+        let ours: Vec<_> = names
+            .iter()
+            .filter(|n| OUR_PROGRAM_PREFIXES.iter().any(|p| n.starts_with(p)))
+            .collect();
+        assert!(
+            ours.is_empty(),
+            "programs still loaded after exit: {ours:?}"
+        );
+        stderr
+    }
+
     /// Sends `sig`, waits for the exit, and returns the exit status and all of stderr.
     pub fn stop(&mut self, sig: i32) -> Result<(ExitStatus, Vec<String>)> {
         signal(&self.child, sig);
@@ -580,6 +608,17 @@ pub fn run_client(mut cmd: Command) -> Result<(u32, ExitStatus, String, Instant)
         ended,
     ))
 }
+
+/// Name prefixes of the tracer's eBPF programs (bpftool shows 15 characters).
+pub const OUR_PROGRAM_PREFIXES: &[&str] = &[
+    "openssl_ssl",
+    "gnutls_record",
+    "nspr_",
+    "go_tls_",
+    "sys_enter_",
+    "sys_exit_",
+    "sched_process_e",
+];
 
 /// Names of loaded BPF programs (via bpftool), to check nothing is left attached.
 pub fn loaded_bpf_program_names() -> Option<Vec<String>> {

@@ -7,17 +7,14 @@
 use std::time::Duration;
 
 use doh_trace_tests::{
-    count, curl_doh, loaded_bpf_program_names, python_doh_client, require_e2e, run_client,
-    summary_count, Lab, Tracer, SYSTEM_PYTHON,
+    count, curl_doh, python_doh_client, require_e2e, run_client, summary_count, Lab, Tracer,
+    SYSTEM_PYTHON,
 };
 use serde_json::Value;
 
 use doh_trace_tests::UNBOUND_URL as URL;
 const WAIT: Duration = Duration::from_secs(15);
 /// Names of doh-trace's programs as the kernel keeps them (15 characters at most).
-const OUR_PROGRAM_PREFIXES: &[&str] =
-    &["openssl_ssl", "sys_enter_", "sys_exit_", "sched_process_e"];
-
 fn find<'a>(seen: &'a [Value], pid: u32, qname: &str, qtype: &str) -> Vec<&'a Value> {
     seen.iter()
         .filter(|v| v["pid"] == pid && v["qname"] == qname && v["qtype"] == qtype)
@@ -43,35 +40,6 @@ fn assert_common_fields(l: &Value, comm: &str) {
     assert!(l["tid"].as_u64().is_some_and(|t| t > 0), "{l}");
 }
 
-/// Stops the tracer, checks it exited cleanly and said so, and that no probe is left.
-fn stop_cleanly(tracer: &mut Tracer, sig: i32) -> Vec<String> {
-    let (status, stderr) = tracer.stop(sig).unwrap();
-    assert!(
-        status.success(),
-        "tracer exit {status:?}; stderr:\n{}",
-        stderr.join("\n")
-    );
-    assert!(
-        stderr
-            .iter()
-            .any(|l| l.contains("stopped, all probes detached")),
-        "{stderr:?}"
-    );
-    let names = loaded_bpf_program_names()
-        .expect("bpftool lists loaded programs (scripts/setup.sh installs it)");
-    {
-        let ours: Vec<_> = names
-            .iter()
-            .filter(|n| OUR_PROGRAM_PREFIXES.iter().any(|p| n.starts_with(p)))
-            .collect();
-        assert!(
-            ours.is_empty(),
-            "programs still loaded after exit: {ours:?}"
-        );
-    }
-    stderr
-}
-
 #[test]
 fn curl_lookups_appear_once_each_with_curls_pid_and_name() {
     require_e2e!();
@@ -89,7 +57,7 @@ fn curl_lookups_appear_once_each_with_curls_pid_and_name() {
     tracer.wait_for(WAIT, |seen| count(seen, pid_www) >= 2);
     // A duplicate would arrive right behind the originals; give it the chance.
     tracer.wait_for(Duration::from_millis(500), |_| false);
-    stop_cleanly(&mut tracer, libc::SIGINT);
+    tracer.stop_cleanly(libc::SIGINT);
 
     for (pid, host, a, aaaa) in [
         (pid_loop, "loop.doh.test", "127.0.0.1", "::1"),
@@ -135,7 +103,7 @@ fn python_ssl_ex_client_lookups_are_attributed_including_get_and_nxdomain() {
     );
     tracer.wait_for(WAIT, |seen| count(seen, pid) >= 4);
     tracer.wait_for(Duration::from_millis(500), |_| false);
-    stop_cleanly(&mut tracer, libc::SIGTERM);
+    tracer.stop_cleanly(libc::SIGTERM);
 
     assert_eq!(count(&tracer.seen, pid), 4, "{:#?}", tracer.seen);
     let cases = [
@@ -191,7 +159,7 @@ fn ordinary_https_requests_over_http2_produce_no_lookups_and_leak_nothing() {
     let (pid_doh, _, _, _) = run_client(curl_doh(&lab, "www.doh.test")).unwrap();
     tracer.wait_for(WAIT, |seen| count(seen, pid_doh) >= 2);
     tracer.wait_for(Duration::from_millis(500), |_| false);
-    let stderr = stop_cleanly(&mut tracer, libc::SIGINT);
+    let stderr = tracer.stop_cleanly(libc::SIGINT);
 
     assert_eq!(
         count(&tracer.seen, pid_doh),

@@ -38,16 +38,6 @@ fn one<'a>(seen: &'a [Value], pid: u32, qname: &str, qtype: &str, transport: &st
     l
 }
 
-fn stop(tracer: &mut Tracer) -> Vec<String> {
-    let (status, stderr) = tracer.stop(libc::SIGINT).unwrap();
-    assert!(
-        status.success(),
-        "tracer: {status:?}\n{}",
-        stderr.join("\n")
-    );
-    stderr
-}
-
 /// The start-up report names `stack` hooked in a file whose path contains `file`.
 fn reported_hooked(stderr: &[String], stack: &str, file: &str) -> bool {
     stderr
@@ -90,7 +80,7 @@ fn gnutls_clients_lookups_over_doh_and_dot_are_attributed_to_them() {
             && !lookups(seen, dot_pid, "txt.doh.test", "TXT").is_empty()
     });
     tracer.wait_for(Duration::from_millis(500), |_| false);
-    let stderr = stop(&mut tracer);
+    let stderr = tracer.stop_cleanly(libc::SIGINT);
     assert!(
         reported_hooked(&stderr, "gnutls", "libgnutls.so.30"),
         "{stderr:#?}"
@@ -140,7 +130,7 @@ fn corked_gnutls_writes_are_reported_once() {
 
     tracer.wait_for(WAIT, |seen| of(seen, pid).len() >= 3);
     tracer.wait_for(Duration::from_millis(500), |_| false);
-    let stderr = stop(&mut tracer);
+    let stderr = tracer.stop_cleanly(libc::SIGINT);
 
     for (qname, qtype) in [
         ("www.doh.test", "A"),
@@ -225,7 +215,7 @@ fn a_go_program_started_after_the_tracer_has_its_lookups_attributed() {
         tracer.wait_for_stderr(Duration::from_secs(25), "released go crypto/tls"),
         "dnss's hooks were not released"
     );
-    let stderr = stop(&mut tracer);
+    let stderr = tracer.stop_cleanly(libc::SIGINT);
     assert!(
         reported_hooked(&stderr, "go crypto/tls", "dnss"),
         "{stderr:#?}"
@@ -292,7 +282,7 @@ fn with_pid_only_that_process_is_hooked() {
         !lookups(seen, pid, "www.doh.test", "A").is_empty()
     });
     tracer.wait_for(Duration::from_millis(500), |_| false);
-    let stderr = stop(&mut tracer);
+    let stderr = tracer.stop_cleanly(libc::SIGINT);
 
     assert!(
         stderr
@@ -412,7 +402,7 @@ fn firefox_lookups_over_doh_through_nss_are_attributed_to_it() {
     signal(&web, libc::SIGTERM);
     let _ = web.wait();
     tracer.wait_for(Duration::from_millis(500), |_| false);
-    let stderr = stop(&mut tracer);
+    let stderr = tracer.stop_cleanly(libc::SIGINT);
     assert!(
         reported_hooked(&stderr, "nss", "libnspr4.so"),
         "{stderr:#?}"

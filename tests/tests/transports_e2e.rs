@@ -34,16 +34,6 @@ fn one<'a>(seen: &'a [Value], pid: u32, qname: &str, qtype: &str) -> &'a Value {
     l
 }
 
-fn stop(tracer: &mut Tracer) -> Vec<String> {
-    let (status, stderr) = tracer.stop(libc::SIGINT).unwrap();
-    assert!(
-        status.success(),
-        "tracer: {status:?}\n{}",
-        stderr.join("\n")
-    );
-    stderr
-}
-
 fn dig(lab: &Lab, args: &[&str]) -> u32 {
     let mut c = lab.command("dig");
     c.args(["+tries=1", "+time=5", "@127.0.0.1"]).args(args);
@@ -101,7 +91,7 @@ with socket.create_connection(("127.0.0.1", 8853)) as raw:
         of(seen, dig_udp).len() + of(seen, dig_tcp).len() + of(seen, py_pid).len() >= 5
     });
     tracer.wait_for(Duration::from_millis(500), |_| false);
-    stop(&mut tracer);
+    tracer.stop_cleanly(libc::SIGINT);
     let seen = &tracer.seen;
 
     let l = one(seen, dig_udp, "www.doh.test", "A");
@@ -168,7 +158,7 @@ fn lookups_relayed_through_local_resolvers_name_both_ends() {
             && !of(seen, via_doh).is_empty()
             && !of(seen, via_dot).is_empty()
     });
-    stop(&mut tracer);
+    tracer.stop_cleanly(libc::SIGINT);
     let seen = &tracer.seen;
 
     for (client, qname, qtype, port, upstream, upstream_port) in [
@@ -226,7 +216,7 @@ fn an_unhooked_tls_client_of_a_listed_resolver_is_reported_opaque() {
 
     tracer.wait_for(WAIT, |seen| !of(seen, pid).is_empty());
     tracer.wait_for(Duration::from_millis(500), |_| false);
-    stop(&mut tracer);
+    tracer.stop_cleanly(libc::SIGINT);
 
     let records = of(&tracer.seen, pid);
     assert_eq!(

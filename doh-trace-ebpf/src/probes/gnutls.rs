@@ -12,8 +12,8 @@ use aya_ebpf::{
 };
 use doh_trace_common::{Source, TlsObjKey, DIR_EGRESS, DIR_INGRESS};
 
-use super::tls_call::{finish, is_tracer, save, FdRule};
-use crate::maps::{GNUTLS_CORKED, TLS_CALLS};
+use super::tls_call::{enter_thread, finish, is_tracer, take_thread_call, FdRule};
+use crate::maps::GNUTLS_CORKED;
 
 #[inline(always)]
 fn session_key(pid_tgid: u64, session: u64) -> TlsObjKey {
@@ -27,21 +27,15 @@ fn session_key(pid_tgid: u64, session: u64) -> TlsObjKey {
 #[inline(always)]
 fn enter(ctx: &ProbeContext, direction: u32) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
-    if is_tracer(pid_tgid) {
-        return 0;
-    }
     let session: u64 = ctx.arg(0).unwrap_or(0);
     let buf: u64 = ctx.arg(1).unwrap_or(0);
-    if session == 0 || buf == 0 {
-        return 0;
-    }
     if direction == DIR_EGRESS
         && unsafe { GNUTLS_CORKED.get(&session_key(pid_tgid, session)) }.is_some()
     {
         // Buffered only; uncork sends these bytes again.
         return 0;
     }
-    save(&TLS_CALLS, &pid_tgid, session, buf, 0, direction);
+    enter_thread(pid_tgid, session, buf, 0, direction);
     0
 }
 
@@ -61,10 +55,9 @@ pub fn gnutls_record_recv_enter(ctx: ProbeContext) -> u32 {
 #[uretprobe]
 pub fn gnutls_record_exit(ctx: RetProbeContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
-    let Some(call) = (unsafe { TLS_CALLS.get(&pid_tgid) }).copied() else {
+    let Some(call) = take_thread_call(pid_tgid) else {
         return 0;
     };
-    let _ = TLS_CALLS.remove(&pid_tgid);
     let ret: i64 = ctx.ret::<i64>();
     if ret <= 0 {
         return 0;

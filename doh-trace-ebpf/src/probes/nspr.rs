@@ -14,21 +14,13 @@ use aya_ebpf::{
 };
 use doh_trace_common::{Source, DIR_EGRESS, DIR_INGRESS};
 
-use super::tls_call::{finish, is_tracer, save, FdRule};
-use crate::maps::TLS_CALLS;
+use super::tls_call::{enter_thread, finish, take_thread_call, FdRule};
 
 #[inline(always)]
 fn enter(ctx: &ProbeContext, direction: u32) -> u32 {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if is_tracer(pid_tgid) {
-        return 0;
-    }
     let fd: u64 = ctx.arg(0).unwrap_or(0);
     let buf: u64 = ctx.arg(1).unwrap_or(0);
-    if fd == 0 || buf == 0 {
-        return 0;
-    }
-    save(&TLS_CALLS, &pid_tgid, fd, buf, 0, direction);
+    enter_thread(bpf_get_current_pid_tgid(), fd, buf, 0, direction);
     0
 }
 
@@ -50,10 +42,9 @@ pub fn nspr_read_enter(ctx: ProbeContext) -> u32 {
 #[uretprobe]
 pub fn nspr_exit(ctx: RetProbeContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
-    let Some(call) = (unsafe { TLS_CALLS.get(&pid_tgid) }).copied() else {
+    let Some(call) = take_thread_call(pid_tgid) else {
         return 0;
     };
-    let _ = TLS_CALLS.remove(&pid_tgid);
     let ret = ctx.ret::<i64>() as i32;
     if ret <= 0 {
         return 0;

@@ -12,22 +12,18 @@ use aya_ebpf::{
 };
 use doh_trace_common::{Source, Stat, DIR_EGRESS, DIR_INGRESS};
 
-use super::tls_call::{finish, is_tracer, save, FdRule};
-use crate::{emit::bump, maps::TLS_CALLS};
+use super::tls_call::{enter_thread, finish, take_thread_call, FdRule};
+use crate::emit::bump;
 
 #[inline(always)]
 fn enter(ctx: &ProbeContext, direction: u32, is_ex: bool) -> u32 {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if is_tracer(pid_tgid) {
-        return 0;
-    }
     let ssl: u64 = ctx.arg(0).unwrap_or(0);
     let buf: u64 = ctx.arg(1).unwrap_or(0);
     let count_ptr: u64 = if is_ex { ctx.arg(3).unwrap_or(0) } else { 0 };
-    if ssl == 0 || buf == 0 || (is_ex && count_ptr == 0) {
+    if is_ex && count_ptr == 0 {
         return 0;
     }
-    save(&TLS_CALLS, &pid_tgid, ssl, buf, count_ptr, direction);
+    enter_thread(bpf_get_current_pid_tgid(), ssl, buf, count_ptr, direction);
     0
 }
 
@@ -59,10 +55,9 @@ pub fn openssl_ssl_read_ex_enter(ctx: ProbeContext) -> u32 {
 #[uretprobe]
 pub fn openssl_ssl_exit(ctx: RetProbeContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
-    let Some(call) = (unsafe { TLS_CALLS.get(&pid_tgid) }).copied() else {
+    let Some(call) = take_thread_call(pid_tgid) else {
         return 0;
     };
-    let _ = TLS_CALLS.remove(&pid_tgid);
     let ret: i64 = ctx.ret::<i64>();
     let total: u64 = if call.count_ptr != 0 {
         // int SSL_*_ex(...): 1 on success, the count is in *written / *readbytes.

@@ -11,13 +11,30 @@ use doh_trace_common::{Source, Stat, TlsCall, TlsObjKey, DATA_FD_FROM_CACHE, DAT
 
 use crate::{
     emit::{bump, emit_data, DataSpec},
-    maps::{fd_key, tracer_tgid, SOCK_TYPES, TLS_FDS, TRACKED_FDS},
+    maps::{fd_key, tracer_tgid, SOCK_TYPES, TLS_CALLS, TLS_FDS, TRACKED_FDS},
 };
 
 /// Whether the current process is the tracer (never traced).
 #[inline(always)]
 pub fn is_tracer(pid_tgid: u64) -> bool {
     (pid_tgid >> 32) as u32 == tracer_tgid()
+}
+
+/// Saves the calling thread's call to library object `obj` with buffer `buf` (the tracer's
+/// own calls, and calls without an object or buffer, are not traced).
+#[inline(always)]
+pub fn enter_thread(pid_tgid: u64, obj: u64, buf: u64, count_ptr: u64, direction: u32) {
+    if obj != 0 && buf != 0 && !is_tracer(pid_tgid) {
+        save(&TLS_CALLS, &pid_tgid, obj, buf, count_ptr, direction);
+    }
+}
+
+/// The calling thread's saved call, taken out of the map.
+#[inline(always)]
+pub fn take_thread_call(pid_tgid: u64) -> Option<TlsCall> {
+    let call = (unsafe { TLS_CALLS.get(&pid_tgid) }).copied()?;
+    let _ = TLS_CALLS.remove(&pid_tgid);
+    Some(call)
 }
 
 /// Saves a call under `key` in `calls` (arguments already checked by the caller).

@@ -23,6 +23,8 @@ pub struct ProcFile {
     /// The path as the process sees it, with the process named when it lives in another mount
     /// namespace (a container).
     pub shown: String,
+    /// The file's name (last path component).
+    pub name: String,
     pub id: FileId,
 }
 
@@ -68,6 +70,7 @@ pub fn scan(proc: &Path, pid: u32, sonames: &[&str]) -> Option<ProcFiles> {
         let meta = std::fs::metadata(&exe_link).ok()?;
         Some(ProcFile {
             shown: shown(&target.to_string_lossy()),
+            name: file_name(&target.to_string_lossy()),
             open_path: exe_link,
             id: (meta.dev(), meta.ino()),
         })
@@ -91,6 +94,7 @@ pub fn scan(proc: &Path, pid: u32, sonames: &[&str]) -> Option<ProcFiles> {
             libs.push(ProcFile {
                 open_path,
                 shown: shown(path),
+                name: name.to_string(),
                 id,
             });
         }
@@ -125,6 +129,10 @@ fn open_mapped(dir: &Path, range: &str, line: &str, path: &str) -> Option<(PathB
     (meta.dev() == dev && meta.ino() == inode).then_some((under_root, (dev, inode)))
 }
 
+fn file_name(path: &str) -> String {
+    path.rsplit('/').next().unwrap_or(path).to_string()
+}
+
 /// Whether `pid` lives in another mount namespace than the tracer.
 fn in_other_mount_ns(proc: &Path, pid: u32) -> bool {
     let theirs = std::fs::read_link(proc.join(pid.to_string()).join("ns/mnt")).ok();
@@ -157,6 +165,7 @@ pub fn system_libraries(sonames: &[&str]) -> Vec<ProcFile> {
             if meta.is_file() && found.iter().all(|f| f.id != id) {
                 found.push(ProcFile {
                     shown: path.display().to_string(),
+                    name: name.to_string(),
                     open_path: path,
                     id,
                 });

@@ -56,6 +56,9 @@ impl HookScope {
     }
 }
 
+/// One stack's uprobes on one file, for every process (None) or one.
+type HookKey = (FileId, Option<u32>, Stack);
+
 /// The uprobes on one file (for one process, when hooks are per process).
 struct Attachment {
     /// The file as users know it.
@@ -84,7 +87,7 @@ pub struct Hooks {
     stacks: Vec<Stack>,
     scope: HookScope,
     proc: PathBuf,
-    attached: HashMap<(FileId, Option<u32>), Attachment>,
+    attached: HashMap<HookKey, Attachment>,
     /// Executables inspected that carry nothing to hook (or nothing hookable).
     inspected: HashMap<FileId, Option<(String, String)>>,
     uncovered: Vec<Uncovered>,
@@ -125,16 +128,32 @@ impl Hooks {
                 hooks.cover(ebpf, pid, true);
             }
         }
+        // One line per file, naming the processes that run it.
+        let mut by_file: Vec<(&Uncovered, Vec<String>)> = Vec::new();
         for u in &hooks.uncovered {
-            hooks.messages.push(format!(
-                "not covered: pid {} ({}): {} in {}: {}",
-                u.pid, u.comm, u.what, u.file, u.why
-            ));
+            let who = format!("{} ({})", u.pid, u.comm);
+            match by_file.iter_mut().find(|(f, _)| f.file == u.file) {
+                Some((_, pids)) => pids.push(who),
+                None => by_file.push((u, vec![who])),
+            }
         }
+        let lines: Vec<String> = by_file
+            .iter()
+            .map(|(u, pids)| {
+                format!(
+                    "not covered: {} in {}: {} (pid {})",
+                    u.what,
+                    u.file,
+                    u.why,
+                    pids.join(", ")
+                )
+            })
+            .collect();
+        hooks.messages.extend(lines);
         hooks
     }
 
-    /// The number of files (or file and process pairs) with uprobes.
+    /// The number of (file, stack) pairs with uprobes (per process when hooks are).
     pub fn files(&self) -> usize {
         self.attached.len()
     }
@@ -208,8 +227,7 @@ impl Hooks {
             }
         }
         for lib in &files.libs {
-            let name = lib.shown.split(" (").next().unwrap_or(&lib.shown);
-            let name = name.rsplit('/').next().unwrap_or(name);
+            let name = lib.name.as_str();
             let Some(stack) = self.symbol_stacks().find(|s| s.sonames.contains(&name)) else {
                 continue;
             };
@@ -230,14 +248,31 @@ impl Hooks {
         comm: &str,
         at_start: bool,
     ) {
-        let key = (exe.id, per_process);
-        if let Some(a) = self.attached.get_mut(&key) {
-            a.users.insert(pid);
+        let mut known = false;
+        for (key, a) in self.attached.iter_mut() {
+            if key.0 == exe.id && key.1 == per_process {
+                a.users.insert(pid);
+                known = true;
+            }
+        }
+        if known {
             return;
         }
         let carried = match self.inspected.get(&exe.id) {
             Some(None) => return,
-            Some(Some((what, why))) => Carried::Unhookable(what.clone(), why.clone()),
+            // Told once already; at start, every process running it is listed.
+            Some(Some((what, why))) => {
+                if at_start && self.uncovered.len() < 1024 {
+                    self.uncovered.push(Uncovered {
+                        pid,
+                        comm: comm.to_string(),
+                        file: exe.shown.clone(),
+                        what: what.clone(),
+                        why: why.clone(),
+                    });
+                }
+                return;
+            }
             None => executable::inspect(&exe.open_path, &self.stacks).unwrap_or(Carried::Nothing),
         };
         match carried {
@@ -256,8 +291,8 @@ impl Hooks {
                 };
                 if !at_start {
                     self.messages.push(format!(
-                        "not covered: pid {} ({}): {} in {}: {}",
-                        u.pid, u.comm, u.what, u.file, u.why
+                        "not covered: {} in {}: {} (pid {} ({}))",
+                        u.what, u.file, u.why, u.pid, u.comm
                     ));
                 }
                 if self.uncovered.len() < 1024 {
@@ -283,7 +318,7 @@ impl Hooks {
         user: Option<u32>,
         permanent: bool,
     ) {
-        let key = (file.id, per_process);
+        let key = (file.id, per_process, stack.stack);
         if let Some(a) = self.attached.get_mut(&key) {
             a.users.extend(user);
             return;
@@ -361,12 +396,19 @@ impl Hooks {
             probes.write.returns.len(),
             probes.read.returns.len()
         );
-        self.add((exe.id, per_process), exe, what, links, Some(pid), false);
+        self.add(
+            (exe.id, per_process, Stack::Go),
+            exe,
+            what,
+            links,
+            Some(pid),
+            false,
+        );
     }
 
     fn add(
         &mut self,
-        key: (FileId, Option<u32>),
+        key: HookKey,
         file: &ProcFile,
         what: String,
         links: Vec<(&'static str, UProbeLinkId)>,
@@ -412,7 +454,7 @@ impl Hooks {
         }
     }
 
-    fn release(&mut self, ebpf: &mut Ebpf, key: (FileId, Option<u32>), tell: bool) {
+    fn release(&mut self, ebpf: &mut Ebpf, key: HookKey, tell: bool) {
         if let Some(a) = self.attached.remove(&key) {
             self.uprobes -= a.links.len();
             detach_all(ebpf, a.links);
