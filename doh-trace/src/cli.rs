@@ -87,8 +87,8 @@ pub struct Cli {
     /// PROVIDER` per line, `#` comments.
     #[arg(long = "resolvers", value_name = "FILE", global = true)]
     pub resolvers: Option<PathBuf>,
-    /// TLS stacks to hook (comma-separated; default: all). With --pid or --comm, only the
-    /// matching processes get uprobes; others pay nothing.
+    /// TLS stacks to hook (comma-separated; default: all). With --pid, only those processes
+    /// get uprobes; others pay nothing.
     #[arg(
         long = "stacks",
         value_name = "STACK",
@@ -111,11 +111,12 @@ impl Cli {
         Ok(list)
     }
 
-    /// Which processes get uprobes: the --pid and --comm filters.
+    /// Which processes get uprobes: with --pid, those processes only. --comm does not narrow
+    /// them: a new process with that name would run (and a short-lived one finish) before
+    /// per-process hooks could be attached at its exec, so it filters after hooks for all.
     pub fn hook_scope(&self) -> crate::loader::hooks::HookScope {
         crate::loader::hooks::HookScope {
             pids: self.pids.clone(),
-            comms: self.comms.clone(),
         }
     }
 

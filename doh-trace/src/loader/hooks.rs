@@ -1,6 +1,6 @@
 //! Which files carry uprobes, for which processes: TLS libraries and executables found in
 //! running processes at start and in processes started later, hooked once per file identity
-//! (or once per file and process when the user filters by `--pid`/`--comm`, so that other
+//! (or once per file and process when the user filters by `--pid`, so that other
 //! processes pay no uprobe cost), and released when no process uses them any more.
 
 use std::{
@@ -39,20 +39,14 @@ const SWEEP_EVERY: Duration = Duration::from_secs(10);
 /// Which processes get uprobes.
 #[derive(Debug, Clone, Default)]
 pub struct HookScope {
-    /// Only these processes (empty: no pid filter).
+    /// Only these processes (empty: every process).
     pub pids: Vec<u32>,
-    /// Only processes with these names (empty: no name filter).
-    pub comms: Vec<String>,
 }
 
 impl HookScope {
-    /// Whether every process is hooked (no filter: hooks are per file, not per process).
+    /// Whether every process is hooked (hooks are per file, not per process).
     fn everyone(&self) -> bool {
-        self.pids.is_empty() && self.comms.is_empty()
-    }
-
-    fn matches(&self, pid: u32, comm: &str) -> bool {
-        self.pids.contains(&pid) || self.comms.iter().any(|c| c == comm)
+        self.pids.is_empty()
     }
 }
 
@@ -213,7 +207,7 @@ impl Hooks {
         };
         let per_process = if self.scope.everyone() {
             None
-        } else if self.scope.matches(pid, &files.comm) {
+        } else if self.scope.pids.contains(&pid) {
             Some(pid)
         } else {
             return false;
