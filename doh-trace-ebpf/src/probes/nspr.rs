@@ -32,9 +32,21 @@ pub fn nspr_write_enter(ctx: ProbeContext) -> u32 {
 }
 
 /// PRInt32 PR_Read(PRFileDesc *fd, void *buf, PRInt32 amount)
-/// and PR_Recv(fd, buf, amount, flags, timeout)
 #[uprobe]
 pub fn nspr_read_enter(ctx: ProbeContext) -> u32 {
+    enter(&ctx, DIR_INGRESS)
+}
+
+/// PRInt32 PR_Recv(PRFileDesc *fd, void *buf, PRInt32 amount, PRIntn flags, PRIntervalTime
+/// timeout): a peek (`PR_MSG_PEEK`, Firefox's liveness check) leaves the bytes to be read again,
+/// so it is not copied.
+#[uprobe]
+pub fn nspr_recv_enter(ctx: ProbeContext) -> u32 {
+    const PR_MSG_PEEK: u64 = 0x2;
+    let flags: u64 = ctx.arg(3).unwrap_or(0);
+    if flags & PR_MSG_PEEK != 0 {
+        return 0;
+    }
     enter(&ctx, DIR_INGRESS)
 }
 

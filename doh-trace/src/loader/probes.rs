@@ -131,7 +131,7 @@ pub const NSPR: SymbolStack = SymbolStack {
         ret("nspr_exit", "PR_Read", true),
         entry("nspr_write_enter", "PR_Send", false),
         ret("nspr_exit", "PR_Send", false),
-        entry("nspr_read_enter", "PR_Recv", false),
+        entry("nspr_recv_enter", "PR_Recv", false),
         ret("nspr_exit", "PR_Recv", false),
     ],
 };
