@@ -68,13 +68,18 @@ pub fn inspect(path: &Path, enabled: &[Stack]) -> std::io::Result<Carried> {
 
     let mut defined: Vec<String> = Vec::new();
     let mut mentions_rustls = false;
+    // A TLS function imported (undefined) means a shared TLS library, hooked there.
+    let mut imports_tls = false;
     for sym in elf.symbols().chain(elf.dynamic_symbols()) {
         let Ok(name) = sym.name() else { continue };
+        let tls_function = SYMBOL_STACKS
+            .iter()
+            .any(|s| s.probes.iter().any(|p| p.hook.symbol() == name));
+        if sym.is_undefined() && tls_function {
+            imports_tls = true;
+        }
         if sym.is_definition() && sym.kind() == object::SymbolKind::Text {
-            if SYMBOL_STACKS
-                .iter()
-                .any(|s| s.probes.iter().any(|p| p.hook.symbol() == name))
-            {
+            if tls_function {
                 defined.push(name.to_string());
             }
             if !mentions_rustls && name.contains("rustls") {
@@ -105,17 +110,6 @@ pub fn inspect(path: &Path, enabled: &[Stack]) -> std::io::Result<Carried> {
         ));
     }
     let stripped = elf.section_by_name(".symtab").is_none();
-    let imports_tls = elf
-        .imports()
-        .map(|imports| {
-            imports.iter().any(|i| {
-                let lib = String::from_utf8_lossy(i.library());
-                SYMBOL_STACKS
-                    .iter()
-                    .any(|s| s.sonames.contains(&lib.as_ref()))
-            })
-        })
-        .unwrap_or(false);
     if stripped && !imports_tls {
         if let Some(what) = static_library_marker(&elf) {
             return Ok(Carried::Unhookable(
