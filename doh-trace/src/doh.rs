@@ -97,11 +97,11 @@ mod tests {
 
     fn req(method: &str, path: &str, ct: Option<&str>) -> HeaderFields {
         HeaderFields {
-            method: Some(method.into()),
-            path: Some(path.into()),
+            method: Some(method.to_owned().into()),
+            path: Some(path.to_owned().into()),
             authority: Some("doh.test:8443".into()),
             scheme: Some("https".into()),
-            content_type: ct.map(Into::into),
+            content_type: ct.map(|c| c.to_owned().into()),
             ..Default::default()
         }
     }

@@ -193,9 +193,9 @@ mod tests {
     fn get(path: &str, accept: Option<&str>) -> HeaderFields {
         HeaderFields {
             method: Some("GET".into()),
-            path: Some(path.into()),
+            path: Some(path.to_owned().into()),
             authority: Some("dns.google".into()),
-            accept: accept.map(Into::into),
+            accept: accept.map(|a| a.to_owned().into()),
             ..Default::default()
         }
     }

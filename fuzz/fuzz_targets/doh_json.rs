@@ -10,7 +10,7 @@ fuzz_target!(|data: &[u8]| {
     let path = format!("/resolve?{}", String::from_utf8_lossy(data));
     let req = HeaderFields {
         method: Some("GET".into()),
-        path: Some(path),
+        path: Some(path.into()),
         ..Default::default()
     };
     if let Some(q) = doh_json::classify_json(&req) {

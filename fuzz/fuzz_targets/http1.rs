@@ -10,7 +10,7 @@ fn drive(dec: &mut Http1Decoder, input: &[u8], slice: usize) -> Vec<String> {
     let mut switched = false;
     for piece in input.chunks(slice) {
         let mut on_event = |ev: H1Event<'_>| match ev {
-            H1Event::Head { fields, .. } => methods.extend(fields.method),
+            H1Event::Head { fields, .. } => methods.extend(fields.method.map(|m| m.into_owned())),
             H1Event::Body(b) => assert!(!b.is_empty() && b.len() <= piece.len()),
             H1Event::Switched => switched = true,
             H1Event::End => {}

@@ -4,7 +4,10 @@
 //! chunk-size lines.
 
 use super::{H1Error, MAX_HEADER_LINES};
-use crate::http2::{hpack::MAX_VALUE_LEN, HeaderFields};
+use crate::http2::{
+    hpack::{header_value, Value, MAX_VALUE_LEN},
+    HeaderFields,
+};
 
 /// The kind of the previous header line, for obs-fold continuation lines (RFC 9112 §5.2).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -82,7 +85,7 @@ fn before(element: &[u8], sep: u8) -> &[u8] {
 }
 
 /// Stores `value` into an empty slot; returns whether it did.
-fn keep(slot: &mut Option<String>, truncated: &mut bool, value: &[u8]) -> bool {
+fn keep(slot: &mut Option<Value>, truncated: &mut bool, value: &[u8]) -> bool {
     if value.len() > MAX_VALUE_LEN {
         *truncated = true;
         return false;
@@ -90,7 +93,7 @@ fn keep(slot: &mut Option<String>, truncated: &mut bool, value: &[u8]) -> bool {
     if slot.is_some() {
         return false;
     }
-    *slot = Some(String::from_utf8_lossy(value).into_owned());
+    *slot = Some(header_value(value));
     true
 }
 
@@ -135,15 +138,15 @@ pub(super) fn request_line(line: &[u8], head: &mut MessageHead) -> Result<(), H1
             None => authority,
         };
         head.target_authority = Some(String::from_utf8_lossy(authority).into_owned());
-        fields.scheme = Some(scheme.to_string());
+        fields.scheme = Some(header_value(scheme.as_bytes()));
         let path = String::from_utf8_lossy(path);
         fields.path = Some(if path.starts_with('/') {
-            path.into_owned()
+            path.into_owned().into()
         } else {
-            format!("/{path}")
+            format!("/{path}").into()
         });
     } else {
-        fields.path = Some(String::from_utf8_lossy(target).into_owned());
+        fields.path = Some(header_value(target));
     }
     Ok(())
 }
@@ -186,7 +189,7 @@ pub(super) fn status_line(line: &[u8], head: &mut MessageHead) -> Result<(), H1E
     head.status = code
         .iter()
         .fold(0u16, |acc, &d| acc * 10 + u16::from(d - b'0'));
-    head.fields.status = Some(String::from_utf8_lossy(&code).into_owned());
+    head.fields.status = Some(header_value(&code));
     Ok(())
 }
 
@@ -344,6 +347,7 @@ impl MessageHead {
             f.truncated = true;
             self.last = Last::Other;
         } else {
+            let stored = stored.to_mut();
             stored.push(' ');
             stored.push_str(&String::from_utf8_lossy(value));
         }
@@ -353,7 +357,7 @@ impl MessageHead {
     /// The fields as reported: an authority from the request target replaces Host.
     pub fn into_fields(mut self) -> HeaderFields {
         if let Some(authority) = self.target_authority.take() {
-            self.fields.authority = Some(authority);
+            self.fields.authority = Some(authority.into());
         }
         self.fields
     }

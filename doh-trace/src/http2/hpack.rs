@@ -5,6 +5,8 @@
 //! capped at [`MAX_TABLE_SIZE`]; header values are capped at [`MAX_VALUE_LEN`] and values of
 //! fields DoH does not use are never copied.
 
+use std::borrow::Cow;
+
 use loona_hpack::decoder::{Decoder, DecoderError};
 
 /// The HPACK dynamic table size every endpoint starts with (RFC 7541 §4.2 / RFC 9113 §6.5.2).
@@ -14,16 +16,40 @@ pub const MAX_TABLE_SIZE: usize = 64 * 1024;
 /// Longest header value kept; longer values are marked truncated.
 pub const MAX_VALUE_LEN: usize = 16 * 1024;
 
+/// A kept header value: the values every DoH exchange repeats are shared, others owned.
+pub type Value = Cow<'static, str>;
+
+/// Values common enough in DoH traffic to share instead of copying per request.
+const COMMON_VALUES: &[&str] = &[
+    "POST",
+    "GET",
+    "https",
+    "http",
+    "application/dns-message",
+    "application/dns-json",
+    "/dns-query",
+    "200",
+    "*/*",
+];
+
+/// A header value as kept: shared when it is a common one, else a (lossy UTF-8) copy.
+pub fn header_value(value: &[u8]) -> Value {
+    match COMMON_VALUES.iter().find(|c| c.as_bytes() == value) {
+        Some(common) => Cow::Borrowed(common),
+        None => Cow::Owned(String::from_utf8_lossy(value).into_owned()),
+    }
+}
+
 /// The request/response fields a DoH decoder reads. Everything else is dropped unread.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct HeaderFields {
-    pub method: Option<String>,
-    pub scheme: Option<String>,
-    pub authority: Option<String>,
-    pub path: Option<String>,
-    pub status: Option<String>,
-    pub content_type: Option<String>,
-    pub accept: Option<String>,
+    pub method: Option<Value>,
+    pub scheme: Option<Value>,
+    pub authority: Option<Value>,
+    pub path: Option<Value>,
+    pub status: Option<Value>,
+    pub content_type: Option<Value>,
+    pub accept: Option<Value>,
     /// A kept field's value was longer than [`MAX_VALUE_LEN`] and was not stored.
     pub truncated: bool,
 }
@@ -45,7 +71,7 @@ impl HeaderFields {
             return;
         }
         if slot.is_none() {
-            *slot = Some(String::from_utf8_lossy(value).into_owned());
+            *slot = Some(header_value(value));
         }
     }
 

@@ -183,7 +183,7 @@ impl H1Client {
                         // A 101's real answer comes on HTTP/2 stream 1.
                         if !*interim && code != 101 {
                             if let Some(s) = queue.front_mut() {
-                                s.response = Some(fields);
+                                s.response = Some(Box::new(fields));
                             }
                         }
                     }
@@ -198,7 +198,7 @@ impl H1Client {
                         }
                         if let Some(s) = queue.pop_front() {
                             done.push(Finished {
-                                stream: s,
+                                stream: Box::new(s),
                                 outcome: Outcome::Answered,
                                 ended: seen,
                             });
@@ -236,7 +236,7 @@ impl H1Client {
             {
                 let stream = slot.take().expect("checked");
                 done.push(Finished {
-                    stream,
+                    stream: Box::new(stream),
                     outcome: Outcome::TimedOut,
                     ended: Seen {
                         ts_ns: now_ns,
@@ -253,7 +253,7 @@ impl H1Client {
         if self.responses.reads_until_close() {
             if let Some(s) = self.queue.pop_front() {
                 done.push(Finished {
-                    stream: s,
+                    stream: Box::new(s),
                     outcome: Outcome::Answered,
                     ended: seen,
                 });
@@ -263,7 +263,7 @@ impl H1Client {
         let building = self.building.take().flatten();
         for s in open.collect::<Vec<_>>().into_iter().chain(building) {
             done.push(Finished {
-                stream: s,
+                stream: Box::new(s),
                 outcome: Outcome::Unanswered,
                 ended: seen,
             });

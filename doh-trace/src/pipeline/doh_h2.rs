@@ -40,7 +40,7 @@ pub struct DohStream {
     pub started: Seen,
     /// When the request was complete (END_STREAM sent).
     pub sent: Option<Seen>,
-    pub response: Option<HeaderFields>,
+    pub response: Option<Box<HeaderFields>>,
     pub answer: Vec<u8>,
     /// A body grew past what a DNS message can be; the rest was not kept.
     pub oversized: bool,
@@ -78,7 +78,7 @@ pub enum Outcome {
 /// A finished exchange, ready to become a lookup record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finished {
-    pub stream: DohStream,
+    pub stream: Box<DohStream>,
     pub outcome: Outcome,
     pub ended: Seen,
 }
@@ -94,11 +94,14 @@ pub enum FirstRequest {
     NotDoh,
 }
 
+/// Open exchanges by stream id, boxed so the map's spare capacity costs a pointer each.
+type Streams = HashMap<u32, Box<DohStream>>;
+
 /// Both directions of an HTTP/2 connection on which this process is the client.
 pub struct H2Client {
     egress: DirectionDecoder,
     ingress: DirectionDecoder,
-    streams: HashMap<u32, DohStream>,
+    streams: Streams,
     first: FirstRequest,
 }
 
@@ -146,11 +149,11 @@ impl H2Client {
         if let Some(r) = request {
             c.streams.insert(
                 1,
-                DohStream {
+                Box::new(DohStream {
                     stream_id: 1,
                     http_version: "h2",
                     ..r
-                },
+                }),
             );
         }
         c
@@ -242,7 +245,13 @@ impl H2Client {
                     if !streams.contains_key(&stream) && streams.len() < MAX_STREAMS {
                         streams.insert(
                             stream,
-                            new_stream(stream, HeaderFields::default(), None, end_stream, seen),
+                            Box::new(new_stream(
+                                stream,
+                                HeaderFields::default(),
+                                None,
+                                end_stream,
+                                seen,
+                            )),
                         );
                     } else if let Some(s) = streams.get_mut(&stream) {
                         if end_stream {
@@ -307,7 +316,7 @@ impl H2Client {
 
     /// The connection is gone: every open exchange ends unanswered.
     pub fn close(&mut self, seen: Seen, done: &mut Vec<Finished>) {
-        let mut open: Vec<DohStream> = self.streams.drain().map(|(_, s)| s).collect();
+        let mut open: Vec<Box<DohStream>> = self.streams.drain().map(|(_, s)| s).collect();
         open.sort_by_key(|s| s.stream_id);
         done.extend(open.into_iter().map(|stream| Finished {
             stream,
@@ -339,7 +348,7 @@ pub(super) fn new_stream(
 }
 
 fn on_request_headers(
-    streams: &mut HashMap<u32, DohStream>,
+    streams: &mut Streams,
     first: &mut FirstRequest,
     stream: u32,
     fields: HeaderFields,
@@ -376,12 +385,12 @@ fn on_request_headers(
     }
     streams.insert(
         stream,
-        new_stream(stream, fields, Some(form), end_stream, seen),
+        Box::new(new_stream(stream, fields, Some(form), end_stream, seen)),
     );
 }
 
 fn on_response_headers(
-    streams: &mut HashMap<u32, DohStream>,
+    streams: &mut Streams,
     stream: u32,
     fields: Option<HeaderFields>,
     end_stream: bool,
@@ -396,7 +405,7 @@ fn on_response_headers(
             .status_code()
             .is_some_and(|c| (100..200).contains(&c));
         if s.response.is_none() && !informational {
-            s.response = Some(fields);
+            s.response = Some(Box::new(fields));
         }
     }
     if end_stream {
@@ -405,7 +414,7 @@ fn on_response_headers(
 }
 
 fn finish(
-    streams: &mut HashMap<u32, DohStream>,
+    streams: &mut Streams,
     stream: u32,
     outcome: Outcome,
     seen: Seen,
