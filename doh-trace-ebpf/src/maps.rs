@@ -18,6 +18,28 @@ pub fn tracer_tgid() -> u32 {
     unsafe { core::ptr::read_volatile(&TRACER_TGID) }
 }
 
+/// Non-zero when the user named processes (`--pid`): only the tgids in [`SCOPE_TGIDS`] are
+/// traced, and every other process leaves the syscall programs after one map lookup. Set by
+/// the loader.
+#[unsafe(no_mangle)]
+static PID_SCOPE: u32 = 0;
+
+/// The processes traced when [`PID_SCOPE`] is set. Filled by the loader.
+#[map]
+pub static SCOPE_TGIDS: HashMap<u32, u8> = HashMap::with_max_entries(1024, 0);
+
+/// Whether `tgid` is one the tracer watches: the tracer itself never, with `--pid` only the
+/// named processes, otherwise every process.
+#[inline(always)]
+pub fn in_scope(tgid: u32) -> bool {
+    if tgid == tracer_tgid() {
+        return false;
+    }
+    // SAFETY: read of a loader-patched global; volatile so it is not constant-folded.
+    let scoped = unsafe { core::ptr::read_volatile(&PID_SCOPE) } != 0;
+    !scoped || unsafe { SCOPE_TGIDS.get(&tgid) }.is_some()
+}
+
 /// The single ring buffer every event goes through (keeps global order).
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);

@@ -97,6 +97,17 @@ pub struct Cli {
         global = true
     )]
     pub stacks: Vec<crate::loader::probes::Stack>,
+    /// Size of the kernel-to-tracer ring buffer: a power of two from 4K to 1G (K/M/G
+    /// suffixes). When it is full, events are dropped (never the traced program slowed) and
+    /// counted as "events lost"; raise it on busy hosts.
+    #[arg(
+        long = "ring-buffer",
+        value_name = "SIZE",
+        default_value = "8M",
+        value_parser = parse_ring_buffer_size,
+        global = true
+    )]
+    pub ring_buffer: u32,
 }
 
 impl Cli {
@@ -126,6 +137,30 @@ impl Cli {
         ports.extend(self.dns_ports.iter().copied().filter(|&p| p != 53));
         ports
     }
+}
+
+/// `64K`, `8M`, `1G` or bytes: a power of two the kernel accepts for a BPF ring buffer.
+fn parse_ring_buffer_size(s: &str) -> Result<u32, String> {
+    let (digits, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => s.split_at(at),
+        None => (s, ""),
+    };
+    let shift = match unit.to_ascii_uppercase().trim_end_matches(['B', 'I']) {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        _ => return Err(format!("unknown unit in {s:?} (use K, M or G)")),
+    };
+    let n: u64 = digits.parse().map_err(|_| format!("{s:?} is not a size"))?;
+    let bytes = n
+        .checked_shl(shift)
+        .filter(|b| b >> shift == n)
+        .unwrap_or(u64::MAX);
+    if !bytes.is_power_of_two() || !(4096..=1 << 30).contains(&bytes) {
+        return Err(format!("{s}: must be a power of two from 4K to 1G"));
+    }
+    Ok(bytes as u32)
 }
 
 /// `127.0.0.1:9853`, `[::1]:9853` or a bare port (loopback).
@@ -205,14 +240,15 @@ fn live(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
     rt.block_on(crate::live::trace(cli, record))
 }
 
-/// Where lookups go: stdout (text or JSON lines, flushed per line), and optionally a pcapng
+/// Where lookups go: stdout (text or JSON lines, flushed after each batch the pipeline
+/// completes, so a lookup is shown as soon as its batch is decoded), and optionally a pcapng
 /// file and the Prometheus metrics; all behind the command line's filters.
 pub struct Output {
     json: bool,
     connections: bool,
     color: bool,
     header_done: bool,
-    out: io::Stdout,
+    out: BufWriter<io::Stdout>,
     filter: Filter,
     pcapng: Option<PcapngWriter<BufWriter<File>>>,
     /// Shared with the metrics server.
@@ -243,7 +279,7 @@ impl Output {
             connections: cli.connections,
             color,
             header_done: false,
-            out,
+            out: BufWriter::with_capacity(64 * 1024, out),
             filter: Filter {
                 pids: cli.pids.clone(),
                 comms: cli.comms.clone(),
@@ -278,17 +314,16 @@ impl Output {
         if self.connections {
             return Ok(());
         }
-        let mut out = self.out.lock();
+        let out = &mut self.out;
         if self.json {
-            json_line(&mut out, l)?;
+            json_line(out, l)
         } else {
             if !self.header_done {
                 self.header_done = true;
                 writeln!(out, "{TEXT_HEADER}")?;
             }
-            writeln!(out, "{}", l.text_line(self.color))?;
+            writeln!(out, "{}", l.text_line(self.color))
         }
-        out.flush()
     }
 
     /// Writes one connection record (with `--connections`), behind the process filters.
@@ -299,9 +334,9 @@ impl Output {
         if !self.connections || !wanted {
             return Ok(());
         }
-        let mut out = self.out.lock();
+        let out = &mut self.out;
         if self.json {
-            json_line(&mut out, c)?;
+            json_line(out, c)?;
         } else {
             let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}ms"));
             let server = c
@@ -325,7 +360,7 @@ impl Output {
                 if c.joined_mid_stream { " (joined mid-stream)" } else { "" },
             )?;
         }
-        out.flush()
+        Ok(())
     }
 
     /// Flushes the pcapng file (at exit, and periodically).
@@ -344,7 +379,8 @@ impl Output {
         let written = lookups
             .iter()
             .try_for_each(|l| self.write(l))
-            .and_then(|()| conns.iter().try_for_each(|c| self.write_connection(c)));
+            .and_then(|()| conns.iter().try_for_each(|c| self.write_connection(c)))
+            .and_then(|()| self.out.flush());
         match written {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
@@ -390,4 +426,30 @@ fn replay(cli: &Cli, file: &PathBuf) -> Result<ExitCode> {
         output.print_summary();
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_ring_buffer_size;
+
+    #[test]
+    fn ring_buffer_sizes_are_powers_of_two_between_a_page_and_a_gib() {
+        assert_eq!(parse_ring_buffer_size("64K"), Ok(64 << 10));
+        assert_eq!(parse_ring_buffer_size("8M"), Ok(8 << 20));
+        assert_eq!(parse_ring_buffer_size("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_ring_buffer_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_ring_buffer_size("4096"), Ok(4096));
+        for bad in [
+            "3M",
+            "2K",
+            "2G",
+            "",
+            "M",
+            "8X",
+            "99999999999999999999G",
+            "17179869184K",
+        ] {
+            assert!(parse_ring_buffer_size(bad).is_err(), "{bad}");
+        }
+    }
 }

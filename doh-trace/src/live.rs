@@ -67,7 +67,12 @@ pub async fn trace(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
         });
     }
     let started = std::time::Instant::now();
-    let mut tracer = Tracer::start(&cli.dns_ports(), &cli.stacks, cli.hook_scope())?;
+    let mut tracer = Tracer::start(
+        &cli.dns_ports(),
+        &cli.stacks,
+        cli.hook_scope(),
+        cli.ring_buffer,
+    )?;
     if !cli.quiet {
         for w in &tracer.report.warnings {
             eprintln!("doh-trace: warning: {w}");

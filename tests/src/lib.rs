@@ -117,8 +117,15 @@ static LAB_SEQ: AtomicU32 = AtomicU32::new(0);
 impl Lab {
     /// A lab with unbound serving DoH on 127.0.0.1:8443 and [::1]:8443.
     pub fn with_unbound() -> Result<Lab> {
+        Lab::with_unbound_extra("")
+    }
+
+    /// [`Lab::with_unbound`] with `extra` appended to unbound.conf, e.g. a second `server:`
+    /// clause raising limits for load runs (`cargo xtask bench`).
+    pub fn with_unbound_extra(extra: &str) -> Result<Lab> {
         let mut lab = Lab::empty()?;
-        let conf = lab.config("unbound.conf", include_str!("../lab/unbound.conf.in"))?;
+        let template = format!("{}{extra}", include_str!("../lab/unbound.conf.in"));
+        let conf = lab.config("unbound.conf", &template)?;
         lab.start_server(
             "unbound",
             &[OsStr::new("-d"), OsStr::new("-c"), conf.as_os_str()],
@@ -519,6 +526,11 @@ impl Tracer {
     /// Lookups of process `pid` seen so far.
     pub fn of_pid(&self, pid: u32) -> Vec<&Value> {
         self.seen.iter().filter(|v| v["pid"] == pid).collect()
+    }
+
+    /// Sends `sig` to the tracer without waiting (e.g. SIGSTOP/SIGCONT to stall its reader).
+    pub fn signal(&self, sig: i32) {
+        signal(&self.child, sig);
     }
 
     /// Stops the tracer with `sig`, checks it exited cleanly and said so, and that none of its

@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use doh_trace_tests::{require_e2e, run_client, signal, Lab, Tracer, SYSTEM_PYTHON};
+use doh_trace_tests::{require_e2e, run_client, signal, summary_count, Lab, Tracer, SYSTEM_PYTHON};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -304,6 +304,18 @@ fn with_pid_only_that_process_is_hooked() {
     // (two DoH lookups and its HTTP request at most: a handful).
     let calls = tls_calls(&stderr);
     assert!(calls > 0 && calls < 20, "{calls} TLS calls captured");
+    // The syscall programs ignore every other process too: unbound's side of the
+    // connections (server-side) and the other client's sockets never reached userspace.
+    assert_eq!(
+        summary_count(&stderr, "server-side"),
+        0,
+        "other processes' sockets were traced: {stderr:#?}"
+    );
+    // curl's A and AAAA may each have a connection; the other client opened 12.
+    assert!(
+        summary_count(&stderr, "HTTP/2 client connections") <= 2,
+        "only curl's DoH connections: {stderr:#?}"
+    );
 }
 
 /// A Firefox profile that resolves only through the lab's DoH server (TRR mode 3) and trusts

@@ -7,7 +7,7 @@ use aya_ebpf::{
 
 use crate::{
     emit::{emit_exec, emit_exit},
-    maps::{tracer_tgid, TRACKED_TGIDS},
+    maps::{in_scope, TRACKED_TGIDS},
 };
 
 /// sched:sched_process_exit — reported when the thread-group leader exits (portable across
@@ -26,12 +26,11 @@ pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
     0
 }
 
-/// sched:sched_process_exec — every exec is reported: userspace hooks the TLS stacks the new
-/// program carries (Go, static libraries) and re-reads a known process's context.
+/// sched:sched_process_exec — every exec in scope is reported: userspace hooks the TLS stacks
+/// the new program carries (Go, static libraries) and re-reads a known process's context.
 #[tracepoint]
 pub fn sched_process_exec(_ctx: TracePointContext) -> u32 {
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if tgid != tracer_tgid() {
+    if in_scope((bpf_get_current_pid_tgid() >> 32) as u32) {
         emit_exec();
     }
     0

@@ -27,7 +27,7 @@ use crate::{
         emit_datagram, emit_range, is_dns_port, read_sockaddr, DataSpec,
     },
     maps::{
-        fd_key, tracer_tgid, CAPTURE, GO_CALLS, GO_TGIDS, SOCKETS_OPENING, SOCK_CALLS, SOCK_IO,
+        fd_key, in_scope, CAPTURE, GO_CALLS, GO_TGIDS, SOCKETS_OPENING, SOCK_CALLS, SOCK_IO,
         SOCK_TYPES, TLS_CALLS, TRACKED_FDS,
     },
 };
@@ -66,16 +66,16 @@ fn user_u64(addr: u64) -> Option<u64> {
 #[inline(always)]
 fn io_enter(ctx: &TracePointContext, direction: u32, shape: u32, addr_slot: usize) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if !in_scope(tgid) {
+        return 0;
+    }
     let fd = arg_u64(ctx, ARG0) as i32;
     if let Some(call) = TLS_CALLS.get_ptr_mut(&pid_tgid) {
         let call = unsafe { &mut *call };
         if call.direction == direction && call.fd < 0 {
             call.fd = fd;
         }
-        return 0;
-    }
-    let tgid = (pid_tgid >> 32) as u32;
-    if tgid == tracer_tgid() {
         return 0;
     }
     if unsafe { GO_TGIDS.get(&tgid) }.is_some() {
@@ -499,7 +499,11 @@ pub fn sys_enter_socket(ctx: TracePointContext) -> u32 {
         2 => SOCK_DGRAM,
         _ => return 0,
     };
-    let _ = SOCKETS_OPENING.insert(&bpf_get_current_pid_tgid(), &sock_type, 0);
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !in_scope((pid_tgid >> 32) as u32) {
+        return 0;
+    }
+    let _ = SOCKETS_OPENING.insert(&pid_tgid, &sock_type, 0);
     0
 }
 
@@ -522,7 +526,7 @@ pub fn sys_exit_socket(ctx: TracePointContext) -> u32 {
 #[inline(always)]
 fn save_sock_call(ctx: &TracePointContext, how: u32) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
-    if (pid_tgid >> 32) as u32 == tracer_tgid() {
+    if !in_scope((pid_tgid >> 32) as u32) {
         return 0;
     }
     let pending = PendingSockCall {

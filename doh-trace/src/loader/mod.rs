@@ -69,11 +69,20 @@ pub fn preflight() -> Result<Vec<String>> {
 impl Tracer {
     /// Loads the object (excluding this process from tracing), tells it which ports carry
     /// plain DNS, attaches the tracepoints, and hooks the `stacks` in the processes of `scope`.
-    pub fn start(dns_ports: &[u16], stacks: &[Stack], scope: HookScope) -> Result<Tracer> {
+    /// The ring buffer gets `ring_bytes` (a power of two of at least a page).
+    pub fn start(
+        dns_ports: &[u16],
+        stacks: &[Stack],
+        scope: HookScope,
+        ring_bytes: u32,
+    ) -> Result<Tracer> {
         let warnings = preflight()?;
         let tgid = std::process::id();
+        let pid_scope = u32::from(!scope.pids.is_empty());
         let mut ebpf = EbpfLoader::new()
             .override_global("TRACER_TGID", &tgid, true)
+            .override_global("PID_SCOPE", &pid_scope, true)
+            .map_max_entries("EVENTS", ring_bytes)
             .load(EBPF_OBJECT)
             .map_err(|e| load_error_advice(anyhow!(e)))?;
         let mut report = AttachReport {
@@ -89,6 +98,18 @@ impl Tracer {
                 ports
                     .insert(port, 1, 0)
                     .with_context(|| format!("adding DNS port {port}"))?;
+            }
+        }
+        {
+            // With --pid, the syscall programs trace these processes only.
+            let map = ebpf
+                .map_mut("SCOPE_TGIDS")
+                .ok_or_else(|| anyhow!("SCOPE_TGIDS map missing"))?;
+            let mut tgids: BpfHashMap<&mut MapData, u32, u8> = BpfHashMap::try_from(map)?;
+            for &pid in &scope.pids {
+                tgids
+                    .insert(pid, 1, 0)
+                    .with_context(|| format!("scoping to pid {pid}"))?;
             }
         }
 
