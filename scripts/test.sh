@@ -21,15 +21,10 @@ cargo xtask build-ebpf
 cargo build --release --locked
 
 echo "== unit and decoder tests"
-cargo test --locked -p doh-trace -p doh-trace-common -p xtask
+cargo test --locked -p doh-trace -p doh-trace-common -p xtask -p loona-hpack
 
-echo "== fuzz smoke (${FUZZ_SECONDS:-20}s per target)"
-nightly=$(cargo xtask nightly)
-for target in $(cd fuzz && cargo "+$nightly" fuzz list); do
-  (cd fuzz && cargo "+$nightly" fuzz run "$target" -- -max_total_time="${FUZZ_SECONDS:-20}" -rss_limit_mb=1024) \
-    > "target/fuzz-$target.log" 2>&1 || { tail -40 "target/fuzz-$target.log"; echo "fuzz target $target failed" >&2; exit 1; }
-  echo "fuzz $target: $(grep -E '^Done [0-9]+ runs' "target/fuzz-$target.log" || tail -1 "target/fuzz-$target.log")"
-done
+echo "== fuzz smoke (${FUZZ_SECONDS:-20}s per target, from the kept corpora)"
+scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
 
 echo "== privileged end-to-end tests"
 DOH_TRACE_BIN="$PWD/target/release/doh-trace" \

@@ -1,5 +1,7 @@
 //! Developer tasks: `cargo xtask build-ebpf` builds the eBPF object the tracer embeds;
-//! `cargo xtask nightly` names the nightly toolchain it uses.
+//! `cargo xtask nightly` names the nightly toolchain it uses; `cargo xtask bench` measures the
+//! tracer's overhead and behaviour under load (root).
+mod bench;
 mod build_ebpf;
 
 use std::process::ExitCode;
@@ -19,6 +21,8 @@ enum Command {
     BuildEbpf(build_ebpf::Options),
     /// Print the nightly toolchain the eBPF build (and the fuzzers) use.
     Nightly,
+    /// Measure the release tracer (root): hooked-call overhead vs bare uprobes, DoH load.
+    Bench(bench::Options),
 }
 
 fn main() -> ExitCode {
@@ -26,6 +30,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::BuildEbpf(opts) => build_ebpf::run(&opts),
         Command::Nightly => build_ebpf::pick_toolchain(None).map(|t| println!("{t}")),
+        Command::Bench(opts) => bench::run(&opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
