@@ -25,9 +25,7 @@ use std::{
     io::{BufWriter, Write},
     net::{Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
-    pin::Pin,
     sync::{Arc, Mutex},
-    task::{Context, Poll},
     time::{Duration, Instant},
 };
 
@@ -46,7 +44,7 @@ use doh_trace_common::{
 };
 use hickory_proto::rr::RecordType;
 use support::Call;
-use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
+use tokio::io::DuplexStream;
 
 /// Generates DoH traffic as a doh-trace recording (and a pcap of the same bytes).
 #[derive(Debug, Parser)]
@@ -131,55 +129,6 @@ fn lookup_of(v: usize, i: usize) -> (String, RecordType) {
     (name, t)
 }
 
-/// The client's stream, recording every read and write call it makes.
-struct Tap {
-    inner: DuplexStream,
-    log: Arc<Mutex<Vec<Call>>>,
-}
-
-impl AsyncRead for Tap {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        let got = &buf.filled()[before..];
-        if !got.is_empty() {
-            let bytes = got.to_vec();
-            self.log.lock().expect("log").push(Call {
-                dir: Direction::Ingress,
-                bytes,
-            });
-        }
-        r
-    }
-}
-
-impl AsyncWrite for Tap {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = &r {
-            self.log.lock().expect("log").push(Call {
-                dir: Direction::Egress,
-                bytes: buf[..*n].to_vec(),
-            });
-        }
-        r
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
 /// A DoH server answering every query (support::answer); with `silent`, it reads queries and
 /// reports them on `got` but never answers.
 async fn serve(io: DuplexStream, silent: bool, got: tokio::sync::mpsc::UnboundedSender<()>) {
@@ -222,10 +171,7 @@ async fn connection(v: usize, lookups: usize, batch: usize, open: bool) -> Resul
     let log = Arc::new(Mutex::new(Vec::new()));
     let (got_tx, mut got) = tokio::sync::mpsc::unbounded_channel();
     let server = tokio::spawn(serve(s, open, got_tx));
-    let tap = Tap {
-        inner: c,
-        log: log.clone(),
-    };
+    let tap = support::Recorder::new(c, log.clone());
     let (client, conn) = h2::client::handshake(tap).await?;
     let conn_task = tokio::spawn(async move {
         let _ = conn.await;

@@ -40,6 +40,13 @@ pub struct Recorder {
     log: Arc<Mutex<Vec<Call>>>,
 }
 
+impl Recorder {
+    /// Records the calls made on `inner` into `log`.
+    pub fn new(inner: DuplexStream, log: Arc<Mutex<Vec<Call>>>) -> Recorder {
+        Recorder { inner, log }
+    }
+}
+
 impl AsyncRead for Recorder {
     fn poll_read(
         mut self: Pin<&mut Self>,
