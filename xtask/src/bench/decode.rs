@@ -43,8 +43,8 @@ struct Sizes {
 }
 
 const QUICK: Sizes = Sizes {
-    lookups: 3_125,
-    tshark_lookups: 400,
+    lookups: 1_563,
+    tshark_lookups: 200,
     runs: 2,
 };
 const FULL: Sizes = Sizes {
