@@ -249,6 +249,8 @@ pub struct Output {
     color: bool,
     header_done: bool,
     out: BufWriter<io::Stdout>,
+    /// One JSON line, reused.
+    line: Vec<u8>,
     filter: Filter,
     pcapng: Option<PcapngWriter<BufWriter<File>>>,
     /// Shared with the metrics server.
@@ -280,6 +282,7 @@ impl Output {
             color,
             header_done: false,
             out: BufWriter::with_capacity(64 * 1024, out),
+            line: Vec::with_capacity(1024),
             filter: Filter {
                 pids: cli.pids.clone(),
                 comms: cli.comms.clone(),
@@ -316,7 +319,9 @@ impl Output {
         }
         let out = &mut self.out;
         if self.json {
-            json_line(out, l)
+            self.line.clear();
+            crate::output::json_line::write_lookup(&mut self.line, l);
+            out.write_all(&self.line)
         } else {
             if !self.header_done {
                 self.header_done = true;

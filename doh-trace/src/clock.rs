@@ -1,6 +1,9 @@
 //! Kernel timestamps (CLOCK_MONOTONIC, as `bpf_ktime_get_ns` gives) to wall-clock time.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    cell::Cell,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 /// Maps monotonic nanoseconds to wall-clock time using one offset sampled at start.
 #[derive(Debug, Clone, Copy)]
@@ -38,9 +41,44 @@ impl Clock {
         UNIX_EPOCH + Duration::from_nanos(unix.min(u64::MAX as u128) as u64)
     }
 
-    /// RFC 3339 text (UTC, microseconds) of a kernel timestamp.
+    /// RFC 3339 text (UTC, microseconds) of a kernel timestamp. The date and time of day are
+    /// formatted once per second (per thread) and reused; only the microseconds change.
     pub fn rfc3339(&self, ts_ns: u64) -> String {
-        humantime::format_rfc3339_micros(self.wall(ts_ns)).to_string()
+        thread_local! {
+            /// The whole second last formatted, and its `YYYY-MM-DDTHH:MM:SS`.
+            static SECOND: Cell<Option<(u64, [u8; 19])>> = const { Cell::new(None) };
+        }
+        let since_epoch = self
+            .wall(ts_ns)
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let secs = since_epoch.as_secs();
+        let prefix = match SECOND.get() {
+            Some((s, prefix)) if s == secs => prefix,
+            _ => {
+                let text =
+                    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs))
+                        .to_string();
+                let mut prefix = [0u8; 19];
+                match text.as_bytes().get(..19) {
+                    Some(date_time) => prefix.copy_from_slice(date_time),
+                    // Years past 9999: not worth a cache.
+                    None => return humantime::format_rfc3339_micros(self.wall(ts_ns)).to_string(),
+                }
+                SECOND.set(Some((secs, prefix)));
+                prefix
+            }
+        };
+        let mut text = String::with_capacity(27);
+        // The prefix is ASCII digits and punctuation.
+        text.extend(prefix.iter().map(|&b| char::from(b)));
+        text.push('.');
+        let mut digits = itoa::Buffer::new();
+        let micros = digits.format(since_epoch.subsec_micros());
+        text.extend(std::iter::repeat_n('0', 6 - micros.len()));
+        text.push_str(micros);
+        text.push('Z');
+        text
     }
 }
 
@@ -58,6 +96,26 @@ pub fn monotonic_ns() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formats_like_humantime_across_seconds() {
+        let c = Clock::with_offset(1_700_000_000_000_000_000);
+        for ts in [
+            0,
+            5,
+            999_999_999,
+            1_000_000_000,
+            1_000_001_000,
+            86_400_000_000_123,
+            7,
+        ] {
+            let want = humantime::format_rfc3339_micros(c.wall(ts)).to_string();
+            assert_eq!(c.rfc3339(ts), want);
+        }
+        let far = Clock::with_offset(300_000_000_000_000_000_000);
+        let want = humantime::format_rfc3339_micros(far.wall(1)).to_string();
+        assert_eq!(far.rfc3339(1), want);
+    }
 
     #[test]
     fn formats_kernel_time_as_rfc3339() {

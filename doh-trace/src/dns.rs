@@ -2,8 +2,10 @@
 
 use hickory_proto::{
     op::{Message, MessageType},
-    rr::RData,
+    rr::{Name, RData},
 };
+
+use crate::lookup::ip_text;
 
 /// What doh-trace reports of one DNS message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,24 +46,48 @@ pub enum DnsError {
 pub fn summarize(bytes: &[u8]) -> Result<DnsSummary, DnsError> {
     let msg = Message::from_vec(bytes).map_err(|e| DnsError::Malformed(e.to_string()))?;
     let q = msg.queries.first().ok_or(DnsError::NoQuestion)?;
-    let mut qname = q.name().to_ascii();
-    if qname.len() > 1 && qname.ends_with('.') {
-        qname.pop();
-    }
     Ok(DnsSummary {
         id: msg.metadata.id,
         is_response: msg.metadata.message_type == MessageType::Response,
-        qname,
-        qtype: q.query_type().to_string(),
+        qname: name_text(q.name()),
+        qtype: <&'static str>::from(q.query_type()).to_owned(),
         rcode: rcode_name(u16::from(msg.metadata.response_code)),
         answers: msg.answers.iter().map(|r| rdata_text(&r.data)).collect(),
     })
 }
 
+/// A name as hickory-proto's `to_ascii` spells it, without the trailing dot ("." for the
+/// root). Names of letters, digits, `_` and inner `-` (nearly all) are joined directly; any
+/// other takes hickory-proto's escaping.
+pub fn name_text(name: &Name) -> String {
+    let plain = |label: &[u8]| {
+        label.first().is_some_and(|&b| b != b'-')
+            && label
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if name.is_root() || !name.iter().all(plain) {
+        let mut text = name.to_ascii();
+        if text.len() > 1 && text.ends_with('.') {
+            text.pop();
+        }
+        return text;
+    }
+    let mut text = String::with_capacity(name.len());
+    for (i, label) in name.iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        // Checked above: ASCII only.
+        text.extend(label.iter().map(|&b| char::from(b)));
+    }
+    text
+}
+
 fn rdata_text(data: &RData) -> String {
     match data {
-        RData::A(a) => a.0.to_string(),
-        RData::AAAA(a) => a.0.to_string(),
+        RData::A(a) => ip_text(a.0.into()),
+        RData::AAAA(a) => ip_text(a.0.into()),
         other => other.to_string(),
     }
 }
@@ -142,6 +168,29 @@ mod tests {
         let mut looped = QUERY_AAAA[..12].to_vec();
         looped.extend_from_slice(&[0xc0, 0x0c, 0x00, 0x01, 0x00, 0x01]); // name points at itself
         assert!(summarize(&looped).is_err());
+    }
+
+    #[test]
+    fn spells_names_like_hickory_to_ascii() {
+        let labels: [&[&[u8]]; 9] = [
+            &[],
+            &[b"www", b"doh", b"test"],
+            &[b"_dns", b"resolver", b"arpa"],
+            &[b"a-b", b"c"],
+            &[b"-lead", b"x"],
+            &[b"*", b"wild"],
+            &[b"xn--nxasmq6b", b"test"],
+            &[b"UPPER", b"Case"],
+            &[b"sp ace", b"d.ot", b"q\"\\", b"\x00\x7f\xff"],
+        ];
+        for labels in labels {
+            let name = Name::from_labels(labels.iter().copied()).unwrap();
+            let mut want = name.to_ascii();
+            if want.len() > 1 && want.ends_with('.') {
+                want.pop();
+            }
+            assert_eq!(name_text(&name), want, "{labels:?}");
+        }
     }
 
     #[test]

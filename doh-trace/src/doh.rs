@@ -88,7 +88,11 @@ pub fn url(req: &HeaderFields, default_scheme: &str) -> Option<String> {
     let path = req.path.as_deref().unwrap_or("/");
     let path = path.split_once('?').map_or(path, |(p, _)| p);
     let scheme = req.scheme.as_deref().unwrap_or(default_scheme);
-    Some(format!("{scheme}://{authority}{path}"))
+    let mut url = String::with_capacity(scheme.len() + 3 + authority.len() + path.len());
+    for part in [scheme, "://", authority, path] {
+        url.push_str(part);
+    }
+    Some(url)
 }
 
 #[cfg(test)]

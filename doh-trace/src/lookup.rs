@@ -1,6 +1,9 @@
 //! The lookup record: one DNS question and its answer (or why there is none), as printed.
 
-use std::net::SocketAddr;
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
 
 use serde::Serialize;
 
@@ -42,19 +45,37 @@ impl Status {
     }
 }
 
-/// A resolver address.
+/// A resolver address. The text is shared: every lookup on a connection carries the same.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Endpoint {
-    pub ip: String,
+    pub ip: Arc<str>,
     pub port: u16,
 }
 
 impl From<SocketAddr> for Endpoint {
     fn from(a: SocketAddr) -> Self {
         Endpoint {
-            ip: a.ip().to_string(),
+            ip: ip_text(a.ip()).into(),
             port: a.port(),
         }
+    }
+}
+
+/// An address as `Display` spells it; IPv4 without `core::fmt` (it is on every lookup's path).
+pub fn ip_text(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut text = String::with_capacity(15);
+            let mut digits = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    text.push('.');
+                }
+                text.push_str(digits.format(octet));
+            }
+            text
+        }
+        IpAddr::V6(v6) => v6.to_string(),
     }
 }
 
@@ -265,6 +286,21 @@ fn fmt_endpoint(ip: &str, port: u16) -> String {
 mod tests {
     use super::*;
     use crate::output::sample_lookup;
+
+    #[test]
+    fn spells_addresses_like_display() {
+        for ip in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "10.0.100.9",
+            "::1",
+            "2001:db8::10",
+            "::ffff:1.2.3.4",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+    }
 
     #[test]
     fn text_lines_line_up_under_the_header() {

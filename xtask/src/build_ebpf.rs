@@ -77,6 +77,9 @@ pub fn run(opts: &Options) -> Result<()> {
         .env_remove("RUSTC")
         .env_remove("RUSTC_WORKSPACE_WRAPPER")
         .env("CARGO_TARGET_DIR", root.join("target"))
+        // The workspace's release profile uses fat LTO for the userspace tracer; bpf-linker
+        // links the eBPF crate's bitcode itself.
+        .env("CARGO_PROFILE_RELEASE_LTO", "false")
         .arg(format!("+{toolchain}"))
         .args([
             "build",

@@ -1,7 +1,9 @@
-//! Alternative outputs built from [`crate::lookup::Lookup`] records: a pcapng capture of
-//! synthetic DNS-over-UDP packets ([`pcapng`]) and Prometheus metrics ([`metrics`]), and the
-//! DNS messages of a lookup rebuilt when its wire bytes are not at hand ([`synthesize_dns`]).
+//! Outputs built from [`crate::lookup::Lookup`] records: the JSON line ([`json_line`]), a pcapng
+//! capture of synthetic DNS-over-UDP packets ([`pcapng`]) and Prometheus metrics ([`metrics`]),
+//! and the DNS messages of a lookup rebuilt when its wire bytes are not at hand
+//! ([`synthesize_dns`]).
 
+pub mod json_line;
 pub mod metrics;
 pub mod pcapng;
 

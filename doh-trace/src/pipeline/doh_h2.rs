@@ -56,6 +56,15 @@ impl DohStream {
         }
     }
 
+    /// Takes the DNS query bytes out (see [`DohStream::query`]).
+    pub fn take_query(&mut self) -> Vec<u8> {
+        match &mut self.form {
+            Some(DohRequest::Get(q)) => std::mem::take(q),
+            Some(DohRequest::Json(_)) => Vec::new(),
+            Some(DohRequest::Post) | None => std::mem::take(&mut self.body),
+        }
+    }
+
     /// Whether the request headers were decoded.
     pub fn headers_known(&self) -> bool {
         self.form.is_some()

@@ -1,8 +1,6 @@
 //! Judging a finished exchange: a lookup (with its question, answer and outcome), not DNS at
 //! all, or evidence that this process is the server side.
 
-use std::net::SocketAddr;
-
 use crate::{
     clock::Clock,
     counters::DecodeCounters,
@@ -34,22 +32,25 @@ pub struct ConnFacts<'a> {
     pub pid: u32,
     pub comm: &'a str,
     pub uid: u32,
-    pub peer: Option<SocketAddr>,
-    pub local: Option<SocketAddr>,
+    /// The resolver end (the connection's peer), when known.
+    pub server: Option<Endpoint>,
+    /// The local end, when known.
+    pub client: Option<Endpoint>,
     /// The bytes were TLS plaintext (so the URL scheme is https unless the request said).
     pub tls: bool,
     /// The process's context.
     pub context: &'a crate::context::ProcessContext,
 }
 
-/// Builds the lookup record of a finished exchange, if it was one.
+/// Builds the lookup record of a finished exchange, if it was one. The exchange's DNS bytes
+/// move into the record.
 pub fn to_lookup(
-    f: &Finished,
+    f: Finished,
     conn: &ConnFacts<'_>,
     clock: &Clock,
     counters: &mut DecodeCounters,
 ) -> Judged {
-    let s = &f.stream;
+    let mut s = f.stream;
     if s.oversized {
         counters.oversized_bodies += 1;
     }
@@ -105,11 +106,11 @@ pub fn to_lookup(
         Outcome::Reset => Status::Reset,
         Outcome::Unanswered => Status::Unanswered,
         Outcome::TimedOut => Status::Timeout,
-        Outcome::Answered => match (http_status, &answer) {
+        Outcome::Answered => match (http_status, answer) {
             (Some(code), _) if !(200..300).contains(&code) => Status::HttpError,
             (_, Some(a)) if a.is_response => {
-                rcode = Some(a.rcode.clone());
-                answers = a.answers.clone();
+                rcode = Some(a.rcode);
+                answers = a.answers;
                 Status::Ok
             }
             _ => {
@@ -128,8 +129,8 @@ pub fn to_lookup(
         uid: conn.uid,
         comm: conn.comm.to_string(),
         transport: "doh",
-        server: conn.peer.map(Endpoint::from),
-        client: conn.local.map(Endpoint::from),
+        server: conn.server.clone(),
+        client: conn.client.clone(),
         authority: s.request.authority.as_deref().map(str::to_owned),
         url: doh::url(&s.request, if conn.tls { "https" } else { "http" }),
         method: s.request.method.as_deref().map(str::to_owned),
@@ -145,8 +146,8 @@ pub fn to_lookup(
         status,
         http_status,
         context: conn.context.clone(),
-        dns_query: s.query().to_vec(),
-        dns_answer: (!json && status == Status::Ok).then(|| s.answer.clone()),
+        dns_query: s.take_query(),
+        dns_answer: (!json && status == Status::Ok).then(|| std::mem::take(&mut s.answer)),
         sent_ns: sent.ts_ns,
         ..Default::default()
     }))
@@ -174,8 +175,8 @@ pub fn dns_lookup(
         uid: conn.uid,
         comm: conn.comm.to_string(),
         transport,
-        server: q.server.or(conn.peer).map(Endpoint::from),
-        client: conn.local.map(Endpoint::from),
+        server: q.server.map(Endpoint::from).or_else(|| conn.server.clone()),
+        client: conn.client.clone(),
         qname: Some(q.question.qname.clone()),
         qtype: Some(q.question.qtype.clone()),
         dns_id: Some(q.question.id),

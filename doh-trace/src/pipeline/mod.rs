@@ -144,6 +144,25 @@ struct Conn {
     bytes: Option<(u64, u64)>,
     /// Socket layer: bytes sent and received that were copied (before any capture decision).
     copied: (u64, u64),
+    /// The last lookup's resolver match, reused while what it was matched on stays the same.
+    resolver_memo: Option<Box<ResolverMemo>>,
+    /// `peer` and `local` as reported, formatted once: `(peer, local, server, client)`.
+    endpoints: Option<Box<EndpointMemo>>,
+}
+
+type EndpointMemo = (
+    Option<SocketAddr>,
+    Option<SocketAddr>,
+    Option<Endpoint>,
+    Option<Endpoint>,
+);
+
+/// What [`Pipeline::resolver_of`] was asked and answered for a connection's last lookup.
+struct ResolverMemo {
+    server_name: Option<String>,
+    authority: Option<String>,
+    server: Option<Endpoint>,
+    resolver: Option<String>,
 }
 
 impl Conn {
@@ -176,8 +195,31 @@ impl Conn {
             opaque: None,
             bytes: None,
             copied: (0, 0),
+            resolver_memo: None,
+            endpoints: None,
             uid: 0,
             thread_comm: [0; COMM_LEN],
+        }
+    }
+
+    /// The connection's ends as lookups report them (formatted again only when they change).
+    fn endpoints(&mut self) -> (Option<Endpoint>, Option<Endpoint>) {
+        match &self.endpoints {
+            Some(m) if m.0 == self.peer && m.1 == self.local => {
+                let (_, _, server, client) = &**m;
+                (server.clone(), client.clone())
+            }
+            _ => {
+                let server = self.peer.map(Endpoint::from);
+                let client = self.local.map(Endpoint::from);
+                self.endpoints = Some(Box::new((
+                    self.peer,
+                    self.local,
+                    server.clone(),
+                    client.clone(),
+                )));
+                (server, client)
+            }
         }
     }
 
@@ -833,17 +875,19 @@ impl Pipeline {
             .leader_comm(key.pid)
             .unwrap_or_else(|| comm_str(&conn.thread_comm));
         let context = self.procs.context(key.pid, conn.uid);
+        let (server, client) = conn.endpoints();
         let facts = ConnFacts {
             pid: key.pid,
             comm: &comm,
             uid: conn.uid,
-            peer: conn.peer,
-            local: conn.local,
+            server,
+            client,
             tls: key.layer == Layer::Tls,
             context: &context,
         };
         for f in std::mem::take(&mut self.finished) {
-            match to_lookup(&f, &facts, &self.clock, &mut self.counters) {
+            let ended = f.ended;
+            match to_lookup(f, &facts, &self.clock, &mut self.counters) {
                 Judged::Lookup(lookup) => {
                     self.emit(*lookup, conn);
                     self.decide(key, conn, full_bit(key.layer));
@@ -852,7 +896,7 @@ impl Pipeline {
                     conn.non_dns_streams += 1;
                     if conn.non_dns_streams >= MID_STREAM_PATIENCE && !conn.decided {
                         self.counters.non_dns_conns += 1;
-                        conn.stop_decoding(f.ended, &mut Vec::new(), &mut Vec::new());
+                        conn.stop_decoding(ended, &mut Vec::new(), &mut Vec::new());
                         self.decide(key, conn, skip_bit(key.layer));
                     }
                 }
@@ -863,7 +907,7 @@ impl Pipeline {
                         self.counters.mid_stream_conns -= 1;
                     }
                     self.counters.server_side_conns += 1;
-                    conn.stop_decoding(f.ended, &mut Vec::new(), &mut Vec::new());
+                    conn.stop_decoding(ended, &mut Vec::new(), &mut Vec::new());
                     self.decide(key, conn, skip_bit(key.layer));
                 }
                 Judged::Dropped => {}
@@ -887,7 +931,25 @@ impl Pipeline {
             lookup.server_name = hello.server_name.clone();
         }
         lookup.tls_library = conn.tls_library;
-        lookup.resolver = self.resolver_of(&lookup);
+        lookup.resolver = match &conn.resolver_memo {
+            Some(m)
+                if m.server_name == lookup.server_name
+                    && m.authority == lookup.authority
+                    && m.server == lookup.server =>
+            {
+                m.resolver.clone()
+            }
+            _ => {
+                let resolver = self.resolver_of(&lookup);
+                conn.resolver_memo = Some(Box::new(ResolverMemo {
+                    server_name: lookup.server_name.clone(),
+                    authority: lookup.authority.clone(),
+                    server: lookup.server.clone(),
+                    resolver: resolver.clone(),
+                }));
+                resolver
+            }
+        };
         let sent_ns = lookup.sent_ns;
         self.relay.link(&mut lookup, sent_ns);
         self.out.push(lookup);
