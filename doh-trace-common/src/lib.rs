@@ -14,6 +14,11 @@ pub const MAX_CHUNKS_PER_CALL: u32 = 16;
 /// Length of a kernel task name (`TASK_COMM_LEN`).
 pub const COMM_LEN: usize = 16;
 
+/// The libssl functions whose entry and return the OpenSSL uprobes hook: `SSL_write`,
+/// `SSL_read`, `SSL_write_ex`, `SSL_read_ex`. The loader's probe table names them from here,
+/// and so does `cargo xtask bench`, whose bare-uprobe floor must probe the same functions.
+pub const OPENSSL_FUNCTIONS: [&str; 4] = ["SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex"];
+
 /// Which record follows the [`EventHeader`]. Decoded with `TryFrom<u32>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]

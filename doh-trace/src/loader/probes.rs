@@ -1,5 +1,7 @@
 //! The declarative probe table: which eBPF program goes on which symbol or tracepoint.
 
+use doh_trace_common::OPENSSL_FUNCTIONS;
+
 /// Where a program attaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hook {
@@ -94,14 +96,14 @@ pub const OPENSSL: SymbolStack = SymbolStack {
     stack: Stack::Openssl,
     sonames: &["libssl.so.3", "libssl.so.1.1"],
     probes: &[
-        entry("openssl_ssl_write_enter", "SSL_write", true),
-        ret("openssl_ssl_exit", "SSL_write", true),
-        entry("openssl_ssl_read_enter", "SSL_read", true),
-        ret("openssl_ssl_exit", "SSL_read", true),
-        entry("openssl_ssl_write_ex_enter", "SSL_write_ex", false),
-        ret("openssl_ssl_exit", "SSL_write_ex", false),
-        entry("openssl_ssl_read_ex_enter", "SSL_read_ex", false),
-        ret("openssl_ssl_exit", "SSL_read_ex", false),
+        entry("openssl_ssl_write_enter", OPENSSL_FUNCTIONS[0], true),
+        ret("openssl_ssl_exit", OPENSSL_FUNCTIONS[0], true),
+        entry("openssl_ssl_read_enter", OPENSSL_FUNCTIONS[1], true),
+        ret("openssl_ssl_exit", OPENSSL_FUNCTIONS[1], true),
+        entry("openssl_ssl_write_ex_enter", OPENSSL_FUNCTIONS[2], false),
+        ret("openssl_ssl_exit", OPENSSL_FUNCTIONS[2], false),
+        entry("openssl_ssl_read_ex_enter", OPENSSL_FUNCTIONS[3], false),
+        ret("openssl_ssl_exit", OPENSSL_FUNCTIONS[3], false),
     ],
 };
 

@@ -13,10 +13,9 @@ use std::{
 };
 
 use anyhow::{bail, Context as _, Result};
+// The libssl functions doh-trace hooks (entry and return): the floor probes the same.
+use doh_trace_common::OPENSSL_FUNCTIONS;
 use serde_json::Value;
-
-/// The libssl functions doh-trace hooks (entry and return), so the floor probes the same.
-pub const HOOKED_SSL_FUNCTIONS: &[&str] = &["SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex"];
 
 fn signal(pid: u32, sig: i32) {
     // SAFETY: kill on the PID of a child we spawned and have not reaped yet.
@@ -211,7 +210,7 @@ impl Drop for TracerProc {
     }
 }
 
-/// bpftrace with empty uprobes and uretprobes on [`HOOKED_SSL_FUNCTIONS`] in `libssl`.
+/// bpftrace with empty uprobes and uretprobes on [`OPENSSL_FUNCTIONS`] in `libssl`.
 pub struct Bpftrace {
     child: Option<Child>,
     /// The probes it attached (verified with `bpftool perf`).
@@ -223,7 +222,7 @@ impl Bpftrace {
     /// and N uprobe/uretprobe perf links of its PID in `bpftool perf list`).
     pub fn start(libssl: &Path) -> Result<Bpftrace> {
         let lib = libssl.display();
-        let script: String = HOOKED_SSL_FUNCTIONS
+        let script: String = OPENSSL_FUNCTIONS
             .iter()
             .map(|f| format!("uprobe:{lib}:{f} {{}} uretprobe:{lib}:{f} {{}} "))
             .collect();
@@ -243,7 +242,7 @@ impl Bpftrace {
             child: Some(child),
             probes: 0,
         };
-        let want = 2 * HOOKED_SSL_FUNCTIONS.len();
+        let want = 2 * OPENSSL_FUNCTIONS.len();
         let line = attaching
             .recv_timeout(Duration::from_secs(60))
             .map_err(|_| {
@@ -318,7 +317,7 @@ pub fn check_no_leftovers() -> Result<()> {
             doh_trace_tests::OUR_PROGRAM_PREFIXES
                 .iter()
                 .any(|p| n.starts_with(p))
-                || HOOKED_SSL_FUNCTIONS.contains(&n.as_str())
+                || OPENSSL_FUNCTIONS.contains(&n.as_str())
         })
         .collect();
     if !left.is_empty() {
