@@ -379,13 +379,14 @@ impl Output {
     /// Writes every lookup the pipeline has completed. Returns false when stdout is closed
     /// (a broken pipe ends the run successfully).
     pub fn drain(&mut self, pipeline: &mut Pipeline) -> Result<bool> {
-        let lookups: Vec<Lookup> = pipeline.drain_lookups().collect();
-        let conns: Vec<ConnectionRecord> = pipeline.drain_connections().collect();
-        let written = lookups
-            .iter()
-            .try_for_each(|l| self.write(l))
-            .and_then(|()| conns.iter().try_for_each(|c| self.write_connection(c)))
-            .and_then(|()| self.out.flush());
+        // Written as they are drained (no copy of the batch); on an error the rest is dropped.
+        let mut written = pipeline.drain_lookups().try_for_each(|l| self.write(&l));
+        for c in pipeline.drain_connections() {
+            if written.is_ok() {
+                written = self.write_connection(&c);
+            }
+        }
+        let written = written.and_then(|()| self.out.flush());
         match written {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),

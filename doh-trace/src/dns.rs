@@ -1,11 +1,18 @@
 //! DNS messages, parsed by hickory-proto, summarised into what a lookup record shows.
 
+use std::borrow::Cow;
+
 use hickory_proto::{
-    op::{Message, MessageType},
-    rr::{Name, RData},
+    op::{Header, Message, MessageType, Query},
+    rr::{Name, RData, RecordType},
+    serialize::binary::{BinDecodable, BinDecoder, DecodeError},
 };
 
 use crate::lookup::ip_text;
+
+/// A mnemonic (record type, response code): shared for the ones DNS defines, spelled out
+/// (`TYPE65280`, `RCODE4000`) for the others.
+pub type Mnemonic = Cow<'static, str>;
 
 /// What doh-trace reports of one DNS message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,9 +24,9 @@ pub struct DnsSummary {
     /// First question's name, fully qualified without the trailing dot ("." for the root).
     pub qname: String,
     /// First question's type mnemonic ("A", "AAAA", "HTTPS", "TYPE65280"...).
-    pub qtype: String,
+    pub qtype: Mnemonic,
     /// Response code mnemonic ("NOERROR", "NXDOMAIN"...).
-    pub rcode: String,
+    pub rcode: Mnemonic,
     /// Answer section records as presentation-format strings.
     pub answers: Vec<String>,
 }
@@ -43,16 +50,38 @@ pub enum DnsError {
 }
 
 /// Parses a DNS message and summarises it.
+///
+/// Reads the message as `Message::from_vec` does, with hickory-proto's own section readers and
+/// checks, but keeps only the first question and the answers instead of building a `Message`.
 pub fn summarize(bytes: &[u8]) -> Result<DnsSummary, DnsError> {
-    let msg = Message::from_vec(bytes).map_err(|e| DnsError::Malformed(e.to_string()))?;
-    let q = msg.queries.first().ok_or(DnsError::NoQuestion)?;
+    let malformed = |e: DecodeError| DnsError::Malformed(e.to_string());
+    let mut d = BinDecoder::new(bytes);
+    let Header {
+        mut metadata,
+        counts,
+    } = Header::read(&mut d).map_err(malformed)?;
+    let mut question = None;
+    for _ in 0..counts.queries {
+        let q = Query::read(&mut d).map_err(malformed)?;
+        question.get_or_insert(q);
+    }
+    let op = metadata.op_code;
+    let (answers, _, _) =
+        Message::read_records(&mut d, counts.answers.into(), false, op).map_err(malformed)?;
+    Message::read_records(&mut d, counts.authorities.into(), false, op).map_err(malformed)?;
+    let (_, edns, _) =
+        Message::read_records(&mut d, counts.additionals.into(), true, op).map_err(malformed)?;
+    if let Some(edns) = &edns {
+        metadata.merge_response_code(edns.rcode_high());
+    }
+    let q = question.ok_or(DnsError::NoQuestion)?;
     Ok(DnsSummary {
-        id: msg.metadata.id,
-        is_response: msg.metadata.message_type == MessageType::Response,
+        id: metadata.id,
+        is_response: metadata.message_type == MessageType::Response,
         qname: name_text(q.name()),
-        qtype: <&'static str>::from(q.query_type()).to_owned(),
-        rcode: rcode_name(u16::from(msg.metadata.response_code)),
-        answers: msg.answers.iter().map(|r| rdata_text(&r.data)).collect(),
+        qtype: type_name(q.query_type()),
+        rcode: rcode_name(u16::from(metadata.response_code)),
+        answers: answers.iter().map(|r| rdata_text(&r.data)).collect(),
     })
 }
 
@@ -73,18 +102,28 @@ pub fn name_text(name: &Name) -> String {
         }
         return text;
     }
-    let mut text = String::with_capacity(name.len());
+    let mut text = Vec::with_capacity(name.len());
     for (i, label) in name.iter().enumerate() {
         if i > 0 {
-            text.push('.');
+            text.push(b'.');
         }
-        // Checked above: ASCII only.
-        text.extend(label.iter().map(|&b| char::from(b)));
+        text.extend_from_slice(label);
     }
-    text
+    // Checked above: ASCII only, so this never takes the lossy path.
+    String::from_utf8(text).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-fn rdata_text(data: &RData) -> String {
+/// A record type's mnemonic as hickory-proto spells it, or `TYPE<n>` (RFC 3597) for types it
+/// does not know.
+pub fn type_name(t: RecordType) -> Mnemonic {
+    match t {
+        RecordType::Unknown(n) => Cow::Owned(format!("TYPE{n}")),
+        known => Cow::Borrowed(known.into()),
+    }
+}
+
+/// A record's data in presentation format (addresses as `Display` spells them).
+pub fn rdata_text(data: &RData) -> String {
     match data {
         RData::A(a) => ip_text(a.0.into()),
         RData::AAAA(a) => ip_text(a.0.into()),
@@ -93,7 +132,7 @@ fn rdata_text(data: &RData) -> String {
 }
 
 /// IANA mnemonic of a DNS RCODE.
-pub fn rcode_name(code: u16) -> String {
+pub fn rcode_name(code: u16) -> Mnemonic {
     let name = match code {
         0 => "NOERROR",
         1 => "FORMERR",
@@ -115,9 +154,9 @@ pub fn rcode_name(code: u16) -> String {
         21 => "BADALG",
         22 => "BADTRUNC",
         23 => "BADCOOKIE",
-        other => return format!("RCODE{other}"),
+        other => return Cow::Owned(format!("RCODE{other}")),
     };
-    name.to_string()
+    Cow::Borrowed(name)
 }
 
 #[cfg(test)]
@@ -134,10 +173,7 @@ mod tests {
     fn summarises_a_query() {
         let s = summarize(QUERY_AAAA).unwrap();
         assert_eq!((s.id, s.is_response), (0, false));
-        assert_eq!(
-            (s.qname.as_str(), s.qtype.as_str()),
-            ("www.doh.test", "AAAA")
-        );
+        assert_eq!((s.qname.as_str(), &*s.qtype), ("www.doh.test", "AAAA"));
         assert!(s.answers.is_empty());
     }
 
@@ -160,6 +196,65 @@ mod tests {
         assert!(s.is_response);
         assert_eq!(s.rcode, "NOERROR");
         assert_eq!(s.answers, vec!["2001:db8::10"]);
+    }
+
+    /// What `summarize` reported when it built a whole `Message` with `Message::from_vec`.
+    fn via_message(bytes: &[u8]) -> Option<DnsSummary> {
+        let msg = Message::from_vec(bytes).ok()?;
+        let q = msg.queries.first()?;
+        Some(DnsSummary {
+            id: msg.metadata.id,
+            is_response: msg.metadata.message_type == MessageType::Response,
+            qname: name_text(q.name()),
+            qtype: type_name(q.query_type()),
+            rcode: rcode_name(u16::from(msg.metadata.response_code)),
+            answers: msg.answers.iter().map(|r| rdata_text(&r.data)).collect(),
+        })
+    }
+
+    #[test]
+    fn agrees_with_message_from_vec_on_every_truncation_and_bit_flip() {
+        use hickory_proto::{
+            op::{Edns, ResponseCode},
+            rr::{rdata, Record},
+        };
+        let name = Name::from_ascii("www.doh.test.").unwrap();
+        let mut m = Message::from_vec(QUERY_AAAA).unwrap();
+        m.metadata.message_type = MessageType::Response;
+        m.metadata.response_code = ResponseCode::BADVERS; // 16: needs the EDNS high bits
+        let mut edns = Edns::new();
+        edns.set_rcode_high(1);
+        m.edns = Some(edns);
+        let ip = "2001:db8::10".parse().unwrap();
+        m.add_answer(Record::from_rdata(
+            name.clone(),
+            60,
+            RData::AAAA(rdata::AAAA(ip)),
+        ));
+        m.add_answer(Record::from_rdata(
+            name.clone(),
+            60,
+            RData::A(rdata::A::new(192, 0, 2, 1)),
+        ));
+        let soa = rdata::SOA::new(name.clone(), name.clone(), 1, 2, 3, 4, 5);
+        m.add_authority(Record::from_rdata(name, 60, RData::SOA(soa)));
+        let bytes = m.to_vec().unwrap();
+        let whole = summarize(&bytes).unwrap();
+        assert_eq!(Some(&whole), via_message(&bytes).as_ref());
+        assert_eq!(whole.rcode, "BADVERS");
+        assert_eq!(whole.answers, ["2001:db8::10", "192.0.2.1"]);
+        for len in 0..bytes.len() {
+            assert_eq!(
+                summarize(&bytes[..len]).ok(),
+                via_message(&bytes[..len]),
+                "{len}"
+            );
+        }
+        for bit in 0..bytes.len() * 8 {
+            let mut flipped = bytes.clone();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            assert_eq!(summarize(&flipped).ok(), via_message(&flipped), "bit {bit}");
+        }
     }
 
     #[test]
@@ -191,6 +286,15 @@ mod tests {
             }
             assert_eq!(name_text(&name), want, "{labels:?}");
         }
+    }
+
+    #[test]
+    fn names_unknown_types_as_rfc3597_does() {
+        assert_eq!(type_name(RecordType::HTTPS), "HTTPS");
+        assert_eq!(type_name(RecordType::from(65280)), "TYPE65280");
+        let mut q = QUERY_AAAA.to_vec();
+        q[26..28].copy_from_slice(&65280u16.to_be_bytes());
+        assert_eq!(summarize(&q).unwrap().qtype, "TYPE65280");
     }
 
     #[test]

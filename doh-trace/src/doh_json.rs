@@ -1,13 +1,13 @@
 //! The JSON DNS-over-HTTPS API (Google `dns.google/resolve`, Cloudflare `application/dns-json`):
 //! recognising its requests and summarising its answers like wire-format DNS.
 
-use std::str::FromStr;
+use std::{borrow::Cow, str::FromStr};
 
 use hickory_proto::rr::RecordType;
 use serde::Deserialize;
 
 use crate::{
-    dns::{rcode_name, DnsSummary},
+    dns::{rcode_name, type_name, DnsSummary, Mnemonic},
     http2::HeaderFields,
 };
 
@@ -21,9 +21,9 @@ pub const MAX_JSON_BODY: usize = 256 * 1024;
 pub struct JsonQuery {
     /// Percent-decoded name without the trailing dot ("." for the root).
     pub qname: String,
-    /// Type mnemonic as hickory-proto prints it ("A", "AAAA", "Unknown" for types it does not
-    /// know).
-    pub qtype: String,
+    /// Type mnemonic as hickory-proto prints it ("A", "AAAA"; "TYPE65280" for numbers it has
+    /// no name for; "Unknown" when the parameter is neither a type name nor a 16-bit number).
+    pub qtype: Mnemonic,
 }
 
 /// A JSON DoH answer that cannot be summarised.
@@ -80,18 +80,16 @@ fn presentation_name(name: &str) -> String {
 }
 
 /// `type=` as a mnemonic: a number, a mnemonic (any case) or RFC 3597 `TYPEnnn`; default A.
-fn type_mnemonic(param: Option<&str>) -> String {
+fn type_mnemonic(param: Option<&str>) -> Mnemonic {
     let Some(t) = param.map(str::trim).filter(|t| !t.is_empty()) else {
-        return RecordType::A.to_string();
+        return type_name(RecordType::A);
     };
     let upper = t.to_ascii_uppercase();
     let numeric = upper.strip_prefix("TYPE").unwrap_or(&upper);
     if let Ok(n) = numeric.parse::<u16>() {
-        return RecordType::from(n).to_string();
+        return type_name(RecordType::from(n));
     }
-    RecordType::from_str(&upper)
-        .unwrap_or(RecordType::Unknown(0))
-        .to_string()
+    RecordType::from_str(&upper).map_or(Cow::Borrowed("Unknown"), type_name)
 }
 
 fn accepts_dns_json(accept: Option<&str>) -> bool {
@@ -180,7 +178,7 @@ pub fn parse_json_answer(body: &[u8]) -> Result<DnsSummary, JsonError> {
         id: 0,
         is_response: true,
         qname: presentation_name(&question.name),
-        qtype: RecordType::from(question.qtype).to_string(),
+        qtype: type_name(RecordType::from(question.qtype)),
         rcode: rcode_name(parsed.status),
         answers: parsed.answer.into_iter().filter_map(|r| r.data).collect(),
     })
@@ -203,7 +201,7 @@ mod tests {
     fn q(qname: &str, qtype: &str) -> Option<JsonQuery> {
         Some(JsonQuery {
             qname: qname.into(),
-            qtype: qtype.into(),
+            qtype: qtype.to_owned().into(),
         })
     }
 
@@ -258,7 +256,7 @@ mod tests {
             ("aaaa", "AAAA"),
             ("65", "HTTPS"),
             ("TYPE64", "SVCB"),
-            ("65280", "Unknown"),
+            ("65280", "TYPE65280"),
             ("99999", "Unknown"),
             ("nonsense", "Unknown"),
             ("", "A"),
@@ -308,10 +306,7 @@ mod tests {
     #[test]
     fn keeps_a_cloudflare_cname_chain_in_order() {
         let s = parse_json_answer(CLOUDFLARE_AAAA_CNAME.as_bytes()).unwrap();
-        assert_eq!(
-            (s.qname.as_str(), s.qtype.as_str()),
-            ("www.github.com", "AAAA")
-        );
+        assert_eq!((s.qname.as_str(), &*s.qtype), ("www.github.com", "AAAA"));
         assert_eq!(s.answers, ["github.com.", "2001:db8::113"]);
     }
 
@@ -319,7 +314,7 @@ mod tests {
     fn nxdomain_has_no_answers() {
         let s = parse_json_answer(GOOGLE_NXDOMAIN.as_bytes()).unwrap();
         assert_eq!(
-            (s.rcode.as_str(), s.qname.as_str()),
+            (&*s.rcode, s.qname.as_str()),
             ("NXDOMAIN", "nx.example.com")
         );
         assert!(s.answers.is_empty());

@@ -81,11 +81,12 @@ pub fn glob(pattern: &str, name: &str) -> bool {
 mod tests {
     use super::*;
     use crate::output::sample_lookup;
+    use std::sync::Arc;
 
     #[test]
     fn every_filter_must_pass_and_empty_ones_pass_all() {
         let mut l = sample_lookup("www.doh.test", "A", Some("NOERROR"), &["192.0.2.10"]);
-        l.context.container_id = Some("4f2a9c81d0e3".repeat(5) + "abcd");
+        Arc::make_mut(&mut l.context).container_id = Some("4f2a9c81d0e3".repeat(5) + "abcd");
         assert!(Filter::default().matches(&l));
         let with = |l: &Lookup, edit: &dyn Fn(&mut Filter)| {
             let mut f = Filter::default();
@@ -115,7 +116,7 @@ mod tests {
             }),
             "all filters must pass"
         );
-        l.context.container_id = None;
+        Arc::make_mut(&mut l.context).container_id = None;
         assert!(
             !with(&l, &|f| f.containers = vec!["4f2a".into()]),
             "not in a container"

@@ -1,13 +1,13 @@
 //! The lookup record: one DNS question and its answer (or why there is none), as printed.
 
 use std::{
-    net::{IpAddr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     sync::Arc,
 };
 
 use serde::Serialize;
 
-use crate::context::ProcessContext;
+use crate::{context::ProcessContext, dns::Mnemonic};
 
 /// How a lookup ended.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -61,21 +61,66 @@ impl From<SocketAddr> for Endpoint {
     }
 }
 
-/// An address as `Display` spells it; IPv4 without `core::fmt` (it is on every lookup's path).
+/// An address as `Display` spells it, without `core::fmt` (it is on every lookup's path).
 pub fn ip_text(ip: IpAddr) -> String {
+    let mut text = String::with_capacity(39);
     match ip {
-        IpAddr::V4(v4) => {
-            let mut text = String::with_capacity(15);
-            let mut digits = itoa::Buffer::new();
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    text.push('.');
-                }
-                text.push_str(digits.format(octet));
+        IpAddr::V4(v4) => push_ipv4(&mut text, v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => {
+                text.push_str("::ffff:");
+                push_ipv4(&mut text, v4);
             }
-            text
+            None => push_ipv6(&mut text, v6.segments()),
+        },
+    }
+    text
+}
+
+fn push_ipv4(text: &mut String, v4: Ipv4Addr) {
+    let mut digits = itoa::Buffer::new();
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            text.push('.');
         }
-        IpAddr::V6(v6) => v6.to_string(),
+        text.push_str(digits.format(octet));
+    }
+}
+
+/// RFC 5952 text, as `Ipv6Addr`'s `Display`: lowercase hex without leading zeros, the first
+/// longest run of two or more zero groups as `::`.
+fn push_ipv6(text: &mut String, groups: [u16; 8]) {
+    let (mut run_at, mut run_len) = (8, 0);
+    let mut i = 0;
+    while i < 8 {
+        let start = i;
+        while i < 8 && groups[i] == 0 {
+            i += 1;
+        }
+        if i - start > run_len.max(1) {
+            (run_at, run_len) = (start, i - start);
+        }
+        i += 1;
+    }
+    let hex = |text: &mut String, g: u16| {
+        let digits = (16 - g.leading_zeros()).div_ceil(4).max(1);
+        for shift in (0..digits).rev() {
+            let nibble = (g >> (shift * 4)) & 0xf;
+            text.push(char::from(b"0123456789abcdef"[usize::from(nibble)]));
+        }
+    };
+    let mut i = 0;
+    while i < 8 {
+        if i == run_at {
+            text.push_str("::");
+            i += run_len;
+            continue;
+        }
+        if i > 0 && i != run_at + run_len {
+            text.push(':');
+        }
+        hex(text, groups[i]);
+        i += 1;
     }
 }
 
@@ -84,7 +129,7 @@ pub fn ip_text(ip: IpAddr) -> String {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RelayPeer {
     pub pid: u32,
-    pub comm: String,
+    pub comm: Arc<str>,
     pub transport: &'static str,
     pub server: Option<Endpoint>,
     /// The DoH URL or TLS server name of an upstream lookup, when known.
@@ -103,8 +148,8 @@ pub struct Lookup {
     pub tid: u32,
     /// Real uid of the process.
     pub uid: u32,
-    /// Process name (the thread-group leader's).
-    pub comm: String,
+    /// Process name (the thread-group leader's); shared by the process's lookups.
+    pub comm: Arc<str>,
     /// `doh`, `dot`, `dns-udp`, `dns-tcp`, or `doh-opaque`/`dot-opaque`/`doq-opaque` for
     /// encrypted connections seen without their plaintext.
     pub transport: &'static str,
@@ -117,7 +162,7 @@ pub struct Lookup {
     /// Resolver URL without the query string.
     pub url: Option<String>,
     /// `POST` or `GET`; null when the request headers are unknown.
-    pub method: Option<String>,
+    pub method: Option<Mnemonic>,
     /// `"h2"` or `"http/1.1"` (DoH only).
     pub http_version: Option<&'static str>,
     /// False when the connection was joined mid-stream and its request headers (method,
@@ -128,11 +173,11 @@ pub struct Lookup {
     /// Question name (None for opaque transports).
     pub qname: Option<String>,
     /// Question type mnemonic.
-    pub qtype: Option<String>,
+    pub qtype: Option<Mnemonic>,
     /// DNS message id of the query.
     pub dns_id: Option<u16>,
     /// Response code mnemonic, when an answer was parsed.
-    pub rcode: Option<String>,
+    pub rcode: Option<Mnemonic>,
     /// Answer records in presentation format.
     pub answers: Vec<String>,
     /// Time from the query being sent to the answer being read, in milliseconds.
@@ -143,7 +188,7 @@ pub struct Lookup {
     pub http_status: Option<u16>,
     /// TLS server name (SNI) the client asked for, when its ClientHello was seen.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub server_name: Option<String>,
+    pub server_name: Option<Arc<str>>,
     /// The hooked TLS library whose plaintext carried the lookup (`openssl`, `gnutls`, `nss`,
     /// `go`); absent for cleartext and opaque transports.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -153,7 +198,7 @@ pub struct Lookup {
     pub alpn: Option<Vec<String>>,
     /// The well-known public resolver the server name or address belongs to.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub resolver: Option<String>,
+    pub resolver: Option<Arc<str>>,
     /// Opaque transports: bytes the process sent and received on the connection.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_sent: Option<u64>,
@@ -174,7 +219,7 @@ pub struct Lookup {
     pub relay_ambiguous: Option<bool>,
     /// Executable, command line, user, parent, cgroup and container of the process.
     #[serde(flatten)]
-    pub context: ProcessContext,
+    pub context: Arc<ProcessContext>,
     /// The DNS query as sent (wire format; empty for the JSON API). Not in the JSON output;
     /// used for pcapng.
     #[serde(skip)]
@@ -212,7 +257,7 @@ impl Lookup {
     /// What the RESULT column shows: the rcode, or how the lookup failed.
     pub fn result(&self) -> String {
         match self.status {
-            Status::Ok => self.rcode.clone().unwrap_or_default(),
+            Status::Ok => self.rcode.as_deref().unwrap_or_default().to_owned(),
             Status::HttpError => format!("HTTP {}", self.http_status.unwrap_or(0)),
             other => other.as_str().to_string(),
         }
@@ -296,9 +341,36 @@ mod tests {
             "::1",
             "2001:db8::10",
             "::ffff:1.2.3.4",
+            "::",
+            "1::",
+            "::2:0:0:3",
+            "1:0:0:2:0:0:0:3",
+            "1:0:2:0:3:0:4:0",
+            "fe80::abcd:ef01",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "::1.2.3.4",
+            "64:ff9b::192.0.2.33",
         ] {
             let ip: IpAddr = ip.parse().unwrap();
             assert_eq!(ip_text(ip), ip.to_string());
+        }
+        // Every pattern of zero groups, with varied non-zero digits.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for zeros in 0u32..256 {
+            for _ in 0..8 {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let mut groups = [0u16; 8];
+                for (i, g) in groups.iter_mut().enumerate() {
+                    if zeros & (1 << i) == 0 {
+                        let width = (seed >> (i * 8)) as u16 % 4;
+                        *g = ((seed >> (i * 5)) as u16 | 1) >> (width * 4);
+                    }
+                }
+                let ip = IpAddr::from(std::net::Ipv6Addr::from(groups));
+                assert_eq!(ip_text(ip), ip.to_string(), "{groups:x?}");
+            }
         }
     }
 

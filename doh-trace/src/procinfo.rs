@@ -8,6 +8,7 @@ use std::{
     collections::HashMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     path::PathBuf,
+    sync::Arc,
 };
 
 /// Both ends of a TCP socket.
@@ -20,15 +21,15 @@ pub struct SocketEnds {
 /// Source of process and socket facts.
 pub trait ProcessInfo {
     /// The thread-group leader's name (`/proc/PID/comm`).
-    fn leader_comm(&mut self, pid: u32) -> Option<String>;
+    fn leader_comm(&mut self, pid: u32) -> Option<Arc<str>>;
     /// The addresses of the TCP socket behind `fd` in process `pid`.
     fn socket_ends(&mut self, pid: u32, fd: i32) -> Option<SocketEnds>;
     /// The process is gone (or exec'd); forget what was cached about it. Returns whether
     /// anything was.
     fn forget(&mut self, pid: u32) -> bool;
     /// Executable, command line, user, parent and container of `pid` (real uid `uid`).
-    fn context(&mut self, _pid: u32, _uid: u32) -> ProcessContext {
-        ProcessContext::default()
+    fn context(&mut self, _pid: u32, _uid: u32) -> Arc<ProcessContext> {
+        Arc::default()
     }
     /// Context learnt elsewhere (a recording); sources that read /proc ignore it.
     fn remember_context(&mut self, _pid: u32, _context: ProcessContext) {}
@@ -45,7 +46,7 @@ pub trait ProcessInfo {
 pub struct NoProcessInfo;
 
 impl ProcessInfo for NoProcessInfo {
-    fn leader_comm(&mut self, _pid: u32) -> Option<String> {
+    fn leader_comm(&mut self, _pid: u32) -> Option<Arc<str>> {
         None
     }
     fn socket_ends(&mut self, _pid: u32, _fd: i32) -> Option<SocketEnds> {
@@ -60,8 +61,8 @@ impl ProcessInfo for NoProcessInfo {
 #[derive(Debug)]
 pub struct LiveProcessInfo {
     root: PathBuf,
-    comms: HashMap<u32, String>,
-    contexts: HashMap<u32, ProcessContext>,
+    comms: HashMap<u32, Arc<str>>,
+    contexts: HashMap<u32, Arc<ProcessContext>>,
     users: UserNames,
 }
 
@@ -92,14 +93,12 @@ impl Default for LiveProcessInfo {
 }
 
 impl ProcessInfo for LiveProcessInfo {
-    fn leader_comm(&mut self, pid: u32) -> Option<String> {
+    fn leader_comm(&mut self, pid: u32) -> Option<Arc<str>> {
         if let Some(c) = self.comms.get(&pid) {
             return Some(c.clone());
         }
         let raw = std::fs::read(self.root.join(pid.to_string()).join("comm")).ok()?;
-        let comm = String::from_utf8_lossy(&raw)
-            .trim_end_matches('\n')
-            .to_string();
+        let comm: Arc<str> = String::from_utf8_lossy(&raw).trim_end_matches('\n').into();
         if self.comms.len() >= MAX_CACHED {
             self.comms.clear();
         }
@@ -122,11 +121,11 @@ impl ProcessInfo for LiveProcessInfo {
         self.contexts.remove(&pid).is_some() || comm
     }
 
-    fn context(&mut self, pid: u32, uid: u32) -> ProcessContext {
+    fn context(&mut self, pid: u32, uid: u32) -> Arc<ProcessContext> {
         if let Some(c) = self.contexts.get(&pid) {
             return c.clone();
         }
-        let c = read_context(&self.root, pid, uid, &mut self.users);
+        let c = Arc::new(read_context(&self.root, pid, uid, &mut self.users));
         if self.contexts.len() >= MAX_CACHED {
             self.contexts.clear();
         }

@@ -11,6 +11,7 @@ use std::{
     collections::{HashMap, HashSet},
     io::{self, Read, Write},
     rc::Rc,
+    sync::Arc,
 };
 
 use crate::{
@@ -182,13 +183,13 @@ pub fn read_record(r: &mut impl Read) -> Result<Option<Record>, RecordingError> 
 /// Process names from a recording, for replays.
 #[derive(Debug, Default)]
 pub struct RecordedProcessInfo {
-    names: HashMap<u32, String>,
+    names: HashMap<u32, Arc<str>>,
     sockets: HashMap<(u32, i32), SocketEnds>,
-    contexts: HashMap<u32, ProcessContext>,
+    contexts: HashMap<u32, Arc<ProcessContext>>,
 }
 
 impl ProcessInfo for RecordedProcessInfo {
-    fn leader_comm(&mut self, pid: u32) -> Option<String> {
+    fn leader_comm(&mut self, pid: u32) -> Option<Arc<str>> {
         self.names.get(&pid).cloned()
     }
     fn socket_ends(&mut self, pid: u32, fd: i32) -> Option<SocketEnds> {
@@ -198,7 +199,7 @@ impl ProcessInfo for RecordedProcessInfo {
         false
     }
     fn remember_name(&mut self, pid: u32, name: String) {
-        self.names.insert(pid, name);
+        self.names.insert(pid, name.into());
     }
     fn remember_socket(&mut self, pid: u32, fd: i32, ends: SocketEnds) {
         self.sockets.insert((pid, fd), ends);
@@ -206,11 +207,11 @@ impl ProcessInfo for RecordedProcessInfo {
     fn forget_socket(&mut self, pid: u32, fd: i32) {
         self.sockets.remove(&(pid, fd));
     }
-    fn context(&mut self, pid: u32, _uid: u32) -> ProcessContext {
+    fn context(&mut self, pid: u32, _uid: u32) -> Arc<ProcessContext> {
         self.contexts.get(&pid).cloned().unwrap_or_default()
     }
     fn remember_context(&mut self, pid: u32, context: ProcessContext) {
-        self.contexts.insert(pid, context);
+        self.contexts.insert(pid, Arc::new(context));
     }
 }
 
@@ -236,12 +237,12 @@ impl<P: ProcessInfo> TappedProcessInfo<P> {
 }
 
 impl<P: ProcessInfo> ProcessInfo for TappedProcessInfo<P> {
-    fn leader_comm(&mut self, pid: u32) -> Option<String> {
+    fn leader_comm(&mut self, pid: u32) -> Option<Arc<str>> {
         let name = self.inner.leader_comm(pid)?;
         if self.named.insert(pid) {
             self.log.borrow_mut().push(Record::ProcessName {
                 pid,
-                name: name.clone(),
+                name: name.to_string(),
             });
         }
         Some(name)
@@ -258,12 +259,12 @@ impl<P: ProcessInfo> ProcessInfo for TappedProcessInfo<P> {
         self.contexts_logged.remove(&pid);
         self.inner.forget(pid)
     }
-    fn context(&mut self, pid: u32, uid: u32) -> ProcessContext {
+    fn context(&mut self, pid: u32, uid: u32) -> Arc<ProcessContext> {
         let context = self.inner.context(pid, uid);
         if self.contexts_logged.insert(pid) {
             self.log.borrow_mut().push(Record::ProcessContext {
                 pid,
-                context: context.clone(),
+                context: ProcessContext::clone(&context),
             });
         }
         context
@@ -418,9 +419,9 @@ pub fn replay(
     mut on_lookup: impl FnMut(Lookup) -> io::Result<bool>,
 ) -> Result<DecodeCounters, RecordingError> {
     replay_into(r, |pipeline| {
-        let lookups: Vec<Lookup> = pipeline.drain_lookups().collect();
+        let lookups: Vec<Box<Lookup>> = pipeline.drain_lookups().collect();
         for lookup in lookups {
-            if !on_lookup(lookup)? {
+            if !on_lookup(*lookup)? {
                 return Ok(false);
             }
         }

@@ -1,7 +1,11 @@
 //! The per-process summary printed when the tracer stops: lookups, failures, latency
 //! percentiles and resolvers used, for each process seen.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    borrow::Cow,
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
 
 use crate::lookup::{Lookup, Status};
 
@@ -21,7 +25,7 @@ struct PerProcess {
 /// Accumulates lookups for the exit summary.
 #[derive(Debug, Default)]
 pub struct Summary {
-    by_process: BTreeMap<(u32, String), PerProcess>,
+    by_process: BTreeMap<(u32, Arc<str>), PerProcess>,
     others: u64,
 }
 
@@ -56,19 +60,19 @@ impl Summary {
             }
         }
         let resolver = match (&l.url, &l.server) {
-            (Some(url), _) => url.clone(),
-            (None, Some(s)) if s.ip.contains(':') => format!("[{}]:{}", s.ip, s.port),
-            (None, Some(s)) => format!("{}:{}", s.ip, s.port),
+            (Some(url), _) => Cow::Borrowed(url.as_str()),
+            (None, Some(s)) if s.ip.contains(':') => format!("[{}]:{}", s.ip, s.port).into(),
+            (None, Some(s)) => format!("{}:{}", s.ip, s.port).into(),
             (None, None) => "?".into(),
         };
-        if p.resolvers.len() < 16 {
-            p.resolvers.insert(resolver);
+        if p.resolvers.len() < 16 && !p.resolvers.contains(&*resolver) {
+            p.resolvers.insert(resolver.into_owned());
         }
     }
 
     /// The summary table, one line per process, most lookups first.
     pub fn render(&self) -> Vec<String> {
-        let mut rows: Vec<(&(u32, String), &PerProcess)> = self.by_process.iter().collect();
+        let mut rows: Vec<(&(u32, Arc<str>), &PerProcess)> = self.by_process.iter().collect();
         rows.sort_by(|a, b| b.1.lookups.cmp(&a.1.lookups).then(a.0.cmp(b.0)));
         let mut out = vec![format!(
             "{:>7} {:<15} {:>7} {:>7} {:>9} {:>9}  RESOLVERS",

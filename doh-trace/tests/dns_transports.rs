@@ -93,7 +93,7 @@ fn framed(msgs: &[&[u8]]) -> Vec<u8> {
 }
 
 fn lookups(p: &mut Pipeline) -> Vec<Lookup> {
-    p.drain_lookups().collect()
+    p.drain_lookups().map(|l| *l).collect()
 }
 
 fn server(l: &Lookup) -> SocketAddr {
@@ -134,7 +134,7 @@ fn udp_queries_pair_by_id_and_question_and_retransmissions_count_once() {
         assert_eq!(l.status, Status::Ok);
         assert_eq!(l.answers, vec![ans.to_string()]);
         assert_eq!(server(l), "192.0.2.53:53".parse().unwrap());
-        assert_eq!((l.pid, l.comm.as_str()), (10, "dig"));
+        assert_eq!((l.pid, &*l.comm), (10, "dig"));
         assert!(l.http_version.is_none() && l.url.is_none());
     }
     assert_eq!(p.counters().dns_client_conns, 1);

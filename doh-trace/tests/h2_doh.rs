@@ -39,10 +39,10 @@ fn interleaved_post_queries_are_paired_by_stream_in_any_slicing() {
     for slice in [usize::MAX, 1, 7, 100] {
         let mut p = pipeline();
         feed(&mut p, &calls, 4242, 5, slice);
-        let lookups: Vec<_> = p.drain_lookups().collect();
+        let lookups: Vec<_> = p.drain_lookups().map(|l| *l).collect();
         assert_eq!(summary(&lookups), want, "slice {slice}");
         for l in &lookups {
-            assert_eq!((l.pid, l.tid, l.comm.as_str()), (4242, 4243, "client"));
+            assert_eq!((l.pid, l.tid, &*l.comm), (4242, 4243, "client"));
             assert_eq!(l.authority.as_deref(), Some("doh.test:8443"));
             assert_eq!(l.url.as_deref(), Some("https://doh.test:8443/dns-query"));
             assert_eq!(l.method.as_deref(), Some("POST"));
@@ -68,7 +68,7 @@ fn random_dns_ids_and_split_bodies_with_empty_end_stream_data() {
     let calls = exchange(vec![req], 200);
     let mut p = pipeline();
     feed(&mut p, &calls, 1, 3, usize::MAX);
-    let l: Vec<_> = p.drain_lookups().collect();
+    let l: Vec<_> = p.drain_lookups().map(|l| *l).collect();
     assert_eq!(l.len(), 1);
     assert_eq!(l[0].dns_id, Some(0xbeef));
     assert_eq!(l[0].answers, vec!["192.0.2.10"]);
@@ -85,7 +85,7 @@ fn get_queries_are_decoded_from_the_path() {
     );
     let mut p = pipeline();
     feed(&mut p, &calls, 9, 3, 13);
-    let l: Vec<_> = p.drain_lookups().collect();
+    let l: Vec<_> = p.drain_lookups().map(|l| *l).collect();
     assert_eq!(summary(&l).len(), 2);
     assert!(l.iter().all(|l| l.method.as_deref() == Some("GET")
         && l.url.as_deref() == Some("https://doh.test:8443/dns-query")));

@@ -205,7 +205,7 @@ fn check_full(
         let mut p = pipeline();
         feed(&mut p, calls, PID, FD, slice);
         after(&mut p);
-        let lookups: Vec<Lookup> = p.drain_lookups().collect();
+        let lookups: Vec<Lookup> = p.drain_lookups().map(|l| *l).collect();
         let mut got: Vec<L> = lookups.iter().map(observed).collect();
         got.sort_by_key(|l| l.stream_id);
         assert_eq!(

@@ -378,7 +378,7 @@ fn decided(ds: &[CaptureDecision]) -> Vec<(i32, u32)> {
 
 /// Everything the pipeline produced, after the normal connection finished.
 fn outputs(p: &mut Pipeline) -> (Vec<Lookup>, Vec<(i32, u32)>) {
-    let lookups = split_normal(p.drain_lookups().collect());
+    let lookups = split_normal(p.drain_lookups().map(|l| *l).collect());
     let ds: Vec<CaptureDecision> = p.drain_decisions().collect();
     (lookups, decided(&ds))
 }
@@ -1090,12 +1090,12 @@ fn dns_compression_loops_and_pointer_chains_are_malformed_never_a_panic() {
         normal.step(&mut w, &mut p);
         for l in p.drain_lookups() {
             if l.name().ends_with(".normal.test") {
-                normal_lookups.push(l);
+                normal_lookups.push(*l);
             } else {
                 *seen
                     .entry((
                         l.name().to_string(),
-                        l.qtype.clone().unwrap_or_default(),
+                        l.qtype.as_deref().unwrap_or_default().to_owned(),
                         l.status.as_str().to_string(),
                         // answer count and last answer (the chain has 2,001)
                         vec![
@@ -1116,7 +1116,7 @@ fn dns_compression_loops_and_pointer_chains_are_malformed_never_a_panic() {
     );
 
     let c = p.counters().clone();
-    normal_lookups.extend(p.drain_lookups());
+    normal_lookups.extend(p.drain_lookups().map(|l| *l));
     assert!(split_normal(normal_lookups).is_empty());
     let decisions = decided(&p.drain_decisions().collect::<Vec<_>>());
     eprintln!("DNS lookups: {seen:?}");

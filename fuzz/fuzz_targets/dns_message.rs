@@ -1,10 +1,25 @@
 //! DNS parsing and DoH GET decoding of arbitrary bytes.
 #![no_main]
 use doh_trace::{dns, doh, http2::HeaderFields};
+use hickory_proto::op::{Message, MessageType};
 use libfuzzer_sys::fuzz_target;
 
+/// The summary as `Message::from_vec` gives it, for a differential check.
+fn via_message(bytes: &[u8]) -> Option<dns::DnsSummary> {
+    let msg = Message::from_vec(bytes).ok()?;
+    let q = msg.queries.first()?;
+    Some(dns::DnsSummary {
+        id: msg.metadata.id,
+        is_response: msg.metadata.message_type == MessageType::Response,
+        qname: dns::name_text(q.name()),
+        qtype: dns::type_name(q.query_type()),
+        rcode: dns::rcode_name(u16::from(msg.metadata.response_code)),
+        answers: msg.answers.iter().map(|r| dns::rdata_text(&r.data)).collect(),
+    })
+}
+
 fuzz_target!(|data: &[u8]| {
-    let _ = dns::summarize(data);
+    assert_eq!(dns::summarize(data).ok(), via_message(data));
     let path = format!("/dns-query?dns={}", String::from_utf8_lossy(data));
     let req = HeaderFields { method: Some("GET".into()), path: Some(path.into()), ..Default::default() };
     if let Some(Ok(doh::DohRequest::Get(q))) = doh::classify(&req) {

@@ -77,7 +77,7 @@ fn curl_post_request_and_dnsdist_h2o_response() {
     };
     let s = dns::summarize(body).unwrap();
     assert_eq!(
-        (s.rcode.as_str(), s.answers.clone()),
+        (&*s.rcode, s.answers.clone()),
         ("NOERROR", vec!["192.0.2.16".into()])
     );
     assert_eq!(r.events[2], Ev::End);

@@ -184,6 +184,7 @@ fn value<T: Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
 mod tests {
     use super::*;
     use crate::lookup::{RelayPeer, Status};
+    use std::sync::Arc;
 
     /// Every field set (a struct literal without `..Default`, so a new field breaks this test
     /// until the writer covers it), strings that need escaping included.
@@ -242,7 +243,7 @@ mod tests {
                 server_name: Some("https://x/dns-query".into()),
             }]),
             relay_ambiguous: Some(true),
-            context: ProcessContext {
+            context: Arc::new(ProcessContext {
                 exe: Some("/usr/bin/x (deleted)".into()),
                 cmdline: Some(vec!["x".into(), "--a=\"b\"".into(), "\u{7f}".into()]),
                 user: Some("root".into()),
@@ -251,7 +252,7 @@ mod tests {
                 container_id: Some("abcdef012345".into()),
                 container_runtime: Some("docker".into()),
                 pod_uid: Some("1-2-3".into()),
-            },
+            }),
             dns_query: vec![1, 2, 3],
             dns_answer: Some(vec![4]),
             sent_ns: 5,
@@ -281,7 +282,7 @@ mod tests {
         let mut l = full_lookup();
         l.latency_ms = Some(f64::NAN);
         l.answers.clear();
-        l.context = ProcessContext::default();
+        l.context = Default::default();
         assert_eq!(ours(&l), serdes(&l));
     }
 

@@ -446,7 +446,7 @@ doh_trace_label_overflow_total{{label="rcode"}} 0
         let mut m = Metrics::new();
         let mut l = lookup("a.test", "A", Some("NOERROR"), &[]);
         for i in 0..MAX_COMMS + 5 {
-            l.comm = format!("p{i}");
+            l.comm = format!("p{i}").into();
             m.observe(&l);
         }
         l.comm = "p0".into(); // already known: keeps its own label

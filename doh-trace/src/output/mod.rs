@@ -125,9 +125,9 @@ pub(crate) fn sample_lookup(
         headers_known: Some(true),
         stream_id: Some(1),
         qname: Some(qname.into()),
-        qtype: Some(qtype.into()),
+        qtype: Some(qtype.to_owned().into()),
         dns_id: Some(0x1234),
-        rcode: rcode.map(String::from),
+        rcode: rcode.map(|r| r.to_owned().into()),
         answers: answers.iter().map(|s| s.to_string()).collect(),
         latency_ms: Some(250.0),
         status: if rcode.is_some() {

@@ -1,6 +1,8 @@
 //! The per-connection view (`--connections`): one record per DNS-carrying connection when it
 //! ends, so users can see clients that open a new TLS connection per lookup.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use crate::lookup::Endpoint;
@@ -26,7 +28,7 @@ pub struct ConnectionRecord {
     pub time: String,
     pub pid: u32,
     pub uid: u32,
-    pub comm: String,
+    pub comm: Arc<str>,
     /// `doh`, `dot`, `dns-udp`, `dns-tcp` or an opaque transport.
     pub transport: &'static str,
     /// `"h2"` or `"http/1.1"` (the last one used, after an h2c upgrade "h2"); None without HTTP.

@@ -1,6 +1,8 @@
 //! Judging a finished exchange: a lookup (with its question, answer and outcome), not DNS at
 //! all, or evidence that this process is the server side.
 
+use std::{borrow::Cow, sync::Arc};
+
 use crate::{
     clock::Clock,
     counters::DecodeCounters,
@@ -30,7 +32,7 @@ pub enum Judged {
 /// What is known of the connection an exchange used.
 pub struct ConnFacts<'a> {
     pub pid: u32,
-    pub comm: &'a str,
+    pub comm: &'a Arc<str>,
     pub uid: u32,
     /// The resolver end (the connection's peer), when known.
     pub server: Option<Endpoint>,
@@ -39,7 +41,7 @@ pub struct ConnFacts<'a> {
     /// The bytes were TLS plaintext (so the URL scheme is https unless the request said).
     pub tls: bool,
     /// The process's context.
-    pub context: &'a crate::context::ProcessContext,
+    pub context: &'a Arc<crate::context::ProcessContext>,
 }
 
 /// Builds the lookup record of a finished exchange, if it was one. The exchange's DNS bytes
@@ -71,7 +73,7 @@ pub fn to_lookup(
             is_response: false,
             qname: q.qname.clone(),
             qtype: q.qtype.clone(),
-            rcode: String::new(),
+            rcode: Default::default(),
             answers: Vec::new(),
         }
     } else if s.headers_known() {
@@ -127,13 +129,13 @@ pub fn to_lookup(
         pid: conn.pid,
         tid: s.started.tid,
         uid: conn.uid,
-        comm: conn.comm.to_string(),
+        comm: conn.comm.clone(),
         transport: "doh",
         server: conn.server.clone(),
         client: conn.client.clone(),
-        authority: s.request.authority.as_deref().map(str::to_owned),
         url: doh::url(&s.request, if conn.tls { "https" } else { "http" }),
-        method: s.request.method.as_deref().map(str::to_owned),
+        authority: s.request.authority.take().map(Cow::into_owned),
+        method: s.request.method.take(),
         http_version: Some(s.http_version),
         headers_known: Some(s.headers_known()),
         stream_id: (s.http_version == "h2").then_some(s.stream_id),
@@ -173,7 +175,7 @@ pub fn dns_lookup(
         pid: conn.pid,
         tid: q.sent.tid,
         uid: conn.uid,
-        comm: conn.comm.to_string(),
+        comm: conn.comm.clone(),
         transport,
         server: q.server.map(Endpoint::from).or_else(|| conn.server.clone()),
         client: conn.client.clone(),

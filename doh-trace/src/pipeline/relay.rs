@@ -3,7 +3,7 @@
 //! and time: the upstream lookup must start while the client's query waits for its answer, in
 //! another process. Every candidate is named; more than one makes the link ambiguous.
 
-use std::{collections::VecDeque, net::SocketAddr};
+use std::{collections::VecDeque, net::SocketAddr, sync::Arc};
 
 use crate::{
     dns::DnsSummary,
@@ -21,7 +21,7 @@ const MAX_RELAY_DELAY_NS: u64 = 10_000_000_000;
 #[derive(Debug)]
 struct Waiting {
     pid: u32,
-    comm: String,
+    comm: Arc<str>,
     transport: &'static str,
     server: SocketAddr,
     question: DnsSummary,
@@ -57,7 +57,13 @@ impl RelayIndex {
     }
 
     /// Remembers a client query just sent, if it went to a local resolver.
-    pub fn query_sent(&mut self, pid: u32, comm: &str, transport: &'static str, q: &PendingQuery) {
+    pub fn query_sent(
+        &mut self,
+        pid: u32,
+        comm: &Arc<str>,
+        transport: &'static str,
+        q: &PendingQuery,
+    ) {
         let Some(server) = q.server.filter(is_local) else {
             return;
         };
@@ -66,7 +72,7 @@ impl RelayIndex {
         }
         self.waiting.push_back(Waiting {
             pid,
-            comm: comm.to_string(),
+            comm: comm.clone(),
             transport,
             server,
             question: q.question.clone(),
@@ -89,12 +95,15 @@ impl RelayIndex {
         let (Some(qname), Some(qtype)) = (l.qname.as_deref(), l.qtype.as_deref()) else {
             return;
         };
-        let me = RelayPeer {
+        let me = || RelayPeer {
             pid: l.pid,
             comm: l.comm.clone(),
             transport: l.transport,
             server: l.server.clone(),
-            server_name: l.url.clone().or_else(|| l.server_name.clone()),
+            server_name: l
+                .url
+                .clone()
+                .or_else(|| l.server_name.as_deref().map(str::to_owned)),
         };
         let mut clients = Vec::new();
         for w in self.waiting.iter_mut() {
@@ -103,7 +112,7 @@ impl RelayIndex {
                 && w.sent_ns <= sent_ns
                 && sent_ns - w.sent_ns <= MAX_RELAY_DELAY_NS
             {
-                w.upstream.push(me.clone());
+                w.upstream.push(me());
                 clients.push(RelayPeer {
                     pid: w.pid,
                     comm: w.comm.clone(),

@@ -239,11 +239,11 @@ impl Want {
     pub fn of(l: &Lookup) -> Want {
         Want {
             qname: l.qname.clone(),
-            qtype: l.qtype.clone(),
+            qtype: l.qtype.as_deref().map(str::to_owned),
             status: l.status.as_str(),
             answers: l.answers.clone(),
-            rcode: l.rcode.clone(),
-            method: l.method.clone(),
+            rcode: l.rcode.as_deref().map(str::to_owned),
+            method: l.method.as_deref().map(str::to_owned),
             http_version: l.http_version,
             stream_id: l.stream_id,
             url: l.url.clone(),
@@ -254,7 +254,7 @@ impl Want {
             dns_id: l.dns_id,
             pid: l.pid,
             tid: l.tid,
-            comm: l.comm.clone(),
+            comm: l.comm.to_string(),
             server: l.server.as_ref().map(|s| format!("{}:{}", s.ip, s.port)),
         }
     }
@@ -273,7 +273,7 @@ pub fn run(conv: &Conv, slicing: Slicing) -> Run {
     let mut p = pipeline();
     play(&mut p, conv, slicing);
     Run {
-        lookups: p.drain_lookups().collect(),
+        lookups: p.drain_lookups().map(|l| *l).collect(),
         counters: p.counters().clone(),
         decisions: p.drain_decisions().collect(),
     }

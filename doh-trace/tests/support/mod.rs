@@ -329,7 +329,7 @@ pub fn summary(lookups: &[Lookup]) -> Vec<(String, String, String, Vec<String>)>
         .map(|l| {
             (
                 l.qname.clone().unwrap_or_default(),
-                l.qtype.clone().unwrap_or_default(),
+                l.qtype.as_deref().unwrap_or_default().to_owned(),
                 l.status.as_str().to_string(),
                 l.answers.clone(),
             )
