@@ -69,16 +69,17 @@ impl Clock {
                 prefix
             }
         };
-        let mut text = String::with_capacity(27);
-        // The prefix is ASCII digits and punctuation.
-        text.extend(prefix.iter().map(|&b| char::from(b)));
-        text.push('.');
-        let mut digits = itoa::Buffer::new();
-        let micros = digits.format(since_epoch.subsec_micros());
-        text.extend(std::iter::repeat_n('0', 6 - micros.len()));
-        text.push_str(micros);
-        text.push('Z');
-        text
+        let mut text = [0u8; 27];
+        text[..19].copy_from_slice(&prefix);
+        text[19] = b'.';
+        let mut micros = since_epoch.subsec_micros();
+        for digit in text[20..26].iter_mut().rev() {
+            *digit = b'0' + (micros % 10) as u8;
+            micros /= 10;
+        }
+        text[26] = b'Z';
+        // ASCII digits and punctuation: always valid, so never the lossy path.
+        String::from_utf8_lossy(&text).into_owned()
     }
 }
 

@@ -86,31 +86,45 @@ pub fn summarize(bytes: &[u8]) -> Result<DnsSummary, DnsError> {
 }
 
 /// A name as hickory-proto's `to_ascii` spells it, without the trailing dot ("." for the
-/// root). Names of letters, digits, `_` and inner `-` (nearly all) are joined directly; any
-/// other takes hickory-proto's escaping.
+/// root). Names of letters, digits, `_` and inner `-` (nearly all) are joined directly, in one
+/// pass over the labels; any other takes hickory-proto's escaping.
 pub fn name_text(name: &Name) -> String {
-    let plain = |label: &[u8]| {
-        label.first().is_some_and(|&b| b != b'-')
-            && label
-                .iter()
-                .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
-    if name.is_root() || !name.iter().all(plain) {
-        let mut text = name.to_ascii();
-        if text.len() > 1 && text.ends_with('.') {
-            text.pop();
+    /// Bytes `to_ascii` leaves alone anywhere in a label (`-` is escaped only in front).
+    const PLAIN: [bool; 256] = {
+        let mut plain = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            let c = b as u8;
+            plain[b] = c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
+            b += 1;
         }
-        return text;
-    }
+        plain
+    };
     let mut text = Vec::with_capacity(name.len());
-    for (i, label) in name.iter().enumerate() {
-        if i > 0 {
+    for label in name.iter() {
+        if label.first().is_none_or(|&b| b == b'-') || !label.iter().all(|&b| PLAIN[usize::from(b)])
+        {
+            return escaped_name_text(name);
+        }
+        if !text.is_empty() {
             text.push(b'.');
         }
         text.extend_from_slice(label);
     }
+    if text.is_empty() {
+        return escaped_name_text(name);
+    }
     // Checked above: ASCII only, so this never takes the lossy path.
     String::from_utf8(text).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// hickory-proto's `to_ascii` without the trailing dot.
+fn escaped_name_text(name: &Name) -> String {
+    let mut text = name.to_ascii();
+    if text.len() > 1 && text.ends_with('.') {
+        text.pop();
+    }
+    text
 }
 
 /// A record type's mnemonic as hickory-proto spells it, or `TYPE<n>` (RFC 3597) for types it

@@ -4,14 +4,19 @@ use doh_trace::{dns, doh, http2::HeaderFields};
 use hickory_proto::op::{Message, MessageType};
 use libfuzzer_sys::fuzz_target;
 
-/// The summary as `Message::from_vec` gives it, for a differential check.
+/// The summary as `Message::from_vec` and hickory-proto's `to_ascii` give it, for a
+/// differential check.
 fn via_message(bytes: &[u8]) -> Option<dns::DnsSummary> {
     let msg = Message::from_vec(bytes).ok()?;
     let q = msg.queries.first()?;
+    let mut qname = q.name().to_ascii();
+    if qname.len() > 1 && qname.ends_with('.') {
+        qname.pop();
+    }
     Some(dns::DnsSummary {
         id: msg.metadata.id,
         is_response: msg.metadata.message_type == MessageType::Response,
-        qname: dns::name_text(q.name()),
+        qname,
         qtype: dns::type_name(q.query_type()),
         rcode: dns::rcode_name(u16::from(msg.metadata.response_code)),
         answers: msg.answers.iter().map(|r| dns::rdata_text(&r.data)).collect(),

@@ -16,7 +16,7 @@ mod reassembly;
 pub mod relay;
 pub mod sniff;
 
-use std::{collections::HashMap, net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc};
 
 use doh_trace_common::{
     Source, CAPTURE_COUNT, CAPTURE_SOCK_FULL, CAPTURE_SOCK_SKIP, CAPTURE_TLS_FULL,
@@ -265,7 +265,8 @@ const MID_STREAM_PATIENCE: u32 = 8;
 
 /// Ring-buffer records → lookups and capture decisions.
 pub struct Pipeline {
-    conns: HashMap<ConnKey, Conn>,
+    /// Hashed with foldhash (randomly seeded per process), as the streams of each connection.
+    conns: foldhash::HashMap<ConnKey, Conn>,
     procs: Box<dyn ProcessInfo>,
     clock: Clock,
     counters: DecodeCounters,
@@ -300,7 +301,7 @@ impl Pipeline {
     /// A pipeline reading process facts from `procs` and converting times with `clock`.
     pub fn new(procs: Box<dyn ProcessInfo>, clock: Clock) -> Self {
         Pipeline {
-            conns: HashMap::new(),
+            conns: Default::default(),
             procs,
             clock,
             counters: DecodeCounters::default(),
