@@ -54,7 +54,7 @@ const FULL: Sizes = Sizes {
 };
 
 /// Runs the section.
-pub fn run(quick: bool) -> Result<()> {
+pub fn run(quick: bool, tracer: &Path) -> Result<()> {
     let sizes = if quick { &QUICK } else { &FULL };
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -64,7 +64,7 @@ pub fn run(quick: bool) -> Result<()> {
         Some(t) => root.join(t),
         None => root.join("target"),
     };
-    let (tracer, traffic) = build(&root, &target)?;
+    let traffic = build_traffic(&root, &target)?;
     let dir = target.join("bench-decode");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let pin = Pin::detect();
@@ -73,7 +73,7 @@ pub fn run(quick: bool) -> Result<()> {
     println!(
         "  tracer {} ({}); {}",
         tracer.display(),
-        age(&tracer),
+        age(tracer),
         pin.describe()
     );
 
@@ -84,7 +84,7 @@ pub fn run(quick: bool) -> Result<()> {
         "replaying {} lookups ({} runs)",
         t.lookups, sizes.runs
     ));
-    let r = replay_best(&pin, &tracer, &big, &dir, sizes.runs, t.lookups)?;
+    let r = replay_best(&pin, tracer, &big, &dir, sizes.runs, t.lookups)?;
     let rate = t.lookups as f64 / r.wall.as_secs_f64();
     println!(
         "  throughput: {} lookups on {CONNECTIONS} interleaved connections ({} events, {:.1} MiB \
@@ -106,7 +106,7 @@ pub fn run(quick: bool) -> Result<()> {
     std::fs::remove_file(&big).ok();
 
     // Side by side with tshark, on the same (smaller) traffic.
-    tshark_section(&pin, &tracer, &traffic, &dir, sizes)?;
+    tshark_section(&pin, tracer, &traffic, &dir, sizes)?;
 
     // Memory.
     let open = dir.join("open.dtr");
@@ -114,8 +114,8 @@ pub fn run(quick: bool) -> Result<()> {
     generate(&traffic, OPEN_CONNECTIONS, 1, true, &open, None)?;
     generate(&traffic, 1, 1, false, &tiny, None)?;
     progress("replaying the open connections");
-    let base = replay(&pin, &tracer, &tiny, &dir, Some(1))?;
-    let full = replay(&pin, &tracer, &open, &dir, Some(0))?;
+    let base = replay(&pin, tracer, &tiny, &dir, Some(1))?;
+    let full = replay(&pin, tracer, &open, &dir, Some(0))?;
     let rss = full.max_rss_kib as f64 / 1024.0;
     println!(
         "  memory: {OPEN_CONNECTIONS} open DoH connections, one query in flight on each: peak RSS \
@@ -199,43 +199,21 @@ fn tshark_section(
     Ok(())
 }
 
-/// Builds the traffic generator (and the tracer, when missing); returns both paths. The tracer
-/// is `$DOH_TRACE_BIN`, else the workspace's release build (as the other sections use).
-fn build(root: &Path, target: &Path) -> Result<(PathBuf, PathBuf)> {
-    let mut tracer = std::env::var_os("DOH_TRACE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target/release/doh-trace"));
-    let mut args = vec![
-        "build",
-        "--quiet",
-        "--release",
-        "-p",
-        "doh-trace",
-        "--example",
-        "bench_traffic",
-    ];
-    let build_tracer = !tracer.exists();
-    if build_tracer {
-        eprintln!("xtask: no tracer at {}; building it too", tracer.display());
-        args.extend(["--bin", "doh-trace"]);
-        tracer = target.join("release/doh-trace");
-    }
+/// Builds the traffic generator; returns its path.
+fn build_traffic(root: &Path, target: &Path) -> Result<PathBuf> {
     progress("building the traffic generator (cargo build --release --example bench_traffic)");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(root)
-        .args(&args)
+        .args(["build", "--quiet", "--release", "-p", "doh-trace"])
+        .args(["--example", "bench_traffic"])
         .status()
         .context("running cargo build")?;
     let traffic = target.join("release/examples/bench_traffic");
-    if !status.success() || !traffic.exists() || !tracer.exists() {
-        bail!(
-            "building failed ({status}); expected {} and {}",
-            traffic.display(),
-            tracer.display()
-        );
+    if !status.success() || !traffic.exists() {
+        bail!("building failed ({status}); expected {}", traffic.display());
     }
-    Ok((tracer, traffic))
+    Ok(traffic)
 }
 
 /// Totals of generated traffic, as bench_traffic prints them.

@@ -136,7 +136,7 @@ pub fn run(opts: &Options) -> Result<()> {
         match s {
             Section::Overhead => overhead::run(profile, &tracer, &clock)?,
             Section::Load => load::run(profile, &tracer, &clock)?,
-            Section::Decode => decode::run(!opts.full)?,
+            Section::Decode => decode::run(!opts.full, &tracer)?,
         }
         procs::check_no_leftovers().context("after the section")?;
     }
@@ -183,26 +183,24 @@ fn preflight(sections: &[Section]) -> Result<()> {
     Ok(())
 }
 
-/// The release tracer the end-to-end harness uses, built (`cargo build --release -p
-/// doh-trace`) only when it is missing.
+/// The release tracer the end-to-end harness uses. Unless `$DOH_TRACE_BIN` names one, the
+/// workspace's is brought up to date first (`cargo build --release -p doh-trace`, a no-op when
+/// it is), so the figures always describe the checked-out code, never a stale build.
 fn tracer_binary() -> Result<PathBuf> {
     let bin = doh_trace_tests::tracer_binary();
-    if !bin.exists() {
-        eprintln!(
-            "xtask: no tracer at {}; building it (cargo build --release -p doh-trace)",
-            bin.display()
-        );
+    if std::env::var_os("DOH_TRACE_BIN").is_none() {
+        eprintln!("xtask: building the tracer (cargo build --release -p doh-trace)");
         let status = Command::new("cargo")
             .current_dir(crate::build_ebpf::workspace_root())
             .args(["build", "--release", "-p", "doh-trace"])
             .status()
             .context("running cargo build")?;
-        if !status.success() || !bin.exists() {
-            bail!(
-                "building the tracer failed ({status}); expected {}",
-                bin.display()
-            );
+        if !status.success() {
+            bail!("building the tracer failed ({status})");
         }
+    }
+    if !bin.exists() {
+        bail!("no tracer at {}", bin.display());
     }
     Ok(bin.canonicalize().unwrap_or(bin))
 }
