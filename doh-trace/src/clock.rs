@@ -79,7 +79,10 @@ impl Clock {
         }
         text[26] = b'Z';
         // ASCII digits and punctuation: always valid, so never the lossy path.
-        String::from_utf8_lossy(&text).into_owned()
+        match std::str::from_utf8(&text) {
+            Ok(text) => text.to_owned(),
+            Err(_) => String::from_utf8_lossy(&text).into_owned(),
+        }
     }
 }
 

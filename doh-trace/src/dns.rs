@@ -49,11 +49,62 @@ pub enum DnsError {
     NoQuestion,
 }
 
+/// Where a message's question section starts (after the 12-octet header).
+const QUESTION_START: usize = 12;
+
 /// Parses a DNS message and summarises it.
 ///
 /// Reads the message as `Message::from_vec` does, with hickory-proto's own section readers and
 /// checks, but keeps only the first question and the answers instead of building a `Message`.
 pub fn summarize(bytes: &[u8]) -> Result<DnsSummary, DnsError> {
+    summarize_with(bytes, None)
+}
+
+/// Summarises `bytes`, a reply to `query` (whose summary is `asked`), as [`summarize`] does.
+///
+/// A reply's question section nearly always repeats the query's byte for byte. When it does
+/// and the query's name is plain labels (a compression pointer could point into the header,
+/// which the two messages do not share), it is skipped instead of parsed a second time: the
+/// same bytes name the same question.
+pub fn summarize_reply(
+    bytes: &[u8],
+    query: &[u8],
+    asked: &DnsSummary,
+) -> Result<DnsSummary, DnsError> {
+    let repeated = plain_question_end(query)
+        .filter(|&end| bytes.get(QUESTION_START..end) == query.get(QUESTION_START..end))
+        .map(|end| (end, asked));
+    summarize_with(bytes, repeated)
+}
+
+/// The end of the first question of `message` when its name is plain labels (no pointer, no
+/// extended label type), without checking anything else: hickory-proto reads the message.
+fn plain_question_end(message: &[u8]) -> Option<usize> {
+    let mut at = QUESTION_START;
+    loop {
+        let len = usize::from(*message.get(at)?);
+        if len == 0 {
+            // The root label, then QTYPE and QCLASS.
+            let end = at + 1 + 4;
+            return (end <= message.len()).then_some(end);
+        }
+        if len >= 0x40 {
+            return None;
+        }
+        at += 1 + len;
+    }
+}
+
+/// The first question, read or known to repeat a query's.
+enum Question<'a> {
+    Read(Query),
+    Repeated(&'a DnsSummary),
+}
+
+fn summarize_with(
+    bytes: &[u8],
+    repeated: Option<(usize, &DnsSummary)>,
+) -> Result<DnsSummary, DnsError> {
     let malformed = |e: DecodeError| DnsError::Malformed(e.to_string());
     let mut d = BinDecoder::new(bytes);
     let Header {
@@ -61,9 +112,18 @@ pub fn summarize(bytes: &[u8]) -> Result<DnsSummary, DnsError> {
         counts,
     } = Header::read(&mut d).map_err(malformed)?;
     let mut question = None;
-    for _ in 0..counts.queries {
-        let q = Query::read(&mut d).map_err(malformed)?;
-        question.get_or_insert(q);
+    match repeated {
+        // Exactly the bytes `Query::read` would consume, known to read as `asked`'s question.
+        Some((end, asked)) if counts.queries == 1 => {
+            d.read_slice(end - QUESTION_START).map_err(malformed)?;
+            question = Some(Question::Repeated(asked));
+        }
+        _ => {
+            for _ in 0..counts.queries {
+                let q = Query::read(&mut d).map_err(malformed)?;
+                question.get_or_insert(Question::Read(q));
+            }
+        }
     }
     let op = metadata.op_code;
     let (answers, _, _) =
@@ -74,12 +134,15 @@ pub fn summarize(bytes: &[u8]) -> Result<DnsSummary, DnsError> {
     if let Some(edns) = &edns {
         metadata.merge_response_code(edns.rcode_high());
     }
-    let q = question.ok_or(DnsError::NoQuestion)?;
+    let (qname, qtype) = match question.ok_or(DnsError::NoQuestion)? {
+        Question::Read(q) => (name_text(q.name()), type_name(q.query_type())),
+        Question::Repeated(asked) => (asked.qname.clone(), asked.qtype.clone()),
+    };
     Ok(DnsSummary {
         id: metadata.id,
         is_response: metadata.message_type == MessageType::Response,
-        qname: name_text(q.name()),
-        qtype: type_name(q.query_type()),
+        qname,
+        qtype,
         rcode: rcode_name(u16::from(metadata.response_code)),
         answers: answers.iter().map(|r| rdata_text(&r.data)).collect(),
     })
@@ -193,19 +256,7 @@ mod tests {
 
     #[test]
     fn summarises_an_answer_with_compressed_names() {
-        let mut r = QUERY_AAAA.to_vec();
-        r[2] = 0x81; // QR, RD
-        r[3] = 0x80; // RA, NOERROR
-        r[7] = 1; // ANCOUNT
-        r.extend_from_slice(&[
-            0xc0, 0x0c, 0x00, 0x1c, 0x00, 0x01, 0, 0, 0x01, 0x2c, 0x00, 0x10,
-        ]);
-        r.extend_from_slice(
-            &"2001:db8::10"
-                .parse::<std::net::Ipv6Addr>()
-                .unwrap()
-                .octets(),
-        );
+        let r = answer_aaaa();
         let s = summarize(&r).unwrap();
         assert!(s.is_response);
         assert_eq!(s.rcode, "NOERROR");
@@ -269,6 +320,71 @@ mod tests {
             flipped[bit / 8] ^= 1 << (bit % 8);
             assert_eq!(summarize(&flipped).ok(), via_message(&flipped), "bit {bit}");
         }
+    }
+
+    /// An answer to [`QUERY_AAAA`] (2001:db8::10, its name a pointer to the question).
+    fn answer_aaaa() -> Vec<u8> {
+        let mut r = QUERY_AAAA.to_vec();
+        r[2] = 0x81; // QR, RD
+        r[3] = 0x80; // RA, NOERROR
+        r[7] = 1; // ANCOUNT
+        r.extend_from_slice(&[
+            0xc0, 0x0c, 0x00, 0x1c, 0x00, 0x01, 0, 0, 0x01, 0x2c, 0x00, 0x10,
+        ]);
+        r.extend_from_slice(
+            &"2001:db8::10"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+        );
+        r
+    }
+
+    /// A reply summarised against its query says what it says summarised alone: on every
+    /// truncation and bit flip of the reply, and on every bit flip of the query that still
+    /// parses (its name then differs from the reply's, or is no longer plain labels).
+    #[test]
+    fn a_reply_summarised_against_its_query_says_what_it_says_alone() {
+        let reply = answer_aaaa();
+        let reply_to = |reply: &[u8], query: &[u8]| {
+            let asked = summarize(query).ok()?;
+            Some(summarize_reply(reply, query, &asked).ok())
+        };
+        assert_eq!(plain_question_end(QUERY_AAAA), Some(QUERY_AAAA.len()));
+        assert_eq!(reply_to(&reply, QUERY_AAAA), Some(summarize(&reply).ok()));
+        for len in 0..reply.len() {
+            let cut = &reply[..len];
+            assert_eq!(
+                reply_to(cut, QUERY_AAAA),
+                Some(summarize(cut).ok()),
+                "{len}"
+            );
+        }
+        for bit in 0..reply.len() * 8 {
+            let mut flipped = reply.clone();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            assert_eq!(
+                reply_to(&flipped, QUERY_AAAA),
+                Some(summarize(&flipped).ok()),
+                "reply bit {bit}"
+            );
+        }
+        for bit in 0..QUERY_AAAA.len() * 8 {
+            let mut query = QUERY_AAAA.to_vec();
+            query[bit / 8] ^= 1 << (bit % 8);
+            if let Some(replied) = reply_to(&reply, &query) {
+                assert_eq!(replied, summarize(&reply).ok(), "query bit {bit}");
+            }
+        }
+        // 0x20 case: the reply echoes a name the query spelled otherwise; its own spelling wins.
+        let mut mixed = reply.clone();
+        mixed[13] = b'W';
+        let s = reply_to(&mixed, QUERY_AAAA).unwrap().unwrap();
+        assert_eq!(s.qname, "Www.doh.test");
+        // A question whose name points into the header is never taken as repeated.
+        let mut pointed = QUERY_AAAA[..12].to_vec();
+        pointed.extend_from_slice(&[0xc0, 0x02, 0x00, 0x1c, 0x00, 0x01]);
+        assert_eq!(plain_question_end(&pointed), None);
     }
 
     #[test]

@@ -42,13 +42,15 @@ pub enum DohError {
 
 fn media_type_is(value: Option<&str>, want: &str) -> bool {
     value.is_some_and(|v| {
-        v.split(',').any(|part| {
-            part.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .eq_ignore_ascii_case(want)
-        })
+        // The whole value, as DoH clients send it; else each of a list's types, parameters cut.
+        v == want
+            || v.split(',').any(|part| {
+                part.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .eq_ignore_ascii_case(want)
+            })
     })
 }
 

@@ -24,7 +24,20 @@ fn via_message(bytes: &[u8]) -> Option<dns::DnsSummary> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    assert_eq!(dns::summarize(data).ok(), via_message(data));
+    let alone = dns::summarize(data).ok();
+    assert_eq!(alone, via_message(data));
+    // The input as a reply, summarised against every query made of its header (no records)
+    // and a prefix of its question section: the same as summarised alone.
+    if data.len() >= 12 {
+        let mut query = data[..12].to_vec();
+        query[6..12].fill(0);
+        for &octet in data[12..].iter().take(300) {
+            query.push(octet);
+            if let Ok(asked) = dns::summarize(&query) {
+                assert_eq!(dns::summarize_reply(data, &query, &asked).ok(), alone);
+            }
+        }
+    }
     let path = format!("/dns-query?dns={}", String::from_utf8_lossy(data));
     let req = HeaderFields { method: Some("GET".into()), path: Some(path.into()), ..Default::default() };
     if let Some(Ok(doh::DohRequest::Get(q))) = doh::classify(&req) {

@@ -36,7 +36,10 @@ const COMMON_VALUES: &[&str] = &[
 pub fn header_value(value: &[u8]) -> Value {
     match COMMON_VALUES.iter().find(|c| c.as_bytes() == value) {
         Some(common) => Cow::Borrowed(common),
-        None => Cow::Owned(String::from_utf8_lossy(value).into_owned()),
+        None => Cow::Owned(match std::str::from_utf8(value) {
+            Ok(text) => text.to_owned(),
+            Err(_) => String::from_utf8_lossy(value).into_owned(),
+        }),
     }
 }
 

@@ -12,7 +12,8 @@ use crate::{
 };
 
 use super::doh_h2::{
-    append_bounded, new_stream, DohStream, Finished, FirstRequest, H2Client, Outcome, Seen,
+    append_bounded, new_stream, DohStream, Finished, FirstRequest, H2Client, Outcome, ResponseHead,
+    Seen,
 };
 
 /// Most requests awaiting responses that are tracked.
@@ -183,7 +184,7 @@ impl H1Client {
                         // A 101's real answer comes on HTTP/2 stream 1.
                         if !*interim && code != 101 {
                             if let Some(s) = queue.front_mut() {
-                                s.response = Some(Box::new(fields));
+                                s.response = Some(ResponseHead::of(&fields));
                             }
                         }
                     }

@@ -8,6 +8,7 @@
 use crate::{
     counters::DecodeCounters,
     doh::{self, DohRequest, MAX_DNS_MESSAGE},
+    doh_json::DNS_JSON,
     event::Direction,
     http2::{DirectionDecoder, H2Error, H2Event, HeaderFields},
 };
@@ -38,10 +39,32 @@ pub struct DohStream {
     pub started: Seen,
     /// When the request was complete (END_STREAM sent).
     pub sent: Option<Seen>,
-    pub response: Option<Box<HeaderFields>>,
+    /// What is kept of the final response's header, once it came.
+    pub response: Option<ResponseHead>,
     pub answer: Vec<u8>,
     /// A body grew past what a DNS message can be; the rest was not kept.
     pub oversized: bool,
+}
+
+/// What a DoH exchange keeps of its response's header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseHead {
+    /// The `:status` (or HTTP/1.1 status code), when numeric.
+    pub status: Option<u16>,
+    /// The body is the JSON API's (`application/dns-json`), not a DNS message.
+    pub json: bool,
+}
+
+impl ResponseHead {
+    pub fn of(fields: &HeaderFields) -> Self {
+        ResponseHead {
+            status: fields.status_code(),
+            json: fields
+                .content_type
+                .as_deref()
+                .is_some_and(|ct| ct.starts_with(DNS_JSON)),
+        }
+    }
 }
 
 impl DohStream {
@@ -414,7 +437,7 @@ fn on_response_headers(
             .status_code()
             .is_some_and(|c| (100..200).contains(&c));
         if s.response.is_none() && !informational {
-            s.response = Some(Box::new(fields));
+            s.response = Some(ResponseHead::of(&fields));
         }
     }
     if end_stream {

@@ -8,7 +8,7 @@ use crate::{
     counters::DecodeCounters,
     dns::{self, DnsSummary},
     doh::{self, DohRequest},
-    doh_json::{parse_json_answer, DNS_JSON},
+    doh_json::parse_json_answer,
     lookup::{Endpoint, Lookup, Status},
 };
 
@@ -56,16 +56,16 @@ pub fn to_lookup(
     if s.oversized {
         counters.oversized_bodies += 1;
     }
-    let json = matches!(s.form, Some(DohRequest::Json(_)))
-        || s.response
-            .as_ref()
-            .and_then(|r| r.content_type.as_deref())
-            .is_some_and(|ct| ct.starts_with(DNS_JSON));
+    let json = matches!(s.form, Some(DohRequest::Json(_))) || s.response.is_some_and(|r| r.json);
     let query = dns::summarize(s.query()).ok();
     let answer = if json {
         parse_json_answer(&s.answer).ok()
     } else {
-        dns::summarize(&s.answer).ok()
+        match &query {
+            Some(asked) => dns::summarize_reply(&s.answer, s.query(), asked),
+            None => dns::summarize(&s.answer),
+        }
+        .ok()
     };
     let question: DnsSummary = if let Some(DohRequest::Json(q)) = &s.form {
         DnsSummary {
@@ -101,7 +101,7 @@ pub fn to_lookup(
             (None, None) => return Judged::NotDns,
         }
     };
-    let http_status = s.response.as_ref().and_then(|r| r.status_code());
+    let http_status = s.response.and_then(|r| r.status);
     let mut rcode = None;
     let mut answers = Vec::new();
     let status = match f.outcome {

@@ -130,36 +130,71 @@ fn decode_integer(buf: &[u8], prefix_size: u8) -> Result<(usize, usize), Decoder
 /// It is assumed that the first byte in the buffer represents the start of the
 /// encoded octet string.
 ///
-/// Returns the decoded string in a newly allocated `Vec` and the number of
-/// bytes consumed from the given buffer.
-fn decode_string(buf: &[u8]) -> Result<(Cow<'_, [u8]>, usize), DecoderError> {
+/// Returns the string and the number of bytes consumed from the given buffer.
+/// A raw string is borrowed from `buf`; a Huffman-coded one is decoded into
+/// `scratch` (cleared first). Patched for doh-trace: upstream allocated a
+/// `Vec` for every Huffman-coded string, even one the caller neither keeps
+/// nor indexes.
+fn decode_string_into<'b>(
+    buf: &'b [u8],
+    scratch: &'b mut Vec<u8>,
+) -> Result<(&'b [u8], usize), DecoderError> {
     let (len, consumed) = decode_integer(buf, 7)?;
-    trace!("decode_string: Consumed = {}, len = {}", consumed, len);
     if consumed + len > buf.len() {
         return Err(DecoderError::StringDecodingError(
             StringDecodingError::NotEnoughOctets,
         ));
     }
     let raw_string = &buf[consumed..consumed + len];
-    if buf[0] & 128 == 128 {
-        trace!("decode_string: Using the Huffman code");
-        // Huffman coding used: pass the raw octets to the Huffman decoder
-        // and return its result.
-        let mut decoder = HuffmanDecoder::new();
-        let decoded = match decoder.decode(raw_string) {
-            Err(e) => {
-                return Err(DecoderError::StringDecodingError(
-                    StringDecodingError::HuffmanDecoderError(e),
-                ));
-            }
-            Ok(res) => res,
-        };
-        Ok((Cow::Owned(decoded), consumed + len))
-    } else {
-        // The octets were transmitted raw
-        trace!("decode_string: Raw octet string received");
-        Ok((Cow::Borrowed(raw_string), consumed + len))
+    if buf[0] & 128 == 0 {
+        return Ok((raw_string, consumed + len));
     }
+    scratch.clear();
+    HuffmanDecoder::new()
+        .decode_into(raw_string, scratch)
+        .map_err(|e| {
+            DecoderError::StringDecodingError(StringDecodingError::HuffmanDecoderError(e))
+        })?;
+    Ok((scratch, consumed + len))
+}
+
+/// Decodes a literal header representation from the given buffer, with its
+/// name indexed in `table` or literal. Huffman-coded strings are decoded into
+/// `scratch` (name, value).
+///
+/// # Parameters
+///
+/// - index: whether or not the decoded value should be indexed (i.e.
+///   included in the dynamic table).
+fn decode_literal<'b>(
+    table: &'b HeaderTable<'_>,
+    scratch: [&'b mut Vec<u8>; 2],
+    buf: &'b [u8],
+    index: bool,
+) -> Result<DecodedLiteralSlice<'b>, DecoderError> {
+    let [scratch_name, scratch_value] = scratch;
+    let prefix = if index { 6 } else { 4 };
+    let (table_index, mut consumed) = decode_integer(buf, prefix)?;
+
+    // First read the name appropriately
+    let name = if table_index == 0 {
+        // Read name string as literal
+        let (name, name_len) = decode_string_into(&buf[consumed..], scratch_name)?;
+        consumed += name_len;
+        name
+    } else {
+        // Read name indexed from the table
+        table
+            .get_from_table(table_index)
+            .ok_or(DecoderError::HeaderIndexOutOfBounds)?
+            .0
+    };
+
+    // Now read the value as a literal...
+    let (value, value_len) = decode_string_into(&buf[consumed..], scratch_value)?;
+    consumed += value_len;
+
+    Ok(((name, value), consumed))
 }
 
 /// Different variants of how a particular header field can be represented in
@@ -279,6 +314,11 @@ pub struct Decoder<'a> {
 
     max_allowed_table_size: Option<usize>,
 
+    /// Where Huffman-coded names and values are decoded (patched for
+    /// doh-trace: reused from one field to the next).
+    scratch_name: Vec<u8>,
+    scratch_value: Vec<u8>,
+
     // Allow trailing size updates (used by tests)
     #[cfg(test)]
     pub(crate) allow_trailing_size_updates: bool,
@@ -290,7 +330,6 @@ impl Default for Decoder<'_> {
     }
 }
 
-type DecodedLiteralCow<'a> = ((Cow<'a, [u8]>, Cow<'a, [u8]>), usize);
 type DecodedLiteralSlice<'a> = ((&'a [u8], &'a [u8]), usize);
 
 /// Represents a decoder of HPACK encoded headers. Maintains the state
@@ -314,6 +353,8 @@ impl<'a> Decoder<'a> {
         Decoder {
             header_table: HeaderTable::with_static_table(static_table),
             max_allowed_table_size: None,
+            scratch_name: Vec::new(),
+            scratch_value: Vec::new(),
             #[cfg(test)]
             allow_trailing_size_updates: false,
         }
@@ -391,40 +432,30 @@ impl<'a> Decoder<'a> {
                     consumed
                 }
                 FieldRepresentation::LiteralWithIncrementalIndexing => {
-                    let ((name, value), consumed) = {
-                        let ((name, value), consumed) =
-                            self.decode_literal(buffer_leftover, true)?;
-                        cb(Cow::Borrowed(&name), Cow::Borrowed(&value));
-
-                        // Since we are to add the decoded header to the header table, we need to
-                        // convert them into owned buffers that the decoder can keep internally.
-                        let name = name.into_owned();
-                        let value = value.into_owned();
-
-                        ((name, value), consumed)
-                    };
-                    // This cannot be done in the same scope as the `decode_literal` call, since
-                    // Rust cannot figure out that the `into_owned` calls effectively drop the
-                    // borrow on `self` that the `decode_literal` return value had. Since adding
-                    // a header to the table requires a `&mut self`, it fails to compile.
-                    // Manually separating it out here works around it...
+                    let ((name, value), consumed) = decode_literal(
+                        &self.header_table,
+                        [&mut self.scratch_name, &mut self.scratch_value],
+                        buffer_leftover,
+                        true,
+                    )?;
+                    cb(Cow::Borrowed(name), Cow::Borrowed(value));
+                    // The table keeps its own copies.
+                    let (name, value) = (name.to_vec(), value.to_vec());
                     self.header_table.add_header(name, value);
 
                     consumed
                 }
-                FieldRepresentation::LiteralWithoutIndexing => {
-                    let ((name, value), consumed) = self.decode_literal(buffer_leftover, false)?;
-                    cb(name, value);
-
-                    consumed
-                }
-                FieldRepresentation::LiteralNeverIndexed => {
-                    // Same as the previous one, except if we were also a proxy
-                    // we would need to make sure not to change the
-                    // representation received here. We don't care about this
-                    // for now.
-                    let ((name, value), consumed) = self.decode_literal(buffer_leftover, false)?;
-                    cb(name, value);
+                FieldRepresentation::LiteralWithoutIndexing
+                | FieldRepresentation::LiteralNeverIndexed => {
+                    // Were we a proxy, a never-indexed field would have to be
+                    // forwarded as such. We are not.
+                    let ((name, value), consumed) = decode_literal(
+                        &self.header_table,
+                        [&mut self.scratch_name, &mut self.scratch_value],
+                        buffer_leftover,
+                        false,
+                    )?;
+                    cb(Cow::Borrowed(name), Cow::Borrowed(value));
 
                     consumed
                 }
@@ -493,39 +524,6 @@ impl<'a> Decoder<'a> {
             .ok_or(DecoderError::HeaderIndexOutOfBounds)
     }
 
-    /// Decodes a literal header representation from the given buffer.
-    ///
-    /// # Parameters
-    ///
-    /// - index: whether or not the decoded value should be indexed (i.e.
-    ///   included in the dynamic table).
-    fn decode_literal<'b>(
-        &'b self,
-        buf: &'b [u8],
-        index: bool,
-    ) -> Result<DecodedLiteralCow<'b>, DecoderError> {
-        let prefix = if index { 6 } else { 4 };
-        let (table_index, mut consumed) = decode_integer(buf, prefix)?;
-
-        // First read the name appropriately
-        let name = if table_index == 0 {
-            // Read name string as literal
-            let (name, name_len) = decode_string(&buf[consumed..])?;
-            consumed += name_len;
-            name
-        } else {
-            // Read name indexed from the table
-            let (name, _) = self.get_from_table(table_index)?;
-            Cow::Borrowed(name)
-        };
-
-        // Now read the value as a literal...
-        let (value, value_len) = decode_string(&buf[consumed..])?;
-        consumed += value_len;
-
-        Ok(((name, value), consumed))
-    }
-
     /// Handles processing the `SizeUpdate` HPACK block: updates the maximum
     /// size of the underlying dynamic table, possibly causing a number of
     /// headers to be evicted from it.
@@ -561,7 +559,20 @@ mod tests {
 
     use super::super::encoder::encode_integer;
     use super::super::huffman::HuffmanDecoderError;
-    use super::decode_string;
+    use super::decode_string_into;
+
+    /// `decode_string_into`, checking that a raw string is borrowed from
+    /// `buf`; a Huffman-coded one is copied out of the scratch buffer.
+    fn decode_string(buf: &[u8]) -> Result<(Cow<'_, [u8]>, usize), DecoderError> {
+        let mut scratch = Vec::new();
+        let (string, consumed) = decode_string_into(buf, &mut scratch)?;
+        if buf[0] & 128 == 128 {
+            return Ok((Cow::Owned(string.to_vec()), consumed));
+        }
+        let start = string.as_ptr() as usize - buf.as_ptr() as usize;
+        assert!(start + string.len() <= buf.len(), "borrowed from the input");
+        Ok((Cow::Borrowed(&buf[start..start + string.len()]), consumed))
+    }
     use super::Decoder;
     use super::FieldRepresentation;
     use super::{DecoderError, DecoderResult};
