@@ -56,6 +56,7 @@ pub struct ResponseHead {
 }
 
 impl ResponseHead {
+    /// What is kept of a response with these header fields.
     pub fn of(fields: &HeaderFields) -> Self {
         ResponseHead {
             status: fields.status_code(),

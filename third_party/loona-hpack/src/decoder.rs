@@ -330,6 +330,9 @@ impl Default for Decoder<'_> {
     }
 }
 
+/// Largest scratch buffer kept from one header block to the next.
+const MAX_KEPT_SCRATCH: usize = 4096;
+
 type DecodedLiteralSlice<'a> = ((&'a [u8], &'a [u8]), usize);
 
 /// Represents a decoder of HPACK encoded headers. Maintains the state
@@ -407,6 +410,22 @@ impl<'a> Decoder<'a> {
     /// halts and the appropriate error is returned as the `Err` variant of
     /// the `Result`.
     pub fn decode_with_cb(
+        &mut self,
+        buf: &[u8],
+        cb: impl FnMut(Cow<[u8]>, Cow<[u8]>),
+    ) -> Result<(), DecoderError> {
+        let result = self.decode_fields(buf, cb);
+        // Patched for doh-trace: one huge literal from a peer must not stay
+        // allocated for the rest of the connection.
+        for scratch in [&mut self.scratch_name, &mut self.scratch_value] {
+            if scratch.capacity() > MAX_KEPT_SCRATCH {
+                *scratch = Vec::new();
+            }
+        }
+        result
+    }
+
+    fn decode_fields(
         &mut self,
         buf: &[u8],
         mut cb: impl FnMut(Cow<[u8]>, Cow<[u8]>),
@@ -738,6 +757,35 @@ mod tests {
             FieldRepresentation::new((1 << 6) - 1),
             FieldRepresentation::SizeUpdate
         ));
+    }
+
+    /// Patched for doh-trace: a huge Huffman-coded literal is decoded, and its
+    /// scratch buffer released once the block is done.
+    #[test]
+    fn a_huge_literal_does_not_stay_allocated() {
+        // Literal without indexing, new name "x", value: 20 000 Huffman-coded
+        // '0' (code 00000, 5 bits): 12 500 octets of zeros, no padding.
+        let mut block = vec![0x00, 0x01, b'x'];
+        let value = vec![0u8; 12_500];
+        block.push(0x80 | 0x7f);
+        let mut rest = value.len() - 0x7f;
+        while rest >= 0x80 {
+            block.push((rest % 0x80) as u8 | 0x80);
+            rest /= 0x80;
+        }
+        block.push(rest as u8);
+        block.extend_from_slice(&value);
+        let mut decoder = Decoder::new();
+        let mut seen = 0;
+        decoder
+            .decode_with_cb(&block, |name, value| {
+                assert_eq!(&name[..], b"x");
+                assert!(value.len() == 20_000 && value.iter().all(|&b| b == b'0'));
+                seen += 1;
+            })
+            .unwrap();
+        assert_eq!(seen, 1);
+        assert_eq!(decoder.scratch_value.capacity(), 0);
     }
 
     #[test]
