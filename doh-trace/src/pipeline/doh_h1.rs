@@ -179,12 +179,13 @@ impl H1Client {
                 let mut switched = false;
                 let used = responses.feed(bytes, &mut |ev| match ev {
                     H1Event::Head { fields, .. } => {
-                        let code = fields.status_code().unwrap_or(0);
+                        let head = ResponseHead::of(&fields);
+                        let code = head.status.unwrap_or(0);
                         *interim = (100..200).contains(&code) && code != 101;
                         // A 101's real answer comes on HTTP/2 stream 1.
                         if !*interim && code != 101 {
                             if let Some(s) = queue.front_mut() {
-                                s.response = Some(ResponseHead::of(&fields));
+                                s.response = Some(head);
                             }
                         }
                     }

@@ -434,11 +434,10 @@ fn on_response_headers(
         return;
     };
     if let Some(fields) = fields {
-        let informational = fields
-            .status_code()
-            .is_some_and(|c| (100..200).contains(&c));
+        let head = ResponseHead::of(&fields);
+        let informational = head.status.is_some_and(|c| (100..200).contains(&c));
         if s.response.is_none() && !informational {
-            s.response = Some(ResponseHead::of(&fields));
+            s.response = Some(head);
         }
     }
     if end_stream {
