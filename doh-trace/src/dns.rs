@@ -3,9 +3,9 @@
 use std::borrow::Cow;
 
 use hickory_proto::{
-    op::{Header, Message, MessageType, Query},
-    rr::{Name, RData, RecordType},
-    serialize::binary::{BinDecodable, BinDecoder, DecodeError},
+    op::{Header, Message, MessageType, OpCode, Query},
+    rr::{DNSClass, Name, RData, RecordData, RecordType},
+    serialize::binary::{BinDecodable, BinDecoder, DecodeError, Restrict},
 };
 
 use crate::lookup::ip_text;
@@ -95,12 +95,6 @@ fn plain_question_end(message: &[u8]) -> Option<usize> {
     }
 }
 
-/// The first question, read or known to repeat a query's.
-enum Question<'a> {
-    Read(Query),
-    Repeated(&'a DnsSummary),
-}
-
 fn summarize_with(
     bytes: &[u8],
     repeated: Option<(usize, &DnsSummary)>,
@@ -111,62 +105,196 @@ fn summarize_with(
         mut metadata,
         counts,
     } = Header::read(&mut d).map_err(malformed)?;
-    let mut question = None;
+    // Where the first question ends when its name is plain labels.
+    let plain_end = match repeated {
+        Some((end, _)) => Some(end),
+        None => plain_question_end(bytes),
+    };
+    // The first question's name and type.
+    let mut question: Option<(String, Mnemonic)> = None;
     match repeated {
         // Exactly the bytes `Query::read` would consume, known to read as `asked`'s question.
         Some((end, asked)) if counts.queries == 1 => {
             d.read_slice(end - QUESTION_START).map_err(malformed)?;
-            question = Some(Question::Repeated(asked));
+            question = Some((asked.qname.clone(), asked.qtype.clone()));
         }
         _ => {
             for _ in 0..counts.queries {
+                if question.is_some() {
+                    Query::read(&mut d).map_err(malformed)?;
+                    continue;
+                }
+                if let Some((end, first)) =
+                    plain_end.and_then(|end| Some((end, plain_question(bytes, end)?)))
+                {
+                    d.read_slice(end - QUESTION_START).map_err(malformed)?;
+                    question = Some(first);
+                    continue;
+                }
                 let q = Query::read(&mut d).map_err(malformed)?;
-                question.get_or_insert(Question::Read(q));
+                question = Some((name_text(q.name()), type_name(q.query_type())));
             }
         }
     }
     let op = metadata.op_code;
-    let (answers, _, _) =
-        Message::read_records(&mut d, counts.answers.into(), false, op).map_err(malformed)?;
-    Message::read_records(&mut d, counts.authorities.into(), false, op).map_err(malformed)?;
+    // A record owner that points into a plain question name need not be read again.
+    let question_end = plain_end.filter(|_| question.is_some());
+    let mut answers = Vec::with_capacity(usize::from(counts.answers).min(8));
+    let section = Section {
+        message: bytes,
+        question_end,
+        op,
+    };
+    section
+        .read(&mut d, counts.answers, |data| {
+            answers.push(rdata_text(&data))
+        })
+        .map_err(malformed)?;
+    section
+        .read(&mut d, counts.authorities, drop)
+        .map_err(malformed)?;
     let (_, edns, _) =
         Message::read_records(&mut d, counts.additionals.into(), true, op).map_err(malformed)?;
     if let Some(edns) = &edns {
         metadata.merge_response_code(edns.rcode_high());
     }
-    let (qname, qtype) = match question.ok_or(DnsError::NoQuestion)? {
-        Question::Read(q) => (name_text(q.name()), type_name(q.query_type())),
-        Question::Repeated(asked) => (asked.qname.clone(), asked.qtype.clone()),
-    };
+    let (qname, qtype) = question.ok_or(DnsError::NoQuestion)?;
     Ok(DnsSummary {
         id: metadata.id,
         is_response: metadata.message_type == MessageType::Response,
         qname,
         qtype,
         rcode: rcode_name(u16::from(metadata.response_code)),
-        answers: answers.iter().map(|r| rdata_text(&r.data)).collect(),
+        answers,
     })
+}
+
+/// The longest question name (in octets on the wire) [`plain_question`] reads itself, well
+/// below the 255 octets hickory-proto allows: longer ones are left to hickory-proto.
+const MAX_PLAIN_NAME: usize = 128;
+
+/// The first question of `message`, which ends at `end` ([`plain_question_end`]), as
+/// `Query::read` and [`name_text`] give it, when every label of its name is one `name_text`
+/// joins unescaped: the labels are the text.
+///
+/// Labels under 64 octets ending in the root label and fewer than [`MAX_PLAIN_NAME`] octets
+/// are a name `Name::read` accepts as they are; QTYPE and QCLASS are any 16-bit values. A
+/// root name, a longer one, or one that needs escaping is left to hickory-proto.
+fn plain_question(message: &[u8], end: usize) -> Option<(String, Mnemonic)> {
+    let name = message.get(QUESTION_START..end.checked_sub(4)?)?;
+    if name.len() <= 1 || name.len() > MAX_PLAIN_NAME {
+        return None;
+    }
+    let mut text = Vec::with_capacity(name.len());
+    let mut at = 0;
+    while let Some(&len) = name.get(at).filter(|&&len| len != 0) {
+        let label = name.get(at + 1..at + 1 + usize::from(len))?;
+        if !plain_label(label) {
+            return None;
+        }
+        if !text.is_empty() {
+            text.push(b'.');
+        }
+        text.extend_from_slice(label);
+        at += 1 + usize::from(len);
+    }
+    let text = String::from_utf8(text).ok()?;
+    let qtype = u16::from_be_bytes([message[end - 4], message[end - 3]]);
+    Some((text, type_name(RecordType::from(qtype))))
+}
+
+/// What reading the answer and authority sections needs to know of their message.
+struct Section<'a> {
+    /// The whole message.
+    message: &'a [u8],
+    /// The end of the first question, when hickory-proto has read it and its name is plain
+    /// labels.
+    question_end: Option<usize>,
+    op: OpCode,
+}
+
+impl Section<'_> {
+    /// Reads `count` records as `Message::read_records` does for a section other than the
+    /// additional one (hickory-proto's `Record::read`, then the same checks), passing each
+    /// record's data to `each`.
+    ///
+    /// Owner names are not kept. One that is a compression pointer to a label of the plain
+    /// question name is stepped over: `Name::read` would read those labels again, and they
+    /// are valid. Any other owner is read by `Name::read`.
+    fn read(
+        &self,
+        d: &mut BinDecoder<'_>,
+        count: u16,
+        mut each: impl FnMut(RData),
+    ) -> Result<(), DecodeError> {
+        for _ in 0..count {
+            if self.owner_in_question(d.index()) {
+                d.read_u16()?;
+            } else {
+                Name::read(d)?;
+            }
+            let record_type = RecordType::read(d)?;
+            // `read_records` refuses these outside the additional section (and
+            // `Record::read` an OPT record whose owner is not the root): an error either way.
+            if matches!(
+                record_type,
+                RecordType::OPT | RecordType::SIG | RecordType::TSIG
+            ) {
+                return Err(DecodeError::RecordNotInAdditionalSection(record_type));
+            }
+            DNSClass::read(d)?;
+            d.read_u32()?;
+            let rd_length = d.read_u16()?.unverified();
+            if usize::from(rd_length) > d.len() {
+                // `Record::read` says IncorrectRDataLengthRead, which only it can build.
+                return Err(DecodeError::InsufficientBytes);
+            }
+            let data = if rd_length == 0 {
+                RData::Update0(record_type)
+            } else {
+                RData::read(d, record_type, Restrict::new(rd_length))?
+            };
+            if self.op != OpCode::Update && data.is_update() {
+                return Err(DecodeError::InvalidEmptyRecord);
+            }
+            each(data);
+        }
+        Ok(())
+    }
+
+    /// Whether the name at `at` is a compression pointer to a label of the plain question
+    /// name (its first, a later one, or its root label).
+    fn owner_in_question(&self, at: usize) -> bool {
+        let Some(end) = self.question_end else {
+            return false;
+        };
+        let target = match self.message.get(at..at + 2) {
+            Some(&[high, low]) if high >= 0xc0 => {
+                usize::from(u16::from_be_bytes([high & 0x3f, low]))
+            }
+            _ => return false,
+        };
+        let mut label = QUESTION_START;
+        while label < end {
+            if label == target {
+                return true;
+            }
+            match self.message[label] {
+                0 => return false,
+                len => label += 1 + usize::from(len),
+            }
+        }
+        false
+    }
 }
 
 /// A name as hickory-proto's `to_ascii` spells it, without the trailing dot ("." for the
 /// root). Names of letters, digits, `_` and inner `-` (nearly all) are joined directly, in one
 /// pass over the labels; any other takes hickory-proto's escaping.
 pub fn name_text(name: &Name) -> String {
-    /// Bytes `to_ascii` leaves alone anywhere in a label (`-` is escaped only in front).
-    const PLAIN: [bool; 256] = {
-        let mut plain = [false; 256];
-        let mut b = 0;
-        while b < 256 {
-            let c = b as u8;
-            plain[b] = c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
-            b += 1;
-        }
-        plain
-    };
     let mut text = Vec::with_capacity(name.len());
     for label in name.iter() {
-        if label.first().is_none_or(|&b| b == b'-') || !label.iter().all(|&b| PLAIN[usize::from(b)])
-        {
+        if !plain_label(label) {
             return escaped_name_text(name);
         }
         if !text.is_empty() {
@@ -179,6 +307,23 @@ pub fn name_text(name: &Name) -> String {
     }
     // Checked above: ASCII only, so this never takes the lossy path.
     String::from_utf8(text).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Whether `to_ascii` spells `label` as it is: letters, digits, `_` and `-`, not empty and
+/// not starting with `-`.
+fn plain_label(label: &[u8]) -> bool {
+    /// Bytes `to_ascii` leaves alone anywhere in a label (`-` is escaped only in front).
+    const PLAIN: [bool; 256] = {
+        let mut plain = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            let c = b as u8;
+            plain[b] = c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
+            b += 1;
+        }
+        plain
+    };
+    label.first().is_some_and(|&b| b != b'-') && label.iter().all(|&b| PLAIN[usize::from(b)])
 }
 
 /// hickory-proto's `to_ascii` without the trailing dot.
@@ -301,13 +446,40 @@ mod tests {
             60,
             RData::A(rdata::A::new(192, 0, 2, 1)),
         ));
-        let soa = rdata::SOA::new(name.clone(), name.clone(), 1, 2, 3, 4, 5);
-        m.add_authority(Record::from_rdata(name, 60, RData::SOA(soa)));
+        // A chain: the second owner points into the first record's data, not the question.
+        let target = Name::from_ascii("x.doh.test.").unwrap();
+        m.add_answer(Record::from_rdata(
+            name.clone(),
+            60,
+            RData::CNAME(rdata::CNAME(target.clone())),
+        ));
+        m.add_answer(Record::from_rdata(
+            target,
+            60,
+            RData::A(rdata::A::new(192, 0, 2, 2)),
+        ));
+        // Owned by a suffix of the question's name: a pointer to its second label.
+        let zone = Name::from_ascii("doh.test.").unwrap();
+        let soa = rdata::SOA::new(name.clone(), name, 1, 2, 3, 4, 5);
+        m.add_authority(Record::from_rdata(zone, 60, RData::SOA(soa)));
         let bytes = m.to_vec().unwrap();
         let whole = summarize(&bytes).unwrap();
         assert_eq!(Some(&whole), via_message(&bytes).as_ref());
         assert_eq!(whole.rcode, "BADVERS");
-        assert_eq!(whole.answers, ["2001:db8::10", "192.0.2.1"]);
+        assert_eq!(
+            whole.answers,
+            ["2001:db8::10", "192.0.2.1", "x.doh.test.", "192.0.2.2"]
+        );
+        // The owners the reader steps over: the question's name and its suffix.
+        let pointers: Vec<_> = bytes
+            .windows(2)
+            .filter(|w| w[0] == 0xc0)
+            .map(|w| w[1])
+            .collect();
+        assert!(
+            pointers.contains(&12) && pointers.contains(&16),
+            "{pointers:?}"
+        );
         for len in 0..bytes.len() {
             assert_eq!(
                 summarize(&bytes[..len]).ok(),
@@ -415,6 +587,37 @@ mod tests {
                 want.pop();
             }
             assert_eq!(name_text(&name), want, "{labels:?}");
+        }
+    }
+
+    /// Questions whose names `plain_question` reads itself, or leaves to hickory-proto (root,
+    /// escaped labels, long names), read as `Message::from_vec` reads them.
+    #[test]
+    fn reads_question_names_as_hickory_does() {
+        let long = [b'a'; 63];
+        let names: [&[&[u8]]; 11] = [
+            &[],
+            &[b"www", b"doh", b"test"],
+            &[b"Www", b"DOH", b"t-e_st1"],
+            &[b"-lead", b"x"],
+            &[b"sp ace", b"x"],
+            &[&long, b"b"],
+            &[&long, &long[..60]], // 127 octets with its length octets and root
+            &[&long, &long[..61]], // 128
+            &[&long, &long[..62]], // 129: hickory-proto's
+            &[&long, &long, &long, &long[..61]], // 255: the longest
+            &[&long, &long, &long, &long[..62]], // 256: too long
+        ];
+        for labels in names {
+            let mut q = QUERY_AAAA[..12].to_vec();
+            for label in labels {
+                q.push(label.len() as u8);
+                q.extend_from_slice(label);
+            }
+            q.extend_from_slice(&[0, 0xff, 0x00, 0x00, 0x01]);
+            assert_eq!(summarize(&q).ok(), via_message(&q), "{labels:?}");
+            let octets = labels.iter().map(|l| 1 + l.len()).sum::<usize>() + 1;
+            assert_eq!(summarize(&q).is_ok(), octets <= 255, "{labels:?}");
         }
     }
 
