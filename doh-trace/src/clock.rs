@@ -2,8 +2,64 @@
 
 use std::{
     cell::Cell,
+    fmt,
+    ops::Deref,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
+
+use serde::{Serialize, Serializer};
+
+/// RFC 3339 text of a record's time. The `YYYY-MM-DDTHH:MM:SS.ffffffZ` form every time up to
+/// the year 9999 takes is held inline, so a record's time costs no allocation.
+#[derive(Clone)]
+pub enum Rfc3339 {
+    /// 27 octets of ASCII, as [`Clock::rfc3339`] writes them.
+    Inline([u8; 27]),
+    /// Any other text (years past 9999, tests).
+    Text(Box<str>),
+}
+
+impl Deref for Rfc3339 {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            // Only ever ASCII (see `Clock::rfc3339`), so never the empty fallback.
+            Rfc3339::Inline(text) => std::str::from_utf8(text).unwrap_or_default(),
+            Rfc3339::Text(text) => text,
+        }
+    }
+}
+
+impl Default for Rfc3339 {
+    fn default() -> Self {
+        Rfc3339::Text(Box::default())
+    }
+}
+
+impl From<&str> for Rfc3339 {
+    fn from(text: &str) -> Self {
+        Rfc3339::Text(text.into())
+    }
+}
+
+impl PartialEq for Rfc3339 {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl fmt::Debug for Rfc3339 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl Serialize for Rfc3339 {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self)
+    }
+}
 
 /// Maps monotonic nanoseconds to wall-clock time using one offset sampled at start.
 #[derive(Debug, Clone, Copy)]
@@ -43,7 +99,7 @@ impl Clock {
 
     /// RFC 3339 text (UTC, microseconds) of a kernel timestamp. The date and time of day are
     /// formatted once per second (per thread) and reused; only the microseconds change.
-    pub fn rfc3339(&self, ts_ns: u64) -> String {
+    pub fn rfc3339(&self, ts_ns: u64) -> Rfc3339 {
         thread_local! {
             /// The whole second last formatted, and its `YYYY-MM-DDTHH:MM:SS`.
             static SECOND: Cell<Option<(u64, [u8; 19])>> = const { Cell::new(None) };
@@ -63,7 +119,10 @@ impl Clock {
                 match text.as_bytes().get(..19) {
                     Some(date_time) => prefix.copy_from_slice(date_time),
                     // Years past 9999: not worth a cache.
-                    None => return humantime::format_rfc3339_micros(self.wall(ts_ns)).to_string(),
+                    None => {
+                        let text = humantime::format_rfc3339_micros(self.wall(ts_ns)).to_string();
+                        return Rfc3339::Text(text.into());
+                    }
                 }
                 SECOND.set(Some((secs, prefix)));
                 prefix
@@ -78,11 +137,7 @@ impl Clock {
             micros /= 10;
         }
         text[26] = b'Z';
-        // ASCII digits and punctuation: always valid, so never the lossy path.
-        match std::str::from_utf8(&text) {
-            Ok(text) => text.to_owned(),
-            Err(_) => String::from_utf8_lossy(&text).into_owned(),
-        }
+        Rfc3339::Inline(text)
     }
 }
 
@@ -114,18 +169,18 @@ mod tests {
             7,
         ] {
             let want = humantime::format_rfc3339_micros(c.wall(ts)).to_string();
-            assert_eq!(c.rfc3339(ts), want);
+            assert_eq!(&*c.rfc3339(ts), want);
         }
         let far = Clock::with_offset(300_000_000_000_000_000_000);
         let want = humantime::format_rfc3339_micros(far.wall(1)).to_string();
-        assert_eq!(far.rfc3339(1), want);
+        assert_eq!(&*far.rfc3339(1), want);
     }
 
     #[test]
     fn formats_kernel_time_as_rfc3339() {
         let c = Clock::with_offset(1_700_000_000_000_000_000 - 5_000);
         assert_eq!(
-            c.rfc3339(5_000 + 123_456_000),
+            &*c.rfc3339(5_000 + 123_456_000),
             "2023-11-14T22:13:20.123456Z"
         );
     }

@@ -7,7 +7,7 @@ use std::{
 
 use serde::Serialize;
 
-use crate::{context::ProcessContext, dns::Mnemonic};
+use crate::{clock::Rfc3339, context::ProcessContext, dns::Mnemonic};
 
 /// How a lookup ended.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -141,7 +141,7 @@ pub struct RelayPeer {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Lookup {
     /// When the answer arrived (or the lookup ended), RFC 3339, UTC.
-    pub time: String,
+    pub time: Rfc3339,
     /// Process id (thread-group id) that made the lookup.
     pub pid: u32,
     /// Thread that sent the query.

@@ -20,74 +20,77 @@ macro_rules! key {
     };
 }
 
+/// `,"name":"text"`: the key and the opening quote as one constant, then the text.
+macro_rules! key_string {
+    ($out:expr, $name:literal, $text:expr) => {{
+        $out.extend_from_slice(concat!(",\"", $name, "\":\"").as_bytes());
+        string_rest($out, $text);
+    }};
+}
+
+/// `,"name":"text"`, or `,"name":null` (one constant) when there is no text.
+macro_rules! key_opt_string {
+    ($out:expr, $name:literal, $text:expr) => {
+        match $text {
+            Some(text) => key_string!($out, $name, text),
+            None => $out.extend_from_slice(concat!(",\"", $name, "\":null").as_bytes()),
+        }
+    };
+}
+
 /// Appends `l` as one JSON object followed by a newline.
 pub fn write_lookup(out: &mut Vec<u8>, l: &Lookup) {
-    out.extend_from_slice(b"{\"time\":");
-    string(out, &l.time);
+    out.extend_from_slice(b"{\"time\":\"");
+    string_rest(out, &l.time);
     key!(out, "pid");
     value(out, &l.pid);
     key!(out, "tid");
     value(out, &l.tid);
     key!(out, "uid");
     value(out, &l.uid);
-    key!(out, "comm");
-    string(out, &l.comm);
-    key!(out, "transport");
-    string(out, l.transport);
+    key_string!(out, "comm", &l.comm);
+    key_string!(out, "transport", l.transport);
     key!(out, "server");
     endpoint(out, l.server.as_ref());
     key!(out, "client");
     endpoint(out, l.client.as_ref());
-    key!(out, "authority");
-    opt_string(out, l.authority.as_deref());
-    key!(out, "url");
-    opt_string(out, l.url.as_deref());
-    key!(out, "method");
-    opt_string(out, l.method.as_deref());
-    key!(out, "http_version");
-    opt_string(out, l.http_version);
+    key_opt_string!(out, "authority", l.authority.as_deref());
+    key_opt_string!(out, "url", l.url.as_deref());
+    key_opt_string!(out, "method", l.method.as_deref());
+    key_opt_string!(out, "http_version", l.http_version);
     key!(out, "headers_known");
     value(out, &l.headers_known);
     key!(out, "stream_id");
     value(out, &l.stream_id);
-    key!(out, "qname");
-    opt_string(out, l.qname.as_deref());
-    key!(out, "qtype");
-    opt_string(out, l.qtype.as_deref());
+    key_opt_string!(out, "qname", l.qname.as_deref());
+    key_opt_string!(out, "qtype", l.qtype.as_deref());
     key!(out, "dns_id");
     value(out, &l.dns_id);
-    key!(out, "rcode");
-    opt_string(out, l.rcode.as_deref());
+    key_opt_string!(out, "rcode", l.rcode.as_deref());
     key!(out, "answers");
     out.push(b'[');
     for (i, a) in l.answers.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        string(out, a);
+        out.extend_from_slice(if i > 0 { b",\"" } else { b"\"" });
+        string_rest(out, a);
     }
     out.push(b']');
     key!(out, "latency_ms");
     value(out, &l.latency_ms);
-    key!(out, "status");
-    string(out, l.status.as_str());
+    key_string!(out, "status", l.status.as_str());
     key!(out, "http_status");
     value(out, &l.http_status);
     if let Some(v) = &l.server_name {
-        key!(out, "server_name");
-        string(out, v);
+        key_string!(out, "server_name", v);
     }
     if let Some(v) = l.tls_library {
-        key!(out, "tls_library");
-        string(out, v);
+        key_string!(out, "tls_library", v);
     }
     if let Some(v) = &l.alpn {
         key!(out, "alpn");
         value(out, v);
     }
     if let Some(v) = &l.resolver {
-        key!(out, "resolver");
-        string(out, v);
+        key_string!(out, "resolver", v);
     }
     if let Some(v) = &l.bytes_sent {
         key!(out, "bytes_sent");
@@ -119,29 +122,28 @@ pub fn write_lookup(out: &mut Vec<u8>, l: &Lookup) {
 
 /// The flattened process context, as `#[serde(flatten)]` lays it out.
 fn context(out: &mut Vec<u8>, c: &ProcessContext) {
-    key!(out, "exe");
-    opt_string(out, c.exe.as_deref());
-    key!(out, "cmdline");
-    value(out, &c.cmdline);
-    key!(out, "user");
-    opt_string(out, c.user.as_deref());
+    key_opt_string!(out, "exe", c.exe.as_deref());
+    match &c.cmdline {
+        Some(args) => {
+            key!(out, "cmdline");
+            value(out, args);
+        }
+        None => out.extend_from_slice(b",\"cmdline\":null"),
+    }
+    key_opt_string!(out, "user", c.user.as_deref());
     key!(out, "ppid");
     value(out, &c.ppid);
-    key!(out, "cgroup");
-    opt_string(out, c.cgroup.as_deref());
-    key!(out, "container_id");
-    opt_string(out, c.container_id.as_deref());
-    key!(out, "container_runtime");
-    opt_string(out, c.container_runtime.as_deref());
-    key!(out, "pod_uid");
-    opt_string(out, c.pod_uid.as_deref());
+    key_opt_string!(out, "cgroup", c.cgroup.as_deref());
+    key_opt_string!(out, "container_id", c.container_id.as_deref());
+    key_opt_string!(out, "container_runtime", c.container_runtime.as_deref());
+    key_opt_string!(out, "pod_uid", c.pod_uid.as_deref());
 }
 
 fn endpoint(out: &mut Vec<u8>, e: Option<&Endpoint>) {
     match e {
         Some(e) => {
-            out.extend_from_slice(b"{\"ip\":");
-            string(out, &e.ip);
+            out.extend_from_slice(b"{\"ip\":\"");
+            string_rest(out, &e.ip);
             out.extend_from_slice(b",\"port\":");
             value(out, &e.port);
             out.push(b'}');
@@ -150,28 +152,59 @@ fn endpoint(out: &mut Vec<u8>, e: Option<&Endpoint>) {
     }
 }
 
-fn opt_string(out: &mut Vec<u8>, s: Option<&str>) {
-    match s {
-        Some(s) => string(out, s),
-        None => out.extend_from_slice(b"null"),
-    }
-}
-
-/// A JSON string: copied whole when it holds no control character, quote or backslash (the
-/// only bytes serde_json escapes), else escaped by serde_json.
-fn string(out: &mut Vec<u8>, s: &str) {
-    // No early exit: the fold compiles to a vectorised scan.
-    let escape = s
-        .bytes()
-        .fold(false, |e, b| e | (b < 0x20) | (b == b'"') | (b == b'\\'));
-    if escape {
+/// The rest of a JSON string whose opening quote `out` ends with: the text and the closing
+/// quote, copied whole when the text holds no control character, quote or backslash (the
+/// only bytes serde_json escapes); else the opening quote is taken back and serde_json writes
+/// the whole string.
+fn string_rest(out: &mut Vec<u8>, s: &str) {
+    if needs_escape(s.as_bytes()) {
+        debug_assert_eq!(out.last(), Some(&b'"'));
+        out.pop();
         value(out, s);
     } else {
-        out.reserve(s.len() + 2);
-        out.push(b'"');
+        out.reserve(s.len() + 1);
         out.extend_from_slice(s.as_bytes());
         out.push(b'"');
     }
+}
+
+/// Whether `s` holds a byte serde_json escapes (a control character, a quote or a
+/// backslash), tested eight bytes at a time: the values are too short for a vectorised scan to
+/// pay off.
+fn needs_escape(s: &[u8]) -> bool {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    const HIGH_BITS: u64 = ONES << 7;
+    // The high bit of a byte set where a byte of `w` is below 0x20, a quote or a backslash
+    // (exact as to whether there is any: a borrow only runs on from such a byte).
+    let any = |w: u64| {
+        let below = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w;
+        below(w, 0x20)
+            | below(w ^ (ONES * u64::from(b'"')), 1)
+            | below(w ^ (ONES * u64::from(b'\\')), 1)
+    };
+    let word = |at: usize| {
+        let mut w = [0; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    let half = |at: usize| {
+        let mut w = [0; 4];
+        w.copy_from_slice(&s[at..at + 4]);
+        u64::from(u32::from_le_bytes(w))
+    };
+    let n = s.len();
+    // Every byte is in at least one word tested; short values fill a word with overlapping
+    // reads, or with single bytes and `a`s.
+    let found = match n {
+        8.. => (0..n / 8).fold(any(word(n - 8)), |f, i| f | any(word(i * 8))),
+        4..8 => any(half(0) | half(n - 4) << 32),
+        1..4 => {
+            let bytes = u64::from(s[0]) | u64::from(s[n / 2]) << 8 | u64::from(s[n - 1]) << 16;
+            any(bytes | (ONES * u64::from(b'a')) << 24)
+        }
+        0 => 0,
+    };
+    found & HIGH_BITS != 0
 }
 
 /// Any other value, by serde_json (writing to a Vec cannot fail, nor can serialising these
@@ -284,6 +317,25 @@ mod tests {
         l.answers.clear();
         l.context = Default::default();
         assert_eq!(ours(&l), serdes(&l));
+    }
+
+    #[test]
+    fn finds_what_needs_escaping_at_every_position() {
+        let needs = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
+        for len in 0..20 {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut s = vec![b'x'; len];
+                    s[at] = b;
+                    // Neighbours that are close to the tested values but need no escaping.
+                    if at > 0 {
+                        s[at - 1] = 0x20;
+                    }
+                    assert_eq!(needs_escape(&s), needs(b), "{len} {at} {b:#x}");
+                }
+            }
+            assert!(!needs_escape(&vec![0xff; len]));
+        }
     }
 
     #[test]

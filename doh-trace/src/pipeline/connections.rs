@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::lookup::Endpoint;
+use crate::{clock::Rfc3339, lookup::Endpoint};
 
 /// How a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -25,7 +25,7 @@ pub enum ClosedBy {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ConnectionRecord {
     /// When the connection ended (RFC 3339, UTC).
-    pub time: String,
+    pub time: Rfc3339,
     pub pid: u32,
     pub uid: u32,
     pub comm: Arc<str>,
@@ -38,7 +38,7 @@ pub struct ConnectionRecord {
     pub server: Option<Endpoint>,
     pub client: Option<Endpoint>,
     /// When connect()/accept() returned, if the tracer saw it.
-    pub opened: Option<String>,
+    pub opened: Option<Rfc3339>,
     /// From connect() to the first application data: the TCP and TLS handshakes.
     pub handshake_ms: Option<f64>,
     /// Lookups the connection carried.
