@@ -19,6 +19,16 @@ pub enum Rfc3339 {
     Text(Box<str>),
 }
 
+impl Rfc3339 {
+    /// The inline form's octets: ASCII digits and `-:.TZ`, nothing JSON would escape.
+    pub fn inline(&self) -> Option<&[u8; 27]> {
+        match self {
+            Rfc3339::Inline(text) => Some(text),
+            Rfc3339::Text(_) => None,
+        }
+    }
+}
+
 impl Deref for Rfc3339 {
     type Target = str;
 

@@ -1,5 +1,7 @@
 //! DNS-over-HTTPS request forms (RFC 8484): which HTTP requests carry DNS, and where.
 
+use std::sync::Arc;
+
 use base64::{
     alphabet,
     engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig},
@@ -84,17 +86,35 @@ pub fn classify(req: &HeaderFields) -> Option<Result<DohRequest, DohError>> {
     None
 }
 
-/// `https://authority/path` with the query string removed (it holds the DNS message itself).
-pub fn url(req: &HeaderFields, default_scheme: &str) -> Option<String> {
+/// `https://authority/path` with the query string removed (it holds the DNS message itself),
+/// as a shared string: `last`, the URL of the connection's previous request, when it is the
+/// same (a connection's requests nearly always go to one URL), else a new one that becomes
+/// `last`.
+pub fn shared_url(
+    last: &mut Option<Arc<str>>,
+    req: &HeaderFields,
+    default_scheme: &str,
+) -> Option<Arc<str>> {
+    let parts = url_parts(req, default_scheme)?;
+    let same = last.as_deref().is_some_and(|last| {
+        parts
+            .iter()
+            .try_fold(last, |rest, part| rest.strip_prefix(part))
+            .is_some_and(str::is_empty)
+    });
+    if !same {
+        *last = Some(parts.concat().into());
+    }
+    last.clone()
+}
+
+/// The parts of [`url`]: scheme, `://`, authority, path.
+fn url_parts<'a>(req: &'a HeaderFields, default_scheme: &'a str) -> Option<[&'a str; 4]> {
     let authority = req.authority.as_deref()?;
     let path = req.path.as_deref().unwrap_or("/");
     let path = path.split_once('?').map_or(path, |(p, _)| p);
     let scheme = req.scheme.as_deref().unwrap_or(default_scheme);
-    let mut url = String::with_capacity(scheme.len() + 3 + authority.len() + path.len());
-    for part in [scheme, "://", authority, path] {
-        url.push_str(part);
-    }
-    Some(url)
+    Some([scheme, "://", authority, path])
 }
 
 #[cfg(test)]
@@ -155,11 +175,36 @@ mod tests {
     }
 
     #[test]
-    fn url_drops_the_query_string() {
+    fn url_drops_the_query_string_and_is_shared_while_it_stays_the_same() {
+        let mut last = None;
         let r = req("GET", "/dns-query?dns=AAAB", None);
+        let first = shared_url(&mut last, &r, "https").unwrap();
+        assert_eq!(&*first, "https://doh.test:8443/dns-query");
+        let again = shared_url(&mut last, &req("POST", "/dns-query", None), "https").unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        // The same text from other parts is the same URL.
+        let mut other = req("GET", "/dns-query?dns=AAAB", None);
+        other.authority = Some("doh.test:8443/dns".into());
+        other.path = Some("-query".into());
+        assert!(Arc::ptr_eq(
+            &first,
+            &shared_url(&mut last, &other, "https").unwrap()
+        ));
+        other.path = Some("-query2".into());
+        let longer = shared_url(&mut last, &other, "https").unwrap();
+        assert_eq!(&*longer, "https://doh.test:8443/dns-query2");
+        let http = shared_url(&mut last, &r, "http").unwrap();
         assert_eq!(
-            url(&r, "https").as_deref(),
-            Some("https://doh.test:8443/dns-query")
+            &*http, "https://doh.test:8443/dns-query",
+            "the request's own scheme"
         );
+        let mut schemeless = r.clone();
+        schemeless.scheme = None;
+        let http = shared_url(&mut last, &schemeless, "http").unwrap();
+        assert_eq!(&*http, "http://doh.test:8443/dns-query");
+        let mut none = r;
+        none.authority = None;
+        assert_eq!(shared_url(&mut last, &none, "https"), None);
+        assert_eq!(last.as_deref(), Some("http://doh.test:8443/dns-query"));
     }
 }

@@ -160,7 +160,7 @@ pub struct Lookup {
     /// HTTP `:authority`.
     pub authority: Option<String>,
     /// Resolver URL without the query string.
-    pub url: Option<String>,
+    pub url: Option<Arc<str>>,
     /// `POST` or `GET`; null when the request headers are unknown.
     pub method: Option<Mnemonic>,
     /// `"h2"` or `"http/1.1"` (DoH only).

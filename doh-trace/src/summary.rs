@@ -60,7 +60,7 @@ impl Summary {
             }
         }
         let resolver = match (&l.url, &l.server) {
-            (Some(url), _) => Cow::Borrowed(url.as_str()),
+            (Some(url), _) => Cow::Borrowed(&**url),
             (None, Some(s)) if s.ip.contains(':') => format!("[{}]:{}", s.ip, s.port).into(),
             (None, Some(s)) => format!("{}:{}", s.ip, s.port).into(),
             (None, None) => "?".into(),

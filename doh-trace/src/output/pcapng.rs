@@ -326,7 +326,7 @@ fn describe(l: &Lookup, time_ok: bool) -> String {
         ("transport", Some(l.transport.into())),
         ("server", server),
         ("authority", l.authority.clone()),
-        ("url", l.url.clone()),
+        ("url", l.url.as_deref().map(str::to_owned)),
         ("method", l.method.as_deref().map(str::to_owned)),
         ("http_version", l.http_version.map(String::from)),
         ("stream", num(l.stream_id)),

@@ -45,10 +45,12 @@ pub struct ConnFacts<'a> {
 }
 
 /// Builds the lookup record of a finished exchange, if it was one. The exchange's DNS bytes
-/// move into the record.
+/// move into the record; its URL is `last_url` when the connection's previous request had
+/// the same one ([`doh::shared_url`]).
 pub fn to_lookup(
     f: Finished,
     conn: &ConnFacts<'_>,
+    last_url: &mut Option<Arc<str>>,
     clock: &Clock,
     counters: &mut DecodeCounters,
 ) -> Judged {
@@ -133,7 +135,11 @@ pub fn to_lookup(
         transport: "doh",
         server: conn.server.clone(),
         client: conn.client.clone(),
-        url: doh::url(&s.request, if conn.tls { "https" } else { "http" }),
+        url: doh::shared_url(
+            last_url,
+            &s.request,
+            if conn.tls { "https" } else { "http" },
+        ),
         authority: s.request.authority.take().map(Cow::into_owned),
         method: s.request.method.take(),
         http_version: Some(s.http_version),

@@ -146,6 +146,8 @@ struct Conn {
     copied: (u64, u64),
     /// The last lookup's resolver match, reused while what it was matched on stays the same.
     resolver_memo: Option<Box<ResolverMemo>>,
+    /// The last DoH request's URL, shared by the lookups that used the same one.
+    last_url: Option<Arc<str>>,
     /// `peer` and `local` as reported, formatted once: `(peer, local, server, client)`.
     endpoints: Option<Box<EndpointMemo>>,
 }
@@ -197,6 +199,7 @@ impl Conn {
             bytes: None,
             copied: (0, 0),
             resolver_memo: None,
+            last_url: None,
             endpoints: None,
             uid: 0,
             thread_comm: [0; COMM_LEN],
@@ -884,7 +887,13 @@ impl Pipeline {
         let mut finished = std::mem::take(&mut self.finished);
         for f in finished.drain(..) {
             let ended = f.ended;
-            match to_lookup(f, &facts, &self.clock, &mut self.counters) {
+            match to_lookup(
+                f,
+                &facts,
+                &mut conn.last_url,
+                &self.clock,
+                &mut self.counters,
+            ) {
                 Judged::Lookup(lookup) => {
                     self.emit(lookup, conn);
                     self.decide(key, conn, full_bit(key.layer));

@@ -102,8 +102,9 @@ impl RelayIndex {
             server: l.server.clone(),
             server_name: l
                 .url
-                .clone()
-                .or_else(|| l.server_name.as_deref().map(str::to_owned)),
+                .as_deref()
+                .or(l.server_name.as_deref())
+                .map(str::to_owned),
         };
         let mut clients = Vec::new();
         for w in self.waiting.iter_mut() {
