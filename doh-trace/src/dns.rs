@@ -1,6 +1,6 @@
 //! DNS messages, parsed by hickory-proto, summarised into what a lookup record shows.
 
-use std::borrow::Cow;
+use std::{borrow::Cow, sync::Arc};
 
 use hickory_proto::{
     op::{Header, Message, MessageType, OpCode, Query},
@@ -21,8 +21,9 @@ pub struct DnsSummary {
     pub id: u16,
     /// Whether the QR bit says "response".
     pub is_response: bool,
-    /// First question's name, fully qualified without the trailing dot ("." for the root).
-    pub qname: String,
+    /// First question's name, fully qualified without the trailing dot ("." for the root);
+    /// shared by a query's summary, its reply's and the lookup record.
+    pub qname: Arc<str>,
     /// First question's type mnemonic ("A", "AAAA", "HTTPS", "TYPE65280"...).
     pub qtype: Mnemonic,
     /// Response code mnemonic ("NOERROR", "NXDOMAIN"...).
@@ -111,7 +112,7 @@ fn summarize_with(
         None => plain_question_end(bytes),
     };
     // The first question's name and type.
-    let mut question: Option<(String, Mnemonic)> = None;
+    let mut question: Option<(Arc<str>, Mnemonic)> = None;
     match repeated {
         // Exactly the bytes `Query::read` would consume, known to read as `asked`'s question.
         Some((end, asked)) if counts.queries == 1 => {
@@ -132,7 +133,7 @@ fn summarize_with(
                     continue;
                 }
                 let q = Query::read(&mut d).map_err(malformed)?;
-                question = Some((name_text(q.name()), type_name(q.query_type())));
+                question = Some((name_text(q.name()).into(), type_name(q.query_type())));
             }
         }
     }
@@ -180,27 +181,30 @@ const MAX_PLAIN_NAME: usize = 128;
 /// Labels under 64 octets ending in the root label and fewer than [`MAX_PLAIN_NAME`] octets
 /// are a name `Name::read` accepts as they are; QTYPE and QCLASS are any 16-bit values. A
 /// root name, a longer one, or one that needs escaping is left to hickory-proto.
-fn plain_question(message: &[u8], end: usize) -> Option<(String, Mnemonic)> {
+fn plain_question(message: &[u8], end: usize) -> Option<(Arc<str>, Mnemonic)> {
     let name = message.get(QUESTION_START..end.checked_sub(4)?)?;
     if name.len() <= 1 || name.len() > MAX_PLAIN_NAME {
         return None;
     }
-    let mut text = Vec::with_capacity(name.len());
+    // The wire form without its first length octet and the root label, each other length
+    // octet turned into a dot: `\x03www\x03doh\x04test\x00` is `www.doh.test`.
+    let mut text = [0; MAX_PLAIN_NAME];
+    let text = text.get_mut(..name.len() - 2)?;
+    text.copy_from_slice(name.get(1..name.len() - 1)?);
     let mut at = 0;
     while let Some(&len) = name.get(at).filter(|&&len| len != 0) {
         let label = name.get(at + 1..at + 1 + usize::from(len))?;
         if !plain_label(label) {
             return None;
         }
-        if !text.is_empty() {
-            text.push(b'.');
+        if let Some(dot) = at.checked_sub(1).and_then(|i| text.get_mut(i)) {
+            *dot = b'.';
         }
-        text.extend_from_slice(label);
         at += 1 + usize::from(len);
     }
-    let text = String::from_utf8(text).ok()?;
+    let text = std::str::from_utf8(text).ok()?;
     let qtype = u16::from_be_bytes([message[end - 4], message[end - 3]]);
-    Some((text, type_name(RecordType::from(qtype))))
+    Some((text.into(), type_name(RecordType::from(qtype))))
 }
 
 /// What reading the answer and authority sections needs to know of their message.
@@ -395,7 +399,7 @@ mod tests {
     fn summarises_a_query() {
         let s = summarize(QUERY_AAAA).unwrap();
         assert_eq!((s.id, s.is_response), (0, false));
-        assert_eq!((s.qname.as_str(), &*s.qtype), ("www.doh.test", "AAAA"));
+        assert_eq!((&*s.qname, &*s.qtype), ("www.doh.test", "AAAA"));
         assert!(s.answers.is_empty());
     }
 
@@ -415,7 +419,7 @@ mod tests {
         Some(DnsSummary {
             id: msg.metadata.id,
             is_response: msg.metadata.message_type == MessageType::Response,
-            qname: name_text(q.name()),
+            qname: name_text(q.name()).into(),
             qtype: type_name(q.query_type()),
             rcode: rcode_name(u16::from(msg.metadata.response_code)),
             answers: msg.answers.iter().map(|r| rdata_text(&r.data)).collect(),
@@ -552,7 +556,7 @@ mod tests {
         let mut mixed = reply.clone();
         mixed[13] = b'W';
         let s = reply_to(&mixed, QUERY_AAAA).unwrap().unwrap();
-        assert_eq!(s.qname, "Www.doh.test");
+        assert_eq!(&*s.qname, "Www.doh.test");
         // A question whose name points into the header is never taken as repeated.
         let mut pointed = QUERY_AAAA[..12].to_vec();
         pointed.extend_from_slice(&[0xc0, 0x02, 0x00, 0x1c, 0x00, 0x01]);

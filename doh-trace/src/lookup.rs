@@ -171,7 +171,7 @@ pub struct Lookup {
     /// HTTP/2 stream the exchange used (null for HTTP/1.1).
     pub stream_id: Option<u32>,
     /// Question name (None for opaque transports).
-    pub qname: Option<String>,
+    pub qname: Option<Arc<str>>,
     /// Question type mnemonic.
     pub qtype: Option<Mnemonic>,
     /// DNS message id of the query.

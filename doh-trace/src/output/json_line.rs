@@ -352,7 +352,7 @@ mod tests {
     #[test]
     fn escapes_every_control_character() {
         let l = Lookup {
-            qname: Some((0u8..0x80).map(char::from).collect()),
+            qname: Some((0u8..0x80).map(char::from).collect::<String>().into()),
             ..Default::default()
         };
         assert_eq!(ours(&l), serdes(&l));

@@ -330,7 +330,7 @@ fn describe(l: &Lookup, time_ok: bool) -> String {
         ("method", l.method.as_deref().map(str::to_owned)),
         ("http_version", l.http_version.map(String::from)),
         ("stream", num(l.stream_id)),
-        ("qname", l.qname.clone()),
+        ("qname", l.qname.as_deref().map(str::to_owned)),
         ("qtype", l.qtype.as_deref().map(str::to_owned)),
         ("status", Some(l.status.as_str().into())),
         ("rcode", l.rcode.as_deref().map(str::to_owned)),

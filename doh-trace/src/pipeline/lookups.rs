@@ -73,7 +73,7 @@ pub fn to_lookup(
         DnsSummary {
             id: 0,
             is_response: false,
-            qname: q.qname.clone(),
+            qname: q.qname.as_str().into(),
             qtype: q.qtype.clone(),
             rcode: Default::default(),
             answers: Vec::new(),

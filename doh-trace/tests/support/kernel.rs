@@ -238,7 +238,7 @@ pub struct Want {
 impl Want {
     pub fn of(l: &Lookup) -> Want {
         Want {
-            qname: l.qname.clone(),
+            qname: l.qname.as_deref().map(str::to_owned),
             qtype: l.qtype.as_deref().map(str::to_owned),
             status: l.status.as_str(),
             answers: l.answers.clone(),
@@ -246,7 +246,7 @@ impl Want {
             method: l.method.as_deref().map(str::to_owned),
             http_version: l.http_version,
             stream_id: l.stream_id,
-            url: l.url.clone(),
+            url: l.url.as_deref().map(str::to_owned),
             authority: l.authority.clone(),
             headers_known: l.headers_known,
             http_status: l.http_status,

@@ -328,7 +328,7 @@ pub fn summary(lookups: &[Lookup]) -> Vec<(String, String, String, Vec<String>)>
         .iter()
         .map(|l| {
             (
-                l.qname.clone().unwrap_or_default(),
+                l.qname.as_deref().unwrap_or_default().to_owned(),
                 l.qtype.as_deref().unwrap_or_default().to_owned(),
                 l.status.as_str().to_string(),
                 l.answers.clone(),
