@@ -158,7 +158,7 @@ pub struct Lookup {
     /// The local end of the connection, when known.
     pub client: Option<Endpoint>,
     /// HTTP `:authority`.
-    pub authority: Option<String>,
+    pub authority: Option<Arc<str>>,
     /// Resolver URL without the query string.
     pub url: Option<Arc<str>>,
     /// `POST` or `GET`; null when the request headers are unknown.

@@ -16,7 +16,7 @@ fn via_message(bytes: &[u8]) -> Option<dns::DnsSummary> {
     Some(dns::DnsSummary {
         id: msg.metadata.id,
         is_response: msg.metadata.message_type == MessageType::Response,
-        qname,
+        qname: qname.into(),
         qtype: dns::type_name(q.query_type()),
         rcode: dns::rcode_name(u16::from(msg.metadata.response_code)),
         answers: msg.answers.iter().map(|r| dns::rdata_text(&r.data)).collect(),

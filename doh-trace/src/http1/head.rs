@@ -3,6 +3,8 @@
 //! [`HeaderFields`] DoH reads (values of every other header are looked at and dropped), and
 //! chunk-size lines.
 
+use std::sync::Arc;
+
 use super::{H1Error, MAX_HEADER_LINES};
 use crate::http2::{
     hpack::{header_value, Value, MAX_VALUE_LEN},
@@ -50,6 +52,8 @@ pub(super) struct MessageHead {
     last: Last,
     /// Authority of an absolute-form or authority-form request target; overrides Host.
     target_authority: Option<String>,
+    /// The Host field, continuation lines included.
+    host: Option<Value>,
 }
 
 fn is_tchar(b: u8) -> bool {
@@ -263,7 +267,7 @@ impl MessageHead {
         let stored = |set: bool, kind: Last| if set { kind } else { Last::Other };
         Ok(if is("host") {
             stored(
-                keep(&mut f.authority, &mut f.truncated, value),
+                keep(&mut self.host, &mut f.truncated, value),
                 Last::Authority,
             )
         } else if is("content-type") {
@@ -332,7 +336,7 @@ impl MessageHead {
                 return Ok(());
             }
             Last::Other => return Ok(()),
-            Last::Authority => &mut f.authority,
+            Last::Authority => &mut self.host,
             Last::ContentType => &mut f.content_type,
             Last::Accept => &mut f.accept,
         };
@@ -356,9 +360,10 @@ impl MessageHead {
 
     /// The fields as reported: an authority from the request target replaces Host.
     pub fn into_fields(mut self) -> HeaderFields {
-        if let Some(authority) = self.target_authority.take() {
-            self.fields.authority = Some(authority.into());
-        }
+        self.fields.authority = match (self.target_authority.take(), self.host.take()) {
+            (Some(target), _) => Some(target.into()),
+            (None, host) => host.map(|host| Arc::from(&*host)),
+        };
         self.fields
     }
 }

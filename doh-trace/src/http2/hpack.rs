@@ -5,7 +5,7 @@
 //! capped at [`MAX_TABLE_SIZE`]; header values are capped at [`MAX_VALUE_LEN`] and values of
 //! fields DoH does not use are never copied.
 
-use std::borrow::Cow;
+use std::{borrow::Cow, sync::Arc};
 
 use loona_hpack::decoder::{Decoder, DecoderError};
 
@@ -48,7 +48,8 @@ pub fn header_value(value: &[u8]) -> Value {
 pub struct HeaderFields {
     pub method: Option<Value>,
     pub scheme: Option<Value>,
-    pub authority: Option<Value>,
+    /// `:authority` (or `Host`): shared by the requests of a connection that name the same.
+    pub authority: Option<Arc<str>>,
     pub path: Option<Value>,
     pub status: Option<Value>,
     pub content_type: Option<Value>,
@@ -58,11 +59,26 @@ pub struct HeaderFields {
 }
 
 impl HeaderFields {
-    fn take(&mut self, name: &[u8], value: &[u8]) {
+    /// Keeps `value` if `name` is a field DoH reads; an authority that is `last_authority`'s
+    /// text is shared with it, else becomes it.
+    fn take(&mut self, name: &[u8], value: &[u8], last_authority: &mut Option<Arc<str>>) {
         let slot = match name {
             b":method" => &mut self.method,
             b":scheme" => &mut self.scheme,
-            b":authority" | b"host" => &mut self.authority,
+            b":authority" | b"host" => {
+                if value.len() > MAX_VALUE_LEN {
+                    self.truncated = true;
+                } else if self.authority.is_none() {
+                    let same = last_authority.as_ref().filter(|a| a.as_bytes() == value);
+                    let authority = match same {
+                        Some(same) => same.clone(),
+                        None => Arc::from(&*header_value(value)),
+                    };
+                    *last_authority = Some(authority.clone());
+                    self.authority = Some(authority);
+                }
+                return;
+            }
             b":path" => &mut self.path,
             b":status" => &mut self.status,
             b"content-type" => &mut self.content_type,
@@ -87,6 +103,8 @@ impl HeaderFields {
 /// One direction's HPACK decoding context.
 pub struct HeaderDecoder {
     inner: Decoder<'static>,
+    /// The last authority decoded, shared with the next request that names the same.
+    last_authority: Option<Arc<str>>,
 }
 
 impl Default for HeaderDecoder {
@@ -100,7 +118,10 @@ impl HeaderDecoder {
     pub fn new() -> Self {
         let mut inner = Decoder::new();
         inner.set_max_allowed_table_size(DEFAULT_TABLE_SIZE);
-        HeaderDecoder { inner }
+        HeaderDecoder {
+            inner,
+            last_authority: None,
+        }
     }
 
     /// The receiving peer advertised SETTINGS_HEADER_TABLE_SIZE = `size`.
@@ -112,8 +133,10 @@ impl HeaderDecoder {
     /// Decodes one complete header block (HEADERS/PUSH_PROMISE + CONTINUATIONs).
     pub fn decode(&mut self, block: &[u8]) -> Result<HeaderFields, DecoderError> {
         let mut fields = HeaderFields::default();
-        self.inner
-            .decode_with_cb(block, |name, value| fields.take(&name, &value))?;
+        let last_authority = &mut self.last_authority;
+        self.inner.decode_with_cb(block, |name, value| {
+            fields.take(&name, &value, last_authority)
+        })?;
         Ok(fields)
     }
 }
@@ -145,6 +168,8 @@ mod tests {
             "indexed from the table"
         );
         assert_eq!(b.path.as_deref(), Some("/"));
+        let (a, b) = (a.authority.unwrap(), b.authority.unwrap());
+        assert!(Arc::ptr_eq(&a, &b), "the same authority is shared");
     }
 
     #[test]

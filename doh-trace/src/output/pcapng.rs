@@ -325,7 +325,7 @@ fn describe(l: &Lookup, time_ok: bool) -> String {
         ("comm", Some(l.comm.to_string())),
         ("transport", Some(l.transport.into())),
         ("server", server),
-        ("authority", l.authority.clone()),
+        ("authority", l.authority.as_deref().map(str::to_owned)),
         ("url", l.url.as_deref().map(str::to_owned)),
         ("method", l.method.as_deref().map(str::to_owned)),
         ("http_version", l.http_version.map(String::from)),

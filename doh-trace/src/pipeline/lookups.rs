@@ -1,7 +1,7 @@
 //! Judging a finished exchange: a lookup (with its question, answer and outcome), not DNS at
 //! all, or evidence that this process is the server side.
 
-use std::{borrow::Cow, sync::Arc};
+use std::sync::Arc;
 
 use crate::{
     clock::Clock,
@@ -140,7 +140,7 @@ pub fn to_lookup(
             &s.request,
             if conn.tls { "https" } else { "http" },
         ),
-        authority: s.request.authority.take().map(Cow::into_owned),
+        authority: s.request.authority.take(),
         method: s.request.method.take(),
         http_version: Some(s.http_version),
         headers_known: Some(s.headers_known()),

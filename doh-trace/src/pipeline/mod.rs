@@ -163,7 +163,7 @@ type EndpointMemo = (
 struct ResolverMemo {
     /// The ClientHello's server name it was matched on, shared by the connection's lookups.
     server_name: Option<Arc<str>>,
-    authority: Option<String>,
+    authority: Option<Arc<str>>,
     server: Option<Endpoint>,
     resolver: Option<Arc<str>>,
 }

@@ -247,7 +247,7 @@ impl Want {
             http_version: l.http_version,
             stream_id: l.stream_id,
             url: l.url.as_deref().map(str::to_owned),
-            authority: l.authority.clone(),
+            authority: l.authority.as_deref().map(str::to_owned),
             headers_known: l.headers_known,
             http_status: l.http_status,
             latency_ms: l.latency_ms,
