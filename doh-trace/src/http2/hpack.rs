@@ -2,8 +2,9 @@
 //!
 //! Wraps `loona-hpack` (a maintained fork of the `hpack` crate that returns errors where the
 //! original panics). The dynamic table may only grow as far as the peer allowed in SETTINGS,
-//! capped at [`MAX_TABLE_SIZE`]; header values are capped at [`MAX_VALUE_LEN`] and values of
-//! fields DoH does not use are never copied.
+//! capped at [`MAX_TABLE_SIZE`]; header values are capped at [`MAX_VALUE_LEN`]. Values of
+//! fields DoH does not use are never copied, and not even decoded when they are literals the
+//! dynamic table does not index (`Decoder::decode_wanted_with_cb`, a doh-trace patch).
 
 use std::{borrow::Cow, sync::Arc};
 
@@ -59,6 +60,21 @@ pub struct HeaderFields {
 }
 
 impl HeaderFields {
+    /// Whether [`take`](Self::take) keeps fields of this name.
+    fn wants(name: &[u8]) -> bool {
+        matches!(
+            name,
+            b":method"
+                | b":scheme"
+                | b":authority"
+                | b"host"
+                | b":path"
+                | b":status"
+                | b"content-type"
+                | b"accept"
+        )
+    }
+
     /// Keeps `value` if `name` is a field DoH reads; an authority that is `last_authority`'s
     /// text is shared with it, else becomes it.
     fn take(&mut self, name: &[u8], value: &[u8], last_authority: &mut Option<Arc<str>>) {
@@ -134,9 +150,11 @@ impl HeaderDecoder {
     pub fn decode(&mut self, block: &[u8]) -> Result<HeaderFields, DecoderError> {
         let mut fields = HeaderFields::default();
         let last_authority = &mut self.last_authority;
-        self.inner.decode_with_cb(block, |name, value| {
-            fields.take(&name, &value, last_authority)
-        })?;
+        // Values of other fields are not even decoded unless the dynamic table needs them.
+        self.inner
+            .decode_wanted_with_cb(block, HeaderFields::wants, |name, value| {
+                fields.take(&name, &value, last_authority)
+            })?;
         Ok(fields)
     }
 }
@@ -170,6 +188,32 @@ mod tests {
         assert_eq!(b.path.as_deref(), Some("/"));
         let (a, b) = (a.authority.unwrap(), b.authority.unwrap());
         assert!(Arc::ptr_eq(&a, &b), "the same authority is shared");
+    }
+
+    /// `wants` (which values the decoder decodes at all) and `take` (which it keeps) name the
+    /// same fields.
+    #[test]
+    fn the_fields_wanted_are_the_fields_kept() {
+        let names: [&[u8]; 12] = [
+            b":method",
+            b":scheme",
+            b":authority",
+            b"host",
+            b":path",
+            b":status",
+            b"content-type",
+            b"accept",
+            b"content-length",
+            b"user-agent",
+            b"cookie",
+            b":protocol",
+        ];
+        for name in names {
+            let mut f = HeaderFields::default();
+            f.take(name, b"x", &mut None);
+            let kept = f != HeaderFields::default();
+            assert_eq!(HeaderFields::wants(name), kept, "{name:?}");
+        }
     }
 
     #[test]

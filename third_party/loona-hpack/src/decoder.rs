@@ -139,15 +139,10 @@ fn decode_string_into<'b>(
     buf: &'b [u8],
     scratch: &'b mut Vec<u8>,
 ) -> Result<(&'b [u8], usize), DecoderError> {
-    let (len, consumed) = decode_integer(buf, 7)?;
-    if consumed + len > buf.len() {
-        return Err(DecoderError::StringDecodingError(
-            StringDecodingError::NotEnoughOctets,
-        ));
-    }
-    let raw_string = &buf[consumed..consumed + len];
+    let (start, end) = string_bounds(buf)?;
+    let raw_string = &buf[start..end];
     if buf[0] & 128 == 0 {
-        return Ok((raw_string, consumed + len));
+        return Ok((raw_string, end));
     }
     scratch.clear();
     HuffmanDecoder::new()
@@ -155,46 +150,52 @@ fn decode_string_into<'b>(
         .map_err(|e| {
             DecoderError::StringDecodingError(StringDecodingError::HuffmanDecoderError(e))
         })?;
-    Ok((scratch, consumed + len))
+    Ok((scratch, end))
 }
 
-/// Decodes a literal header representation from the given buffer, with its
-/// name indexed in `table` or literal. Huffman-coded strings are decoded into
-/// `scratch` (name, value).
+/// Where the octets of the string at the start of `buf` start and end (after
+/// its length prefix), checked to be in `buf`. Patched for doh-trace: shared
+/// by `decode_string_into` and callers that step over a string undecoded.
+fn string_bounds(buf: &[u8]) -> Result<(usize, usize), DecoderError> {
+    let (len, consumed) = decode_integer(buf, 7)?;
+    if consumed + len > buf.len() {
+        return Err(DecoderError::StringDecodingError(
+            StringDecodingError::NotEnoughOctets,
+        ));
+    }
+    Ok((consumed, consumed + len))
+}
+
+/// Decodes the name of a literal header representation from the given
+/// buffer: indexed in `table`, or a literal string (decoded into `scratch` if
+/// Huffman-coded). Returns the name and the octets consumed; the value
+/// follows. Patched for doh-trace: split from upstream's `decode_literal` so
+/// that a caller can step over a value it does not want.
 ///
 /// # Parameters
 ///
 /// - index: whether or not the decoded value should be indexed (i.e.
 ///   included in the dynamic table).
-fn decode_literal<'b>(
+fn decode_literal_name<'b>(
     table: &'b HeaderTable<'_>,
-    scratch: [&'b mut Vec<u8>; 2],
+    scratch: &'b mut Vec<u8>,
     buf: &'b [u8],
     index: bool,
-) -> Result<DecodedLiteralSlice<'b>, DecoderError> {
-    let [scratch_name, scratch_value] = scratch;
+) -> Result<(&'b [u8], usize), DecoderError> {
     let prefix = if index { 6 } else { 4 };
-    let (table_index, mut consumed) = decode_integer(buf, prefix)?;
-
-    // First read the name appropriately
-    let name = if table_index == 0 {
+    let (table_index, consumed) = decode_integer(buf, prefix)?;
+    if table_index == 0 {
         // Read name string as literal
-        let (name, name_len) = decode_string_into(&buf[consumed..], scratch_name)?;
-        consumed += name_len;
-        name
+        let (name, name_len) = decode_string_into(&buf[consumed..], scratch)?;
+        Ok((name, consumed + name_len))
     } else {
         // Read name indexed from the table
-        table
+        let name = table
             .get_from_table(table_index)
             .ok_or(DecoderError::HeaderIndexOutOfBounds)?
-            .0
-    };
-
-    // Now read the value as a literal...
-    let (value, value_len) = decode_string_into(&buf[consumed..], scratch_value)?;
-    consumed += value_len;
-
-    Ok(((name, value), consumed))
+            .0;
+        Ok((name, consumed))
+    }
 }
 
 /// Different variants of how a particular header field can be represented in
@@ -414,7 +415,25 @@ impl<'a> Decoder<'a> {
         buf: &[u8],
         cb: impl FnMut(Cow<[u8]>, Cow<[u8]>),
     ) -> Result<(), DecoderError> {
-        let result = self.decode_fields(buf, cb);
+        self.decode_wanted_with_cb(buf, |_| true, cb)
+    }
+
+    /// Like [`decode_with_cb`](Self::decode_with_cb), for a caller that only
+    /// wants the fields whose names `wants` accepts (patched for doh-trace).
+    ///
+    /// The value of a field sent as a literal without indexing (or never
+    /// indexed) whose name `wants` rejects is stepped over without being
+    /// decoded, and `cb` is not called for it: such a value is not checked
+    /// (an invalid Huffman code in it is not an error). Every other field is
+    /// decoded, checked and passed to `cb` as `decode_with_cb` does, since
+    /// indexed fields must enter the dynamic table.
+    pub fn decode_wanted_with_cb(
+        &mut self,
+        buf: &[u8],
+        wants: impl Fn(&[u8]) -> bool,
+        cb: impl FnMut(Cow<[u8]>, Cow<[u8]>),
+    ) -> Result<(), DecoderError> {
+        let result = self.decode_fields(buf, wants, cb);
         // Patched for doh-trace: one huge literal from a peer must not stay
         // allocated for the rest of the connection.
         for scratch in [&mut self.scratch_name, &mut self.scratch_value] {
@@ -428,6 +447,7 @@ impl<'a> Decoder<'a> {
     fn decode_fields(
         &mut self,
         buf: &[u8],
+        wants: impl Fn(&[u8]) -> bool,
         mut cb: impl FnMut(Cow<[u8]>, Cow<[u8]>),
     ) -> Result<(), DecoderError> {
         let mut current_octet_index = 0;
@@ -451,12 +471,16 @@ impl<'a> Decoder<'a> {
                     consumed
                 }
                 FieldRepresentation::LiteralWithIncrementalIndexing => {
-                    let ((name, value), consumed) = decode_literal(
+                    let (name, mut consumed) = decode_literal_name(
                         &self.header_table,
-                        [&mut self.scratch_name, &mut self.scratch_value],
+                        &mut self.scratch_name,
                         buffer_leftover,
                         true,
                     )?;
+                    // Always decoded: the table needs the value.
+                    let (value, value_len) =
+                        decode_string_into(&buffer_leftover[consumed..], &mut self.scratch_value)?;
+                    consumed += value_len;
                     cb(Cow::Borrowed(name), Cow::Borrowed(value));
                     // The table keeps its own copies.
                     let (name, value) = (name.to_vec(), value.to_vec());
@@ -468,13 +492,20 @@ impl<'a> Decoder<'a> {
                 | FieldRepresentation::LiteralNeverIndexed => {
                     // Were we a proxy, a never-indexed field would have to be
                     // forwarded as such. We are not.
-                    let ((name, value), consumed) = decode_literal(
+                    let (name, mut consumed) = decode_literal_name(
                         &self.header_table,
-                        [&mut self.scratch_name, &mut self.scratch_value],
+                        &mut self.scratch_name,
                         buffer_leftover,
                         false,
                     )?;
-                    cb(Cow::Borrowed(name), Cow::Borrowed(value));
+                    let rest = &buffer_leftover[consumed..];
+                    if wants(name) {
+                        let (value, value_len) = decode_string_into(rest, &mut self.scratch_value)?;
+                        consumed += value_len;
+                        cb(Cow::Borrowed(name), Cow::Borrowed(value));
+                    } else {
+                        consumed += string_bounds(rest)?.1;
+                    }
 
                     consumed
                 }
@@ -786,6 +817,48 @@ mod tests {
             .unwrap();
         assert_eq!(seen, 1);
         assert_eq!(decoder.scratch_value.capacity(), 0);
+    }
+
+    /// Patched for doh-trace: values of unwanted fields that are not indexed
+    /// are stepped over undecoded; everything else is decoded as before.
+    #[test]
+    fn unwanted_values_are_stepped_over() {
+        let block = [
+            // Literal without indexing, new name "x", Huffman value of 32
+            // ones: EOS inside, an error when decoded.
+            0x00, 0x01, b'x', 0x84, 0xff, 0xff, 0xff, 0xff,
+            // Never indexed, new name "y", raw value "ok".
+            0x10, 0x01, b'y', 0x02, b'o', b'k',
+            // Incremental indexing, new name "x", raw value "v": indexed, so
+            // decoded although unwanted.
+            0x40, 0x01, b'x', 0x01, b'v',
+        ];
+        let mut seen = Vec::new();
+        Decoder::new()
+            .decode_wanted_with_cb(
+                &block,
+                |name| name != b"x",
+                |name, value| seen.push((name.to_vec(), value.to_vec())),
+            )
+            .unwrap();
+        assert_eq!(
+            seen,
+            [
+                (b"y".to_vec(), b"ok".to_vec()),
+                (b"x".to_vec(), b"v".to_vec())
+            ]
+        );
+        let mut decoder = Decoder::new();
+        assert!(decoder.decode_with_cb(&block, |_, _| ()).is_err());
+        // A stepped-over value must still be all there.
+        let mut decoder = Decoder::new();
+        let cut = decoder.decode_wanted_with_cb(&block[..7], |name| name != b"x", |_, _| ());
+        assert!(matches!(
+            cut,
+            Err(DecoderError::StringDecodingError(
+                StringDecodingError::NotEnoughOctets
+            ))
+        ));
     }
 
     #[test]
