@@ -255,8 +255,8 @@ pub struct Output {
     pcapng: Option<PcapngWriter<BufWriter<File>>>,
     /// Shared with the metrics server.
     pub metrics: Option<Arc<Mutex<Metrics>>>,
-    /// For the exit summary.
-    pub summary: Summary,
+    /// For the exit summary; None with `--quiet`, which prints none.
+    summary: Option<Summary>,
 }
 
 impl Output {
@@ -293,7 +293,7 @@ impl Output {
             },
             pcapng,
             metrics: cli.metrics.map(|_| Arc::new(Mutex::new(Metrics::new()))),
-            summary: Summary::default(),
+            summary: (!cli.quiet).then(Summary::default),
         })
     }
 
@@ -302,7 +302,9 @@ impl Output {
         if !self.filter.matches(l) {
             return Ok(());
         }
-        self.summary.add(l);
+        if let Some(s) = &mut self.summary {
+            s.add(l);
+        }
         // Opaque records have no DNS message to write as a packet.
         if let Some(p) = self.pcapng.as_mut().filter(|_| l.qname.is_some()) {
             if l.dns_query.is_empty() {
@@ -396,10 +398,11 @@ impl Output {
 
     /// The per-process summary, on stderr.
     pub fn print_summary(&self) {
-        if !self.summary.is_empty() {
-            for line in self.summary.render() {
-                eprintln!("{line}");
-            }
+        let Some(summary) = self.summary.as_ref().filter(|s| !s.is_empty()) else {
+            return;
+        };
+        for line in summary.render() {
+            eprintln!("{line}");
         }
     }
 }

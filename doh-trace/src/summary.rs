@@ -3,7 +3,7 @@
 
 use std::{
     borrow::Cow,
-    collections::{BTreeMap, BTreeSet},
+    collections::{btree_map::Entry, BTreeMap, BTreeSet},
     sync::Arc,
 };
 
@@ -46,12 +46,15 @@ fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
 impl Summary {
     /// Counts one lookup.
     pub fn add(&mut self, l: &Lookup) {
-        let key = (l.pid, l.comm.clone());
-        if !self.by_process.contains_key(&key) && self.by_process.len() >= MAX_PROCESSES {
-            self.others += 1;
-            return;
-        }
-        let p = self.by_process.entry(key).or_default();
+        let processes = self.by_process.len();
+        let p = match self.by_process.entry((l.pid, l.comm.clone())) {
+            Entry::Occupied(p) => p.into_mut(),
+            Entry::Vacant(_) if processes >= MAX_PROCESSES => {
+                self.others += 1;
+                return;
+            }
+            Entry::Vacant(p) => p.insert(PerProcess::default()),
+        };
         p.lookups += 1;
         p.failures += u64::from(failed(l));
         if let Some(ms) = l.latency_ms {
