@@ -142,6 +142,10 @@ pub struct H2Client {
 pub(super) fn append_bounded(buf: &mut Vec<u8>, bytes: &[u8], oversized: &mut bool) {
     if buf.len() + bytes.len() > MAX_DNS_MESSAGE {
         *oversized = true;
+    } else if buf.capacity() == 0 {
+        // The usual case, a message in one DATA frame: allocated to size, without the
+        // growth path.
+        *buf = bytes.to_vec();
     } else {
         buf.extend_from_slice(bytes);
     }
