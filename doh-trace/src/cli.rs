@@ -15,7 +15,7 @@ use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
 use crate::{
     filter::Filter,
     lookup::{Lookup, TEXT_HEADER},
-    output::{metrics::Metrics, pcapng::PcapngWriter},
+    output::{json_line::JsonWriter, metrics::Metrics, pcapng::PcapngWriter},
     pipeline::{connections::ConnectionRecord, Pipeline},
     recording,
     summary::Summary,
@@ -251,6 +251,7 @@ pub struct Output {
     out: BufWriter<io::Stdout>,
     /// One JSON line, reused.
     line: Vec<u8>,
+    json_writer: JsonWriter,
     filter: Filter,
     pcapng: Option<PcapngWriter<BufWriter<File>>>,
     /// Shared with the metrics server.
@@ -283,6 +284,7 @@ impl Output {
             header_done: false,
             out: BufWriter::with_capacity(64 * 1024, out),
             line: Vec::with_capacity(1024),
+            json_writer: JsonWriter::default(),
             filter: Filter {
                 pids: cli.pids.clone(),
                 comms: cli.comms.clone(),
@@ -322,7 +324,7 @@ impl Output {
         let out = &mut self.out;
         if self.json {
             self.line.clear();
-            crate::output::json_line::write_lookup(&mut self.line, l);
+            self.json_writer.write_lookup(&mut self.line, l);
             out.write_all(&self.line)
         } else {
             if !self.header_done {

@@ -6,10 +6,13 @@
 //! nested values (relay peers, ALPN, command lines) go through serde_json itself, so JSON
 //! escaping and number formatting stay serde_json's.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use crate::{
     context::ProcessContext,
+    dns::Mnemonic,
     lookup::{Endpoint, Lookup},
 };
 
@@ -38,21 +41,94 @@ macro_rules! key_opt_string {
     };
 }
 
-/// Appends `l` as one JSON object followed by a newline.
-pub fn write_lookup(out: &mut Vec<u8>, l: &Lookup) {
-    out.extend_from_slice(b"{\"time\":\"");
-    match l.time.inline() {
-        // Nothing to escape, and no need to check that it is UTF-8.
-        Some(text) => {
-            out.extend_from_slice(text);
-            out.push(b'"');
+/// The fields from `uid` to `headers_known`, which the lookups of one connection share (and
+/// are written together, in this order).
+#[derive(Debug, PartialEq)]
+struct ConnFields {
+    uid: u32,
+    comm: Arc<str>,
+    transport: &'static str,
+    server: Option<Endpoint>,
+    client: Option<Endpoint>,
+    authority: Option<Arc<str>>,
+    url: Option<Arc<str>>,
+    method: Option<Mnemonic>,
+    http_version: Option<&'static str>,
+    headers_known: Option<bool>,
+}
+
+impl ConnFields {
+    fn of(l: &Lookup) -> Self {
+        ConnFields {
+            uid: l.uid,
+            comm: l.comm.clone(),
+            transport: l.transport,
+            server: l.server.clone(),
+            client: l.client.clone(),
+            authority: l.authority.clone(),
+            url: l.url.clone(),
+            method: l.method.clone(),
+            http_version: l.http_version,
+            headers_known: l.headers_known,
         }
-        None => string_rest(out, &l.time),
     }
-    key!(out, "pid");
-    value(out, &l.pid);
-    key!(out, "tid");
-    value(out, &l.tid);
+
+    /// Whether `l` has these values (shared strings compare by pointer first).
+    fn are_those_of(&self, l: &Lookup) -> bool {
+        self.uid == l.uid
+            && self.comm == l.comm
+            && self.transport == l.transport
+            && self.server == l.server
+            && self.client == l.client
+            && self.authority == l.authority
+            && self.url == l.url
+            && self.method == l.method
+            && self.http_version == l.http_version
+            && self.headers_known == l.headers_known
+    }
+}
+
+/// Writes JSON lines. The text of the fields a connection's lookups share is kept from the
+/// last line and copied while the next lookup's values are the same; lookups come in runs
+/// from one connection (the ones a read completed).
+#[derive(Debug, Default)]
+pub struct JsonWriter {
+    shared: Option<(ConnFields, Vec<u8>)>,
+}
+
+impl JsonWriter {
+    /// Appends `l` as one JSON object followed by a newline.
+    pub fn write_lookup(&mut self, out: &mut Vec<u8>, l: &Lookup) {
+        out.extend_from_slice(b"{\"time\":\"");
+        match l.time.inline() {
+            // Nothing to escape, and no need to check that it is UTF-8.
+            Some(text) => {
+                out.extend_from_slice(text);
+                out.push(b'"');
+            }
+            None => string_rest(out, &l.time),
+        }
+        key!(out, "pid");
+        value(out, &l.pid);
+        key!(out, "tid");
+        value(out, &l.tid);
+        match &mut self.shared {
+            Some((fields, text)) if fields.are_those_of(l) => out.extend_from_slice(text),
+            shared => {
+                let start = out.len();
+                write_conn_fields(out, l);
+                let mut text = shared.take().map(|(_, text)| text).unwrap_or_default();
+                text.clear();
+                text.extend_from_slice(&out[start..]);
+                *shared = Some((ConnFields::of(l), text));
+            }
+        }
+        write_rest(out, l);
+    }
+}
+
+/// The [`ConnFields`] of `l`.
+fn write_conn_fields(out: &mut Vec<u8>, l: &Lookup) {
     key!(out, "uid");
     value(out, &l.uid);
     key_string!(out, "comm", &l.comm);
@@ -67,6 +143,10 @@ pub fn write_lookup(out: &mut Vec<u8>, l: &Lookup) {
     key_opt_string!(out, "http_version", l.http_version);
     key!(out, "headers_known");
     value(out, &l.headers_known);
+}
+
+/// The fields after the [`ConnFields`], and the newline.
+fn write_rest(out: &mut Vec<u8>, l: &Lookup) {
     key!(out, "stream_id");
     value(out, &l.stream_id);
     key_opt_string!(out, "qname", l.qname.as_deref());
@@ -312,7 +392,7 @@ mod tests {
 
     fn ours(l: &Lookup) -> String {
         let mut out = Vec::new();
-        write_lookup(&mut out, l);
+        JsonWriter::default().write_lookup(&mut out, l);
         String::from_utf8(out).unwrap()
     }
 
@@ -328,6 +408,41 @@ mod tests {
         l.time = crate::clock::Clock::with_offset(0).rfc3339(1_700_000_000_123_456_000);
         assert!(l.time.inline().is_some());
         assert_eq!(ours(&l), serdes(&l));
+    }
+
+    /// One writer, a run of lookups: each line is what serde_json writes, whichever of the
+    /// fields a connection's lookups share changes from one line to the next.
+    #[test]
+    fn lines_in_a_run_are_what_serde_json_writes_as_shared_fields_change() {
+        let base = full_lookup();
+        type Change = fn(&mut Lookup);
+        let changes: [Change; 13] = [
+            |_| {},
+            |l| l.uid += 1,
+            |l| l.comm = "other".into(),
+            |l| l.comm = "we\"ird\\comm\u{1}\t".into(), // equal text, another Arc
+            |l| l.transport = "dot",
+            |l| l.server.as_mut().unwrap().port = 853,
+            |l| l.client = None,
+            |l| l.authority = None,
+            |l| l.url = Some("https://dns.example:8443/other".into()),
+            |l| l.method = Some("GET".into()),
+            |l| l.http_version = Some("http/1.1"),
+            |l| l.headers_known = Some(false),
+            |l| l.tid += 1, // not shared
+        ];
+        let mut writer = JsonWriter::default();
+        for (i, change) in changes.iter().enumerate() {
+            for l in [base.clone(), base.clone(), {
+                let mut l = base.clone();
+                change(&mut l);
+                l
+            }] {
+                let mut out = Vec::new();
+                writer.write_lookup(&mut out, &l);
+                assert_eq!(String::from_utf8(out).unwrap(), serdes(&l), "change {i}");
+            }
+        }
     }
 
     #[test]
