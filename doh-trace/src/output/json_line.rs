@@ -73,17 +73,24 @@ impl ConnFields {
         }
     }
 
-    /// Whether `l` has these values (shared strings compare by pointer first).
+    /// Whether `l` has these values (shared strings and constants compare by address first).
     fn are_those_of(&self, l: &Lookup) -> bool {
+        /// Equal text: nearly always the same constant.
+        fn same(a: Option<&str>, b: Option<&str>) -> bool {
+            match (a, b) {
+                (Some(a), Some(b)) => std::ptr::eq(a, b) || a == b,
+                (a, b) => a.is_none() && b.is_none(),
+            }
+        }
         self.uid == l.uid
             && self.comm == l.comm
-            && self.transport == l.transport
+            && same(Some(self.transport), Some(l.transport))
             && self.server == l.server
             && self.client == l.client
             && self.authority == l.authority
             && self.url == l.url
-            && self.method == l.method
-            && self.http_version == l.http_version
+            && same(self.method.as_deref(), l.method.as_deref())
+            && same(self.http_version, l.http_version)
             && self.headers_known == l.headers_known
     }
 }
