@@ -132,25 +132,58 @@ fn decode_integer(buf: &[u8], prefix_size: u8) -> Result<(usize, usize), Decoder
 ///
 /// Returns the string and the number of bytes consumed from the given buffer.
 /// A raw string is borrowed from `buf`; a Huffman-coded one is decoded into
-/// `scratch` (cleared first). Patched for doh-trace: upstream allocated a
-/// `Vec` for every Huffman-coded string, even one the caller neither keeps
-/// nor indexes.
+/// `scratch`, unless it is the one `scratch` last decoded. Patched for
+/// doh-trace: upstream allocated a `Vec` for every Huffman-coded string, even
+/// one the caller neither keeps nor indexes.
 fn decode_string_into<'b>(
     buf: &'b [u8],
-    scratch: &'b mut Vec<u8>,
+    scratch: &'b mut Scratch,
 ) -> Result<(&'b [u8], usize), DecoderError> {
     let (start, end) = string_bounds(buf)?;
     let raw_string = &buf[start..end];
     if buf[0] & 128 == 0 {
         return Ok((raw_string, end));
     }
-    scratch.clear();
-    HuffmanDecoder::new()
-        .decode_into(raw_string, scratch)
-        .map_err(|e| {
-            DecoderError::StringDecodingError(StringDecodingError::HuffmanDecoderError(e))
-        })?;
-    Ok((scratch, end))
+    Ok((scratch.decode(raw_string)?, end))
+}
+
+/// Where Huffman-coded strings are decoded (patched for doh-trace): one
+/// buffer reused from one string to the next, which also remembers the coded
+/// string it holds the decoding of. Literals a peer does not index (`:path`,
+/// `content-length`...) repeat byte for byte from one request to the next,
+/// and decode to the same octets.
+#[derive(Debug, Default)]
+struct Scratch {
+    decoded: Vec<u8>,
+    /// The Huffman code `decoded` is the decoding of, when `known`.
+    coded: Vec<u8>,
+    known: bool,
+}
+
+impl Scratch {
+    fn decode(&mut self, coded: &[u8]) -> Result<&[u8], DecoderError> {
+        if self.known && self.coded == coded {
+            return Ok(&self.decoded);
+        }
+        self.known = false;
+        self.decoded.clear();
+        HuffmanDecoder::new()
+            .decode_into(coded, &mut self.decoded)
+            .map_err(|e| {
+                DecoderError::StringDecodingError(StringDecodingError::HuffmanDecoderError(e))
+            })?;
+        self.coded.clear();
+        self.coded.extend_from_slice(coded);
+        self.known = true;
+        Ok(&self.decoded)
+    }
+
+    /// Releases buffers grown past [`MAX_KEPT_SCRATCH`].
+    fn trim(&mut self) {
+        if self.decoded.capacity().max(self.coded.capacity()) > MAX_KEPT_SCRATCH {
+            *self = Scratch::default();
+        }
+    }
 }
 
 /// Where the octets of the string at the start of `buf` start and end (after
@@ -178,7 +211,7 @@ fn string_bounds(buf: &[u8]) -> Result<(usize, usize), DecoderError> {
 ///   included in the dynamic table).
 fn decode_literal_name<'b>(
     table: &'b HeaderTable<'_>,
-    scratch: &'b mut Vec<u8>,
+    scratch: &'b mut Scratch,
     buf: &'b [u8],
     index: bool,
 ) -> Result<(&'b [u8], usize), DecoderError> {
@@ -317,8 +350,8 @@ pub struct Decoder<'a> {
 
     /// Where Huffman-coded names and values are decoded (patched for
     /// doh-trace: reused from one field to the next).
-    scratch_name: Vec<u8>,
-    scratch_value: Vec<u8>,
+    scratch_name: Scratch,
+    scratch_value: Scratch,
 
     // Allow trailing size updates (used by tests)
     #[cfg(test)]
@@ -357,8 +390,8 @@ impl<'a> Decoder<'a> {
         Decoder {
             header_table: HeaderTable::with_static_table(static_table),
             max_allowed_table_size: None,
-            scratch_name: Vec::new(),
-            scratch_value: Vec::new(),
+            scratch_name: Scratch::default(),
+            scratch_value: Scratch::default(),
             #[cfg(test)]
             allow_trailing_size_updates: false,
         }
@@ -436,11 +469,8 @@ impl<'a> Decoder<'a> {
         let result = self.decode_fields(buf, wants, cb);
         // Patched for doh-trace: one huge literal from a peer must not stay
         // allocated for the rest of the connection.
-        for scratch in [&mut self.scratch_name, &mut self.scratch_value] {
-            if scratch.capacity() > MAX_KEPT_SCRATCH {
-                *scratch = Vec::new();
-            }
-        }
+        self.scratch_name.trim();
+        self.scratch_value.trim();
         result
     }
 
@@ -614,7 +644,7 @@ mod tests {
     /// `decode_string_into`, checking that a raw string is borrowed from
     /// `buf`; a Huffman-coded one is copied out of the scratch buffer.
     fn decode_string(buf: &[u8]) -> Result<(Cow<'_, [u8]>, usize), DecoderError> {
-        let mut scratch = Vec::new();
+        let mut scratch = super::Scratch::default();
         let (string, consumed) = decode_string_into(buf, &mut scratch)?;
         if buf[0] & 128 == 128 {
             return Ok((Cow::Owned(string.to_vec()), consumed));
@@ -816,7 +846,8 @@ mod tests {
             })
             .unwrap();
         assert_eq!(seen, 1);
-        assert_eq!(decoder.scratch_value.capacity(), 0);
+        assert_eq!(decoder.scratch_value.decoded.capacity(), 0);
+        assert_eq!(decoder.scratch_value.coded.capacity(), 0);
     }
 
     /// Patched for doh-trace: values of unwanted fields that are not indexed
@@ -859,6 +890,43 @@ mod tests {
                 StringDecodingError::NotEnoughOctets
             ))
         ));
+    }
+
+    /// Patched for doh-trace: a Huffman string the scratch buffer decoded
+    /// last is not decoded again; others, and errors, are as before.
+    #[test]
+    fn a_repeated_huffman_string_decodes_the_same() {
+        // Literal without indexing, new name "x", Huffman value (RFC 7541 C.4).
+        let field = |huffman: &[u8]| {
+            let mut block = vec![0x00, 0x01, b'x', 0x80 | huffman.len() as u8];
+            block.extend_from_slice(huffman);
+            block
+        };
+        let no_cache = field(&[0xa8, 0xeb, 0x10, 0x64, 0x9c, 0xbf]);
+        let host = field(&[
+            0xf1, 0xe3, 0xc2, 0xe5, 0xf2, 0x3a, 0x6b, 0xa0, 0xab, 0x90, 0xf4, 0xff,
+        ]);
+        // The first octets of no-cache's code, then the EOS prefix: an error.
+        let bad = field(&[0xa8, 0xeb, 0xff, 0xff, 0xff, 0xff]);
+        let mut decoder = Decoder::new();
+        let mut value = |block: &[u8]| {
+            let mut got = None;
+            decoder
+                .decode_with_cb(block, |_, v| got = Some(v.to_vec()))
+                .map(|()| got.unwrap())
+        };
+        for (block, want) in [
+            (&no_cache, Some(&b"no-cache"[..])),
+            (&no_cache, Some(b"no-cache")),
+            (&host, Some(b"www.example.com")),
+            (&no_cache, Some(b"no-cache")),
+            (&bad, None),
+            (&bad, None),
+            (&no_cache, Some(b"no-cache")),
+            (&no_cache, Some(b"no-cache")),
+        ] {
+            assert_eq!(value(block).ok().as_deref(), want);
+        }
     }
 
     #[test]
