@@ -14,6 +14,10 @@ use crate::lookup::ip_text;
 /// (`TYPE65280`, `RCODE4000`) for the others.
 pub type Mnemonic = Cow<'static, str>;
 
+/// Answer records as presentation-format strings. One is held inline: most DoH answers have
+/// one record, and a lookup then costs no allocation for the list.
+pub type Answers = smallvec::SmallVec<[String; 1]>;
+
 /// What doh-trace reports of one DNS message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DnsSummary {
@@ -29,7 +33,7 @@ pub struct DnsSummary {
     /// Response code mnemonic ("NOERROR", "NXDOMAIN"...).
     pub rcode: Mnemonic,
     /// Answer section records as presentation-format strings.
-    pub answers: Vec<String>,
+    pub answers: Answers,
 }
 
 impl DnsSummary {
@@ -140,7 +144,7 @@ fn summarize_with(
     let op = metadata.op_code;
     // A record owner that points into a plain question name need not be read again.
     let question_end = plain_end.filter(|_| question.is_some());
-    let mut answers = Vec::with_capacity(usize::from(counts.answers).min(8));
+    let mut answers = Answers::new();
     let section = Section {
         message: bytes,
         question_end,
@@ -409,7 +413,7 @@ mod tests {
         let s = summarize(&r).unwrap();
         assert!(s.is_response);
         assert_eq!(s.rcode, "NOERROR");
-        assert_eq!(s.answers, vec!["2001:db8::10"]);
+        assert_eq!(s.answers[..], ["2001:db8::10"]);
     }
 
     /// What `summarize` reported when it built a whole `Message` with `Message::from_vec`.
@@ -471,7 +475,7 @@ mod tests {
         assert_eq!(Some(&whole), via_message(&bytes).as_ref());
         assert_eq!(whole.rcode, "BADVERS");
         assert_eq!(
-            whole.answers,
+            whole.answers[..],
             ["2001:db8::10", "192.0.2.1", "x.doh.test.", "192.0.2.2"]
         );
         // The owners the reader steps over: the question's name and its suffix.

@@ -7,7 +7,11 @@ use std::{
 
 use serde::Serialize;
 
-use crate::{clock::Rfc3339, context::ProcessContext, dns::Mnemonic};
+use crate::{
+    clock::Rfc3339,
+    context::ProcessContext,
+    dns::{Answers, Mnemonic},
+};
 
 /// How a lookup ended.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -179,7 +183,7 @@ pub struct Lookup {
     /// Response code mnemonic, when an answer was parsed.
     pub rcode: Option<Mnemonic>,
     /// Answer records in presentation format.
-    pub answers: Vec<String>,
+    pub answers: Answers,
     /// Time from the query being sent to the answer being read, in milliseconds.
     pub latency_ms: Option<f64>,
     /// How the lookup ended.

@@ -132,7 +132,7 @@ fn udp_queries_pair_by_id_and_question_and_retransmissions_count_once() {
         assert_eq!(l.qtype.as_deref(), Some(qtype));
         assert_eq!(l.dns_id, Some(id));
         assert_eq!(l.status, Status::Ok);
-        assert_eq!(l.answers, vec![ans.to_string()]);
+        assert_eq!(l.answers[..], [ans.to_string()]);
         assert_eq!(server(l), "192.0.2.53:53".parse().unwrap());
         assert_eq!((l.pid, &*l.comm), (10, "dig"));
         assert!(l.http_version.is_none() && l.url.is_none());

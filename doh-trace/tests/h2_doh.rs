@@ -71,7 +71,7 @@ fn random_dns_ids_and_split_bodies_with_empty_end_stream_data() {
     let l: Vec<_> = p.drain_lookups().map(|l| *l).collect();
     assert_eq!(l.len(), 1);
     assert_eq!(l[0].dns_id, Some(0xbeef));
-    assert_eq!(l[0].answers, vec!["192.0.2.10"]);
+    assert_eq!(l[0].answers[..], ["192.0.2.10"]);
 }
 
 #[test]

@@ -1492,7 +1492,7 @@ fn pipelining_past_the_queue_limit_never_pairs_a_query_with_another_answer() {
         let i: u32 = l.name()[1..l.name().find('.').unwrap()].parse().unwrap();
         let [a, b, c2, d] = ip(i);
         let want = format!("{a}.{b}.{c2}.{d}");
-        if l.status.as_str() == "ok" && l.answers != vec![want.clone()] {
+        if l.status.as_str() == "ok" && l.answers[..] != [want.clone()] {
             wrong.push(format!(
                 "{} got {:?}, its answer is {want}",
                 l.name(),

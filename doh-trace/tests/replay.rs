@@ -16,10 +16,12 @@ fn fixture(name: &str) -> PathBuf {
 fn replay(name: &str) -> (Vec<Value>, doh_trace::counters::DecodeCounters) {
     let f = std::fs::File::open(fixture(&format!("{name}.dtr"))).unwrap();
     let mut out = Vec::new();
+    // One writer for the whole replay, as doh-trace uses it (it keeps shared fields' text).
+    let mut writer = doh_trace::output::json_line::JsonWriter::default();
     let counters = recording::replay(std::io::BufReader::new(f), |l| {
         // The JSON line doh-trace prints is exactly serde_json's rendering of the record.
         let mut line = Vec::new();
-        doh_trace::output::json_line::write_lookup(&mut line, &l);
+        writer.write_lookup(&mut line, &l);
         let serde_line = serde_json::to_string(&l).unwrap() + "\n";
         assert_eq!(String::from_utf8(line).unwrap(), serde_line);
         out.push(serde_json::to_value(&l).unwrap());

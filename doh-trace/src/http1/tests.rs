@@ -78,7 +78,7 @@ fn curl_post_request_and_dnsdist_h2o_response() {
     let s = dns::summarize(body).unwrap();
     assert_eq!(
         (&*s.rcode, s.answers.clone()),
-        ("NOERROR", vec!["192.0.2.16".into()])
+        ("NOERROR", ["192.0.2.16".to_owned()].into())
     );
     assert_eq!(r.events[2], Ev::End);
 }

@@ -352,7 +352,10 @@ mod tests {
             qtype: Some("TYPE65280".into()),
             dns_id: Some(65535),
             rcode: Some("NXDOMAIN".into()),
-            answers: vec!["192.0.2.1".into(), "\"txt with \\ quote\"".into()],
+            answers: ["192.0.2.1", "\"txt with \\ quote\""]
+                .map(String::from)
+                .into_iter()
+                .collect(),
             latency_ms: Some(0.123456789),
             status: Status::HttpError,
             http_status: Some(503),

@@ -76,7 +76,7 @@ pub fn to_lookup(
             qname: q.qname.as_str().into(),
             qtype: q.qtype.clone(),
             rcode: Default::default(),
-            answers: Vec::new(),
+            answers: Default::default(),
         }
     } else if s.headers_known() {
         match query {
@@ -97,7 +97,7 @@ pub fn to_lookup(
             (Some(q), _) => q,
             // A GET: the question is only in the answer's question section.
             (None, Some(a)) => DnsSummary {
-                answers: Vec::new(),
+                answers: Default::default(),
                 ..a.clone()
             },
             (None, None) => return Judged::NotDns,
@@ -105,7 +105,7 @@ pub fn to_lookup(
     };
     let http_status = s.response.and_then(|r| r.status);
     let mut rcode = None;
-    let mut answers = Vec::new();
+    let mut answers = Default::default();
     let status = match f.outcome {
         Outcome::Reset => Status::Reset,
         Outcome::Unanswered => Status::Unanswered,
@@ -173,8 +173,8 @@ pub fn dns_lookup(
         (DnsOutcome::Answered, Some((a, _))) => {
             (Status::Ok, Some(a.rcode.clone()), a.answers.clone())
         }
-        (DnsOutcome::TimedOut, _) => (Status::Timeout, None, Vec::new()),
-        _ => (Status::Unanswered, None, Vec::new()),
+        (DnsOutcome::TimedOut, _) => (Status::Timeout, None, Default::default()),
+        _ => (Status::Unanswered, None, Default::default()),
     };
     Lookup {
         time: clock.rfc3339(f.ended.ts_ns),

@@ -241,7 +241,7 @@ impl Want {
             qname: l.qname.as_deref().map(str::to_owned),
             qtype: l.qtype.as_deref().map(str::to_owned),
             status: l.status.as_str(),
-            answers: l.answers.clone(),
+            answers: l.answers.to_vec(),
             rcode: l.rcode.as_deref().map(str::to_owned),
             method: l.method.as_deref().map(str::to_owned),
             http_version: l.http_version,

@@ -331,7 +331,7 @@ pub fn summary(lookups: &[Lookup]) -> Vec<(String, String, String, Vec<String>)>
                 l.qname.as_deref().unwrap_or_default().to_owned(),
                 l.qtype.as_deref().unwrap_or_default().to_owned(),
                 l.status.as_str().to_string(),
-                l.answers.clone(),
+                l.answers.to_vec(),
             )
         })
         .collect();
