@@ -82,12 +82,19 @@ pub fn ip_text(ip: IpAddr) -> String {
 }
 
 fn push_ipv4(text: &mut String, v4: Ipv4Addr) {
-    let mut digits = itoa::Buffer::new();
     for (i, octet) in v4.octets().into_iter().enumerate() {
         if i > 0 {
             text.push('.');
         }
-        text.push_str(digits.format(octet));
+        // Decimal without leading zeros, a digit at a time (cheaper than a formatter call
+        // for at most three digits).
+        if octet >= 100 {
+            text.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            text.push(char::from(b'0' + octet / 10 % 10));
+        }
+        text.push(char::from(b'0' + octet % 10));
     }
 }
 
@@ -357,6 +364,15 @@ mod tests {
         ] {
             let ip: IpAddr = ip.parse().unwrap();
             assert_eq!(ip_text(ip), ip.to_string());
+        }
+        // Every octet value in every position.
+        for octet in 0..=255u8 {
+            for at in 0..4 {
+                let mut octets = [1, 20, 255, 0];
+                octets[at] = octet;
+                let ip = IpAddr::from(octets);
+                assert_eq!(ip_text(ip), ip.to_string());
+            }
         }
         // Every pattern of zero groups, with varied non-zero digits.
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
