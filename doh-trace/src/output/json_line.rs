@@ -95,12 +95,36 @@ impl ConnFields {
     }
 }
 
-/// Writes JSON lines. The text of the fields a connection's lookups share is kept from the
-/// last line and copied while the next lookup's values are the same; lookups come in runs
-/// from one connection (the ones a read completed).
+/// Writes JSON lines. The text of the fields a connection's lookups share, and of the
+/// process context, is kept from the last line and copied while the next lookup's values are
+/// the same; lookups come in runs from one connection (the ones a read completed).
 #[derive(Debug, Default)]
 pub struct JsonWriter {
     shared: Option<(ConnFields, Vec<u8>)>,
+    /// A process's context is one `Arc` that never changes: the same `Arc`, the same text.
+    context: Option<(Arc<ProcessContext>, Vec<u8>)>,
+}
+
+/// Appends the text `memo` keeps when `same` holds for its key, else renders it with `render`,
+/// and keeps it under `key()`.
+fn copy_or_render<K>(
+    memo: &mut Option<(K, Vec<u8>)>,
+    out: &mut Vec<u8>,
+    same: impl FnOnce(&K) -> bool,
+    key: impl FnOnce() -> K,
+    render: impl FnOnce(&mut Vec<u8>),
+) {
+    match memo {
+        Some((k, text)) if same(k) => out.extend_from_slice(text),
+        memo => {
+            let start = out.len();
+            render(out);
+            let mut text = memo.take().map(|(_, text)| text).unwrap_or_default();
+            text.clear();
+            text.extend_from_slice(&out[start..]);
+            *memo = Some((key(), text));
+        }
+    }
 }
 
 impl JsonWriter {
@@ -119,18 +143,22 @@ impl JsonWriter {
         value(out, &l.pid);
         key!(out, "tid");
         value(out, &l.tid);
-        match &mut self.shared {
-            Some((fields, text)) if fields.are_those_of(l) => out.extend_from_slice(text),
-            shared => {
-                let start = out.len();
-                write_conn_fields(out, l);
-                let mut text = shared.take().map(|(_, text)| text).unwrap_or_default();
-                text.clear();
-                text.extend_from_slice(&out[start..]);
-                *shared = Some((ConnFields::of(l), text));
-            }
-        }
+        copy_or_render(
+            &mut self.shared,
+            out,
+            |fields| fields.are_those_of(l),
+            || ConnFields::of(l),
+            |out| write_conn_fields(out, l),
+        );
         write_rest(out, l);
+        copy_or_render(
+            &mut self.context,
+            out,
+            |c| Arc::ptr_eq(c, &l.context),
+            || l.context.clone(),
+            |out| context(out, &l.context),
+        );
+        out.extend_from_slice(b"}\n");
     }
 }
 
@@ -152,7 +180,7 @@ fn write_conn_fields(out: &mut Vec<u8>, l: &Lookup) {
     value(out, &l.headers_known);
 }
 
-/// The fields after the [`ConnFields`], and the newline.
+/// The fields after the [`ConnFields`], up to the process context.
 fn write_rest(out: &mut Vec<u8>, l: &Lookup) {
     key!(out, "stream_id");
     value(out, &l.stream_id);
@@ -210,8 +238,6 @@ fn write_rest(out: &mut Vec<u8>, l: &Lookup) {
         key!(out, "relay_ambiguous");
         value(out, v);
     }
-    context(out, &l.context);
-    out.extend_from_slice(b"}\n");
 }
 
 /// The flattened process context, as `#[serde(flatten)]` lays it out.
@@ -421,12 +447,13 @@ mod tests {
     }
 
     /// One writer, a run of lookups: each line is what serde_json writes, whichever of the
-    /// fields a connection's lookups share changes from one line to the next.
+    /// fields a connection's lookups share, or the process context, changes from one line to
+    /// the next.
     #[test]
     fn lines_in_a_run_are_what_serde_json_writes_as_shared_fields_change() {
         let base = full_lookup();
         type Change = fn(&mut Lookup);
-        let changes: [Change; 13] = [
+        let changes: [Change; 15] = [
             |_| {},
             |l| l.uid += 1,
             |l| l.comm = "other".into(),
@@ -440,6 +467,8 @@ mod tests {
             |l| l.http_version = Some("http/1.1"),
             |l| l.headers_known = Some(false),
             |l| l.tid += 1, // not shared
+            |l| l.context = Arc::new(ProcessContext::default()),
+            |l| l.context = Arc::new((*l.context).clone()), // equal, another Arc
         ];
         let mut writer = JsonWriter::default();
         for (i, change) in changes.iter().enumerate() {
