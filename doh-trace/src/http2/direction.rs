@@ -558,9 +558,9 @@ impl DirectionDecoder {
             }
             return Ok(());
         }
-        let fields = self
-            .hpack
-            .decode(block)
+        let mut fields = HeaderFields::default();
+        self.hpack
+            .decode_into(block, &mut fields)
             .map_err(|e| H2Error::Hpack(e.to_string()))?;
         if report {
             on_event(H2Event::Headers {

@@ -149,13 +149,23 @@ impl HeaderDecoder {
     /// Decodes one complete header block (HEADERS/PUSH_PROMISE + CONTINUATIONs).
     pub fn decode(&mut self, block: &[u8]) -> Result<HeaderFields, DecoderError> {
         let mut fields = HeaderFields::default();
+        self.decode_into(block, &mut fields)?;
+        Ok(fields)
+    }
+
+    /// [`decode`](Self::decode) into `fields` (empty), which saves moving them on the
+    /// per-lookup path.
+    pub fn decode_into(
+        &mut self,
+        block: &[u8],
+        fields: &mut HeaderFields,
+    ) -> Result<(), DecoderError> {
         let last_authority = &mut self.last_authority;
         // Values of other fields are not even decoded unless the dynamic table needs them.
         self.inner
             .decode_wanted_with_cb(block, HeaderFields::wants, |name, value| {
                 fields.take(&name, &value, last_authority)
-            })?;
-        Ok(fields)
+            })
     }
 }
 
