@@ -1,11 +1,8 @@
 //! Building events and putting them on the ring buffer; counting what could not be.
 
-use aya_ebpf::{
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE},
-    helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_ns,
-        generated::bpf_probe_read_user,
-    },
+use aya_ebpf::helpers::{
+    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_ns,
+    generated::bpf_probe_read_user,
 };
 use doh_trace_common::{
     Capture, CloseEvent, ConnBytesEvent, ConnEvent, DataEvent, DatagramEvent, EventHeader,
@@ -18,19 +15,6 @@ use doh_trace_common::{
 use crate::maps::{
     fd_key, CAPTURE, DGRAM_SCRATCH, DNS_PORTS, EVENTS, SCRATCH, STATS, TRACKED_FDS, TRACKED_TGIDS,
 };
-
-/// How a record is submitted: the reader is woken only once an eighth of the ring waits, and
-/// otherwise drains it on its own timer (`doh-trace/src/live.rs`, every 10 ms). A wakeup per
-/// record cost the tracer more than decoding the record.
-#[inline(always)]
-fn wakeup() -> u64 {
-    let waiting = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
-    if waiting >= EVENTS.query(BPF_RB_RING_SIZE as u64) / 8 {
-        BPF_RB_FORCE_WAKEUP as u64
-    } else {
-        BPF_RB_NO_WAKEUP as u64
-    }
-}
 
 /// Adds `by` to a per-CPU counter.
 #[inline(always)]
@@ -209,7 +193,7 @@ pub fn emit_chunk(ev: &mut DataEvent, src: u64, offset: u32, n: u32) {
     }
     let size = DATA_EVENT_HEADER_SIZE + m as usize;
     let bytes = unsafe { core::slice::from_raw_parts(ev as *const DataEvent as *const u8, size) };
-    if EVENTS.output::<[u8]>(bytes, wakeup()).is_err() {
+    if EVENTS.output::<[u8]>(bytes, 0).is_err() {
         bump(Stat::RingbufDrops, 1);
     }
 }
@@ -297,7 +281,7 @@ pub fn emit_datagram(fd: i32, direction: u32, peer: &Peer, buf: u64, avail: u32,
     let size = DATAGRAM_EVENT_HEADER_SIZE + m as usize;
     let bytes =
         unsafe { core::slice::from_raw_parts(ev as *const DatagramEvent as *const u8, size) };
-    if EVENTS.output::<[u8]>(bytes, wakeup()).is_err() {
+    if EVENTS.output::<[u8]>(bytes, 0).is_err() {
         bump(Stat::RingbufDrops, 1);
     } else {
         bump(Stat::Datagrams, 1);
@@ -338,7 +322,7 @@ fn output<T: 'static>(value: T) {
     match EVENTS.reserve::<T>(0) {
         Some(mut slot) => {
             slot.write(value);
-            slot.submit(wakeup());
+            slot.submit(0);
         }
         None => bump(Stat::RingbufDrops, 1),
     }

@@ -34,45 +34,6 @@ struct Recording {
     recorder: Recorder,
 }
 
-/// How often the ring buffer is drained without being woken. The eBPF side wakes the reader
-/// only once an eighth of the ring waits (`doh-trace-ebpf/src/emit.rs`): on this kernel a
-/// wakeup per record cost the tracer ~10 µs, more than decoding the record. A lookup is
-/// therefore shown at most this much later.
-const DRAIN_EVERY: Duration = Duration::from_millis(10);
-
-/// Everything the ring buffer's records go to.
-struct Consumers<'a> {
-    tracer: &'a mut Tracer,
-    pipeline: &'a mut Pipeline,
-    decisions: &'a mut Vec<CaptureDecision>,
-    recording: &'a mut Option<Recording>,
-    facts: &'a RefCell<Vec<recording::Record>>,
-}
-
-/// Handles every record waiting in the ring buffer.
-fn drain_ring(rb: &mut aya::maps::RingBuf<aya::maps::MapData>, c: Consumers<'_>) -> Result<()> {
-    while let Some(item) = rb.next() {
-        if let Some(pid) = crate::event::exec_pid(&item) {
-            c.tracer.on_exec(pid);
-        }
-        c.pipeline.handle_record(&item);
-        let new = c.decisions.len();
-        c.decisions.extend(c.pipeline.drain_decisions());
-        if let Some(rec) = c.recording.as_mut() {
-            let learnt = std::mem::take(&mut *c.facts.borrow_mut());
-            rec.recorder
-                .offer(&item, learnt, &mut rec.file)
-                .context("writing the recording")?;
-            for d in &c.decisions[new..] {
-                rec.recorder
-                    .decided(d, &mut rec.file)
-                    .context("writing the recording")?;
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Traces until SIGINT/SIGTERM; with `record`, also writes DNS connections' events there.
 pub async fn trace(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
     let clock = Clock::now();
@@ -138,8 +99,6 @@ pub async fn trace(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut drain = tokio::time::interval(DRAIN_EVERY);
-    drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut shown = Shown::default();
     let mut decisions: Vec<CaptureDecision> = Vec::new();
 
@@ -155,23 +114,23 @@ pub async fn trace(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
-                drain_ring(guard.get_inner_mut(), Consumers {
-                    tracer: &mut tracer,
-                    pipeline: &mut pipeline,
-                    decisions: &mut decisions,
-                    recording: &mut recording,
-                    facts: &facts,
-                })?;
+                let rb = guard.get_inner_mut();
+                while let Some(item) = rb.next() {
+                    if let Some(pid) = crate::event::exec_pid(&item) {
+                        tracer.on_exec(pid);
+                    }
+                    pipeline.handle_record(&item);
+                    let new = decisions.len();
+                    decisions.extend(pipeline.drain_decisions());
+                    if let Some(rec) = recording.as_mut() {
+                        let learnt = std::mem::take(&mut *facts.borrow_mut());
+                        rec.recorder.offer(&item, learnt, &mut rec.file).context("writing the recording")?;
+                        for d in &decisions[new..] {
+                            rec.recorder.decided(d, &mut rec.file).context("writing the recording")?;
+                        }
+                    }
+                }
                 guard.clear_ready();
-            }
-            _ = drain.tick() => {
-                drain_ring(ring.get_mut(), Consumers {
-                    tracer: &mut tracer,
-                    pipeline: &mut pipeline,
-                    decisions: &mut decisions,
-                    recording: &mut recording,
-                    facts: &facts,
-                })?;
             }
             _ = tick.tick() => {
                 tracer.tick_hooks();
