@@ -12,8 +12,11 @@ use serde::{Serialize, Serializer};
 /// RFC 3339 text of a record's time. The `YYYY-MM-DDTHH:MM:SS.ffffffZ` form every time up to
 /// the year 9999 takes is held inline, so a record's time costs no allocation.
 #[derive(Clone)]
-pub enum Rfc3339 {
-    /// 27 octets of ASCII, as [`Clock::rfc3339`] writes them.
+pub struct Rfc3339(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    /// 27 octets of ASCII digits and `-:.TZ`: only [`Clock::rfc3339`] makes these.
     Inline([u8; 27]),
     /// Any other text (years past 9999, tests).
     Text(Box<str>),
@@ -22,9 +25,9 @@ pub enum Rfc3339 {
 impl Rfc3339 {
     /// The inline form's octets: ASCII digits and `-:.TZ`, nothing JSON would escape.
     pub fn inline(&self) -> Option<&[u8; 27]> {
-        match self {
-            Rfc3339::Inline(text) => Some(text),
-            Rfc3339::Text(_) => None,
+        match &self.0 {
+            Repr::Inline(text) => Some(text),
+            Repr::Text(_) => None,
         }
     }
 }
@@ -33,23 +36,23 @@ impl Deref for Rfc3339 {
     type Target = str;
 
     fn deref(&self) -> &str {
-        match self {
+        match &self.0 {
             // Only ever ASCII (see `Clock::rfc3339`), so never the empty fallback.
-            Rfc3339::Inline(text) => std::str::from_utf8(text).unwrap_or_default(),
-            Rfc3339::Text(text) => text,
+            Repr::Inline(text) => std::str::from_utf8(text).unwrap_or_default(),
+            Repr::Text(text) => text,
         }
     }
 }
 
 impl Default for Rfc3339 {
     fn default() -> Self {
-        Rfc3339::Text(Box::default())
+        Rfc3339(Repr::Text(Box::default()))
     }
 }
 
 impl From<&str> for Rfc3339 {
     fn from(text: &str) -> Self {
-        Rfc3339::Text(text.into())
+        Rfc3339(Repr::Text(text.into()))
     }
 }
 
@@ -131,7 +134,7 @@ impl Clock {
                     // Years past 9999: not worth a cache.
                     None => {
                         let text = humantime::format_rfc3339_micros(self.wall(ts_ns)).to_string();
-                        return Rfc3339::Text(text.into());
+                        return Rfc3339(Repr::Text(text.into()));
                     }
                 }
                 SECOND.set(Some((secs, prefix)));
@@ -147,7 +150,7 @@ impl Clock {
             micros /= 10;
         }
         text[26] = b'Z';
-        Rfc3339::Inline(text)
+        Rfc3339(Repr::Inline(text))
     }
 }
 

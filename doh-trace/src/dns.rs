@@ -215,8 +215,8 @@ fn plain_question(message: &[u8], end: usize) -> Option<(Arc<str>, Mnemonic)> {
 struct Section<'a> {
     /// The whole message.
     message: &'a [u8],
-    /// The end of the first question, when hickory-proto has read it and its name is plain
-    /// labels.
+    /// The end of the first question, when it has been read (by hickory-proto or
+    /// [`plain_question`]) and its name is plain labels.
     question_end: Option<usize>,
     op: OpCode,
 }

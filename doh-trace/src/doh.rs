@@ -108,7 +108,7 @@ pub fn shared_url(
     last.clone()
 }
 
-/// The parts of [`url`]: scheme, `://`, authority, path.
+/// The parts of the URL [`shared_url`] gives: scheme, `://`, authority, path.
 fn url_parts<'a>(req: &'a HeaderFields, default_scheme: &'a str) -> Option<[&'a str; 4]> {
     let authority = req.authority.as_deref()?;
     let path = req.path.as_deref().unwrap_or("/");
