@@ -59,32 +59,53 @@ pub struct HeaderFields {
     pub truncated: bool,
 }
 
+/// A field DoH reads.
+#[derive(Debug, Clone, Copy)]
+enum Kept {
+    Method,
+    Scheme,
+    Authority,
+    Path,
+    Status,
+    ContentType,
+    Accept,
+}
+
+impl Kept {
+    /// The field of this name, if DoH reads it.
+    fn of(name: &[u8]) -> Option<Kept> {
+        Some(match name {
+            b":method" => Kept::Method,
+            b":scheme" => Kept::Scheme,
+            b":authority" | b"host" => Kept::Authority,
+            b":path" => Kept::Path,
+            b":status" => Kept::Status,
+            b"content-type" => Kept::ContentType,
+            b"accept" => Kept::Accept,
+            _ => return None,
+        })
+    }
+}
+
 impl HeaderFields {
     /// Whether [`take`](Self::take) keeps fields of this name.
     fn wants(name: &[u8]) -> bool {
-        matches!(
-            name,
-            b":method"
-                | b":scheme"
-                | b":authority"
-                | b"host"
-                | b":path"
-                | b":status"
-                | b"content-type"
-                | b"accept"
-        )
+        Kept::of(name).is_some()
     }
 
     /// Keeps `value` if `name` is a field DoH reads; an authority that is `last_authority`'s
     /// text is shared with it, else becomes it.
     fn take(&mut self, name: &[u8], value: &[u8], last_authority: &mut Option<Arc<str>>) {
-        let slot = match name {
-            b":method" => &mut self.method,
-            b":scheme" => &mut self.scheme,
-            b":authority" | b"host" => {
-                if value.len() > MAX_VALUE_LEN {
-                    self.truncated = true;
-                } else if self.authority.is_none() {
+        let Some(kept) = Kept::of(name) else {
+            return;
+        };
+        if value.len() > MAX_VALUE_LEN {
+            self.truncated = true;
+            return;
+        }
+        let slot = match kept {
+            Kept::Authority => {
+                if self.authority.is_none() {
                     let same = last_authority.as_ref().filter(|a| a.as_bytes() == value);
                     let authority = match same {
                         Some(same) => same.clone(),
@@ -95,16 +116,13 @@ impl HeaderFields {
                 }
                 return;
             }
-            b":path" => &mut self.path,
-            b":status" => &mut self.status,
-            b"content-type" => &mut self.content_type,
-            b"accept" => &mut self.accept,
-            _ => return,
+            Kept::Method => &mut self.method,
+            Kept::Scheme => &mut self.scheme,
+            Kept::Path => &mut self.path,
+            Kept::Status => &mut self.status,
+            Kept::ContentType => &mut self.content_type,
+            Kept::Accept => &mut self.accept,
         };
-        if value.len() > MAX_VALUE_LEN {
-            self.truncated = true;
-            return;
-        }
         if slot.is_none() {
             *slot = Some(header_value(value));
         }
