@@ -43,7 +43,7 @@ macro_rules! key_opt_string {
 
 /// The fields from `uid` to `headers_known`, which the lookups of one connection share (and
 /// are written together, in this order).
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 struct ConnFields {
     uid: u32,
     comm: Arc<str>,
