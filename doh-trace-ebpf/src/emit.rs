@@ -1,8 +1,11 @@
 //! Building events and putting them on the ring buffer; counting what could not be.
 
-use aya_ebpf::helpers::{
-    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_ns,
-    generated::bpf_probe_read_user,
+use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_ns,
+        generated::bpf_probe_read_user,
+    },
 };
 use doh_trace_common::{
     Capture, CloseEvent, ConnBytesEvent, ConnEvent, DataEvent, DatagramEvent, EventHeader,
@@ -15,6 +18,36 @@ use doh_trace_common::{
 use crate::maps::{
     fd_key, CAPTURE, DGRAM_SCRATCH, DNS_PORTS, EVENTS, SCRATCH, STATS, TRACKED_FDS, TRACKED_TGIDS,
 };
+
+/// When the tracer is woken for a record. A wakeup per record cost the tracer more CPU than
+/// decoding it, so the bytes of connections already classified wait for a batch; whatever makes
+/// the tracer read /proc or attach hooks wakes it at once, while the process is surely alive.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// At once: a new connection, a process's first datagram, bytes of a connection not yet
+    /// classified (the tracer reads the process and socket when it classifies), an exec.
+    Now,
+    /// When an eighth of the ring waits; otherwise the tracer drains the ring on its own timer
+    /// (`DRAIN_EVERY` in `doh-trace/src/live.rs`). Order is kept: a record woken for at once
+    /// brings every record before it.
+    Batched,
+}
+
+impl Wake {
+    /// The flags of `bpf_ringbuf_output`/`submit` for this record. `Now` must force the wakeup:
+    /// the kernel's default wakes only a reader that had caught up, and one with batched
+    /// records waiting has not.
+    #[inline(always)]
+    fn flags(self) -> u64 {
+        if self == Wake::Now
+            || EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= EVENTS.query(BPF_RB_RING_SIZE as u64) / 8
+        {
+            BPF_RB_FORCE_WAKEUP as u64
+        } else {
+            BPF_RB_NO_WAKEUP as u64
+        }
+    }
+}
 
 /// Adds `by` to a per-CPU counter.
 #[inline(always)]
@@ -53,18 +86,19 @@ pub fn track_fd(tgid: u32, fd: i32) {
 
 /// How many of a call's `total` bytes may be copied, by the connection's capture policy:
 /// all when classified as DNS, none when classified as not DNS, and while unclassified what is
-/// left of [`UNCLASSIFIED_BUDGET`] for this layer.
+/// left of [`UNCLASSIFIED_BUDGET`] for this layer. Only bytes of a connection classified as DNS
+/// wait for a batch.
 #[inline(always)]
-fn allowance(tgid: u32, fd: i32, source: u32, total: u32) -> u32 {
+fn allowance(tgid: u32, fd: i32, source: u32, total: u32) -> (u32, Wake) {
     if fd < 0 {
-        return total;
+        return (total, Wake::Now);
     }
     let key = fd_key(tgid, fd);
     if unsafe { CAPTURE.get(&key) }.is_none() {
         let _ = CAPTURE.insert(&key, &Capture::default(), 0);
     }
     let Some(cap) = CAPTURE.get_ptr_mut(&key) else {
-        return total;
+        return (total, Wake::Now);
     };
     let cap = unsafe { &mut *cap };
     let tls = source != Source::Socket as u32;
@@ -74,10 +108,10 @@ fn allowance(tgid: u32, fd: i32, source: u32, total: u32) -> u32 {
         (CAPTURE_SOCK_SKIP, CAPTURE_SOCK_FULL)
     };
     if cap.policy & skip != 0 {
-        return 0;
+        return (0, Wake::Batched);
     }
     if cap.policy & full != 0 {
-        return total;
+        return (total, Wake::Batched);
     }
     let copied = if tls { cap.tls_copied } else { cap.sock_copied };
     let left = UNCLASSIFIED_BUDGET.saturating_sub(copied);
@@ -90,7 +124,7 @@ fn allowance(tgid: u32, fd: i32, source: u32, total: u32) -> u32 {
     if n < total {
         bump(Stat::UnclassifiedBytes, (total - n) as u64);
     }
-    n
+    (n, Wake::Now)
 }
 
 /// Describes where a call's bytes are and which connection they belong to.
@@ -109,24 +143,25 @@ pub struct DataSpec {
 /// as truncated; lost chunks are counted.
 #[inline(always)]
 pub fn emit_data(d: &DataSpec) {
-    let Some((ev, allowed)) = begin_call(d) else {
+    let Some((ev, allowed, wake)) = begin_call(d) else {
         return;
     };
     let mut chunks = MAX_CHUNKS_PER_CALL;
-    let copied = emit_range(ev, d.buf, 0, allowed, &mut chunks);
+    let copied = emit_range(ev, d.buf, 0, allowed, &mut chunks, wake);
     if allowed > copied {
         bump(Stat::TruncatedBytes, (allowed - copied) as u64);
     }
 }
 
 /// Prepares the scratch data event for one call: fills its header and returns it with the
-/// number of the call's bytes the capture policy allows to copy (None when none).
+/// number of the call's bytes the capture policy allows to copy (None when none) and when its
+/// chunks wake the tracer.
 #[inline(always)]
-pub fn begin_call(d: &DataSpec) -> Option<(&'static mut DataEvent, u32)> {
+pub fn begin_call(d: &DataSpec) -> Option<(&'static mut DataEvent, u32, Wake)> {
     let ev = SCRATCH.get_ptr_mut(0)?;
     let ev: &mut DataEvent = unsafe { &mut *ev };
     ev.header = header(EventKind::Data);
-    let allowed = allowance(ev.header.tgid, d.fd, d.source, d.total_len);
+    let (allowed, wake) = allowance(ev.header.tgid, d.fd, d.source, d.total_len);
     if allowed == 0 {
         return None;
     }
@@ -147,14 +182,21 @@ pub fn begin_call(d: &DataSpec) -> Option<(&'static mut DataEvent, u32)> {
     if d.source != Source::Socket as u32 {
         bump(Stat::TlsCalls, 1);
     }
-    Some((ev, allowed))
+    Some((ev, allowed, wake))
 }
 
 /// Emits `len` bytes at user address `buf` as the call's bytes from `offset` on, in chunks,
 /// using at most `*chunks` of them (decremented). Returns how many bytes were handed out
 /// (emitted or counted as lost).
 #[inline(always)]
-pub fn emit_range(ev: &mut DataEvent, buf: u64, offset: u32, len: u32, chunks: &mut u32) -> u32 {
+pub fn emit_range(
+    ev: &mut DataEvent,
+    buf: u64,
+    offset: u32,
+    len: u32,
+    chunks: &mut u32,
+    wake: Wake,
+) -> u32 {
     let mut done: u32 = 0;
     let mut i: u32 = 0;
     while i < MAX_CHUNKS_PER_CALL {
@@ -165,7 +207,7 @@ pub fn emit_range(ev: &mut DataEvent, buf: u64, offset: u32, len: u32, chunks: &
         if n > CHUNK_SIZE as u32 {
             n = CHUNK_SIZE as u32;
         }
-        emit_chunk(ev, buf + done as u64, offset + done, n);
+        emit_chunk(ev, buf + done as u64, offset + done, n, wake);
         done += n;
         *chunks -= 1;
         i += 1;
@@ -176,7 +218,7 @@ pub fn emit_range(ev: &mut DataEvent, buf: u64, offset: u32, len: u32, chunks: &
 /// Copies `n` (≤ `CHUNK_SIZE`) bytes at user address `src` into the event as the call's bytes
 /// at `offset`, and puts the event on the ring buffer (failures counted).
 #[inline(always)]
-pub fn emit_chunk(ev: &mut DataEvent, src: u64, offset: u32, n: u32) {
+pub fn emit_chunk(ev: &mut DataEvent, src: u64, offset: u32, n: u32, wake: Wake) {
     ev.offset = offset;
     ev.len = n;
     let dst = ev.data.as_mut_ptr() as *mut core::ffi::c_void;
@@ -193,7 +235,7 @@ pub fn emit_chunk(ev: &mut DataEvent, src: u64, offset: u32, n: u32) {
     }
     let size = DATA_EVENT_HEADER_SIZE + m as usize;
     let bytes = unsafe { core::slice::from_raw_parts(ev as *const DataEvent as *const u8, size) };
-    if EVENTS.output::<[u8]>(bytes, 0).is_err() {
+    if EVENTS.output::<[u8]>(bytes, wake.flags()).is_err() {
         bump(Stat::RingbufDrops, 1);
     }
 }
@@ -241,7 +283,8 @@ pub fn is_dns_port(port: u16) -> bool {
 }
 
 /// Emits one datagram exchanged with `peer` on an untracked socket: the first `CHUNK_SIZE` of
-/// `avail` bytes at `buf` (the rest of `total` is counted as truncated).
+/// `avail` bytes at `buf` (the rest of `total` is counted as truncated). A process's first
+/// datagram wakes the tracer at once.
 #[inline(always)]
 pub fn emit_datagram(fd: i32, direction: u32, peer: &Peer, buf: u64, avail: u32, total: u32) {
     let Some(ev) = DGRAM_SCRATCH.get_ptr_mut(0) else {
@@ -281,7 +324,12 @@ pub fn emit_datagram(fd: i32, direction: u32, peer: &Peer, buf: u64, avail: u32,
     let size = DATAGRAM_EVENT_HEADER_SIZE + m as usize;
     let bytes =
         unsafe { core::slice::from_raw_parts(ev as *const DatagramEvent as *const u8, size) };
-    if EVENTS.output::<[u8]>(bytes, 0).is_err() {
+    let wake = if unsafe { TRACKED_TGIDS.get(&ev.header.tgid) }.is_some() {
+        Wake::Batched
+    } else {
+        Wake::Now
+    };
+    if EVENTS.output::<[u8]>(bytes, wake.flags()).is_err() {
         bump(Stat::RingbufDrops, 1);
     } else {
         bump(Stat::Datagrams, 1);
@@ -307,22 +355,25 @@ pub fn count_bytes(key: u64, direction: u32, n: u64) {
 /// Reports the byte totals of a counted connection that is closing.
 #[inline(always)]
 pub fn emit_conn_bytes(fd: i32, cap: &Capture) {
-    output(ConnBytesEvent {
-        header: header(EventKind::ConnBytes),
-        fd,
-        _pad: 0,
-        sent: cap.sent,
-        received: cap.received,
-    });
+    output(
+        ConnBytesEvent {
+            header: header(EventKind::ConnBytes),
+            fd,
+            _pad: 0,
+            sent: cap.sent,
+            received: cap.received,
+        },
+        Wake::Batched,
+    );
 }
 
 /// Puts a fixed-size record on the ring buffer, counting a drop when it is full.
 #[inline(always)]
-fn output<T: 'static>(value: T) {
+fn output<T: 'static>(value: T, wake: Wake) {
     match EVENTS.reserve::<T>(0) {
         Some(mut slot) => {
             slot.write(value);
-            slot.submit(0);
+            slot.submit(wake.flags());
         }
         None => bump(Stat::RingbufDrops, 1),
     }
@@ -335,40 +386,53 @@ pub fn emit_conn(fd: i32, how: u32, ret: i32, family: u16, port: u16, addr: [u8;
     track_fd(header.tgid, fd);
     // A new socket on this fd starts unclassified.
     let _ = CAPTURE.remove(&fd_key(header.tgid, fd));
-    output(ConnEvent {
-        header,
-        fd,
-        how,
-        ret,
-        family,
-        port,
-        addr,
-        comm: comm(),
-    });
+    output(
+        ConnEvent {
+            header,
+            fd,
+            how,
+            ret,
+            family,
+            port,
+            addr,
+            comm: comm(),
+        },
+        Wake::Now,
+    );
 }
 
 /// Reports the close of a tracked socket fd.
 #[inline(always)]
 pub fn emit_close(fd: i32) {
-    output(CloseEvent {
-        header: header(EventKind::Close),
-        fd,
-        _pad: 0,
-    });
+    output(
+        CloseEvent {
+            header: header(EventKind::Close),
+            fd,
+            _pad: 0,
+        },
+        Wake::Batched,
+    );
 }
 
 /// Reports the exit of a tracked process.
 #[inline(always)]
 pub fn emit_exit() {
-    output(ExitEvent {
-        header: header(EventKind::Exit),
-    });
+    output(
+        ExitEvent {
+            header: header(EventKind::Exit),
+        },
+        Wake::Batched,
+    );
 }
 
-/// Reports that a tracked process exec'd (a header-only record).
+/// Reports that a tracked process exec'd (a header-only record). The tracer hooks the new
+/// program's TLS stacks, so it is woken at once.
 #[inline(always)]
 pub fn emit_exec() {
-    output(ExitEvent {
-        header: header(EventKind::Exec),
-    });
+    output(
+        ExitEvent {
+            header: header(EventKind::Exec),
+        },
+        Wake::Now,
+    );
 }

@@ -12,9 +12,11 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
+use aya::maps::{MapData, RingBuf};
 use tokio::{
     io::{unix::AsyncFd, Interest},
     signal::unix::{signal, SignalKind},
+    time::MissedTickBehavior,
 };
 
 use doh_trace_common::Stat;
@@ -32,6 +34,55 @@ use crate::{
 struct Recording {
     file: BufWriter<File>,
     recorder: Recorder,
+}
+
+/// How often the ring buffer is read without being woken. The eBPF side wakes the tracer at
+/// once only for records that make it read /proc or attach hooks (`Wake` in
+/// `doh-trace-ebpf/src/emit.rs`); the bytes of connections already classified wait for this
+/// timer or for an eighth of the ring. A wakeup per record cost more CPU than decoding the
+/// record. A lookup is shown at most this much later.
+const DRAIN_EVERY: Duration = Duration::from_millis(10);
+
+/// What woke the loop.
+enum Step {
+    /// The ring buffer has records, or the drain timer fired.
+    Records,
+    /// The one-second tick: timeouts, hook upkeep, status, flushing files.
+    Second,
+    /// SIGINT or SIGTERM.
+    Stop,
+}
+
+/// Handles every record waiting in the ring buffer: an exec's hook discovery, the pipeline,
+/// and the recording (with the /proc facts and capture decisions each record led to).
+fn handle_waiting(
+    rb: &mut RingBuf<MapData>,
+    tracer: &mut Tracer,
+    pipeline: &mut Pipeline,
+    decisions: &mut Vec<CaptureDecision>,
+    recording: &mut Option<Recording>,
+    facts: &RefCell<Vec<recording::Record>>,
+) -> Result<()> {
+    while let Some(item) = rb.next() {
+        if let Some(pid) = crate::event::exec_pid(&item) {
+            tracer.on_exec(pid);
+        }
+        pipeline.handle_record(&item);
+        let new = decisions.len();
+        decisions.extend(pipeline.drain_decisions());
+        if let Some(rec) = recording.as_mut() {
+            let learnt = std::mem::take(&mut *facts.borrow_mut());
+            rec.recorder
+                .offer(&item, learnt, &mut rec.file)
+                .context("writing the recording")?;
+            for d in &decisions[new..] {
+                rec.recorder
+                    .decided(d, &mut rec.file)
+                    .context("writing the recording")?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Traces until SIGINT/SIGTERM; with `record`, also writes DNS connections' events there.
@@ -99,6 +150,8 @@ pub async fn trace(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut drain = tokio::time::interval(DRAIN_EVERY);
+    drain.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut shown = Shown::default();
     let mut decisions: Vec<CaptureDecision> = Vec::new();
 
@@ -111,28 +164,27 @@ pub async fn trace(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
     );
 
     loop {
-        tokio::select! {
+        let step = tokio::select! {
             guard = ring.readable_mut() => {
-                let mut guard = guard?;
-                let rb = guard.get_inner_mut();
-                while let Some(item) = rb.next() {
-                    if let Some(pid) = crate::event::exec_pid(&item) {
-                        tracer.on_exec(pid);
-                    }
-                    pipeline.handle_record(&item);
-                    let new = decisions.len();
-                    decisions.extend(pipeline.drain_decisions());
-                    if let Some(rec) = recording.as_mut() {
-                        let learnt = std::mem::take(&mut *facts.borrow_mut());
-                        rec.recorder.offer(&item, learnt, &mut rec.file).context("writing the recording")?;
-                        for d in &decisions[new..] {
-                            rec.recorder.decided(d, &mut rec.file).context("writing the recording")?;
-                        }
-                    }
-                }
-                guard.clear_ready();
+                // Cleared before reading: a record submitted meanwhile makes it ready again.
+                guard?.clear_ready();
+                Step::Records
             }
-            _ = tick.tick() => {
+            _ = drain.tick() => Step::Records,
+            _ = tick.tick() => Step::Second,
+            _ = sigint.recv() => Step::Stop,
+            _ = sigterm.recv() => Step::Stop,
+        };
+        match step {
+            Step::Records => handle_waiting(
+                ring.get_mut(),
+                &mut tracer,
+                &mut pipeline,
+                &mut decisions,
+                &mut recording,
+                &facts,
+            )?,
+            Step::Second => {
                 tracer.tick_hooks();
                 pipeline.tick(monotonic_ns());
                 // Timeouts can classify a connection too (its first lookup timed out).
@@ -140,7 +192,9 @@ pub async fn trace(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
                 decisions.extend(pipeline.drain_decisions());
                 if let Some(rec) = recording.as_mut() {
                     for d in &decisions[new..] {
-                        rec.recorder.decided(d, &mut rec.file).context("writing the recording")?;
+                        rec.recorder
+                            .decided(d, &mut rec.file)
+                            .context("writing the recording")?;
                     }
                 }
                 let kernel = tracer.kernel_counters().unwrap_or_default();
@@ -160,8 +214,7 @@ pub async fn trace(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
                     rec.file.flush().context("writing the recording")?;
                 }
             }
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
+            Step::Stop => break,
         }
         for d in decisions.drain(..) {
             if let Some((pid, fd)) = d.fd() {
@@ -174,6 +227,16 @@ pub async fn trace(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     }
+    // Records that were waiting for a batch when the signal came are still shown.
+    handle_waiting(
+        ring.get_mut(),
+        &mut tracer,
+        &mut pipeline,
+        &mut decisions,
+        &mut recording,
+        &facts,
+    )?;
+    output.drain(&mut pipeline)?;
     let kernel = tracer.kernel_counters().unwrap_or_default();
     drop(tracer);
     output.flush_files().context("writing the pcapng file")?;

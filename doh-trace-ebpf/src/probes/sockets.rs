@@ -179,12 +179,12 @@ fn copy_call<const ENTRIES: u32>(io: &SockIo, iov: u64, iovcnt: u64, total: u32)
         buf: io.buf,
         total_len: total,
     };
-    let Some((ev, allowed)) = begin_call(&spec) else {
+    let Some((ev, allowed, wake)) = begin_call(&spec) else {
         return;
     };
     if iov == 0 {
         let mut chunks = MAX_CHUNKS_PER_CALL;
-        let done = emit_range(ev, io.buf, 0, allowed, &mut chunks);
+        let done = emit_range(ev, io.buf, 0, allowed, &mut chunks, wake);
         if allowed > done {
             bump(Stat::TruncatedBytes, (allowed - done) as u64);
         }
@@ -211,7 +211,7 @@ fn copy_call<const ENTRIES: u32>(io: &SockIo, iov: u64, iovcnt: u64, total: u32)
             part
         };
         if n > 0 {
-            emit_chunk(ev, base, pos, n);
+            emit_chunk(ev, base, pos, n, wake);
         }
         cut += part - n;
         pos += part;
