@@ -2,6 +2,8 @@
 //!
 //! Behind a trait so replays and tests run without a live /proc.
 
+mod pidfd;
+
 use crate::context::{read_context, ProcessContext, UserNames};
 
 use std::{
@@ -61,6 +63,8 @@ impl ProcessInfo for NoProcessInfo {
 #[derive(Debug)]
 pub struct LiveProcessInfo {
     root: PathBuf,
+    /// `root` is this host's /proc, so a socket's ends may be asked of the socket itself.
+    own_procfs: bool,
     comms: HashMap<u32, Arc<str>>,
     contexts: HashMap<u32, Arc<ProcessContext>>,
     users: UserNames,
@@ -72,13 +76,17 @@ const MAX_CACHED: usize = 65536;
 impl LiveProcessInfo {
     /// Uses `/proc`.
     pub fn new() -> Self {
-        Self::with_root("/proc")
+        LiveProcessInfo {
+            own_procfs: true,
+            ..Self::with_root("/proc")
+        }
     }
 
     /// Uses another procfs mount.
     pub fn with_root(root: impl Into<PathBuf>) -> Self {
         LiveProcessInfo {
             root: root.into(),
+            own_procfs: false,
             comms: HashMap::new(),
             contexts: HashMap::new(),
             users: UserNames::system(),
@@ -107,6 +115,12 @@ impl ProcessInfo for LiveProcessInfo {
     }
 
     fn socket_ends(&mut self, pid: u32, fd: i32) -> Option<SocketEnds> {
+        if self.own_procfs {
+            if let Some(ends) = pidfd::socket_ends(pid, fd) {
+                return Some(ends);
+            }
+        }
+        // Refused, or another procfs: find the socket's inode in the namespace's TCP tables.
         let pid_dir = self.root.join(pid.to_string());
         let link = std::fs::read_link(pid_dir.join("fd").join(fd.to_string())).ok()?;
         let inode = socket_inode(link.to_str()?)?;
@@ -200,6 +214,22 @@ mod tests {
     fn parses_ipv6_loopback() {
         let a = parse_hex_addr("00000000000000000000000001000000:20FB").unwrap();
         assert_eq!(a, "[::1]:8443".parse().unwrap());
+    }
+
+    #[test]
+    fn both_ways_of_reading_a_sockets_ends_agree() {
+        use std::os::fd::AsRawFd as _;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (me, fd) = (std::process::id(), client.as_raw_fd());
+        let asked = LiveProcessInfo::new().socket_ends(me, fd).unwrap();
+        // Another procfs root never asks the socket: this reads /proc/PID/net/tcp.
+        let table = LiveProcessInfo::with_root("/proc")
+            .socket_ends(me, fd)
+            .unwrap();
+        assert_eq!(asked, table);
+        assert_eq!(asked.local, client.local_addr().unwrap());
+        assert_eq!(asked.remote, client.peer_addr().unwrap());
     }
 
     #[test]
