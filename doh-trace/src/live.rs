@@ -49,7 +49,7 @@ enum Step {
     Records,
     /// The one-second tick: timeouts, hook upkeep, status, flushing files.
     Second,
-    /// SIGINT or SIGTERM.
+    /// SIGINT or SIGTERM: the ring is read a last time.
     Stop,
 }
 
@@ -176,7 +176,8 @@ pub async fn trace(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
             _ = sigterm.recv() => Step::Stop,
         };
         match step {
-            Step::Records => handle_waiting(
+            // After a signal, what waited for a batch is still read and shown.
+            Step::Records | Step::Stop => handle_waiting(
                 ring.get_mut(),
                 &mut tracer,
                 &mut pipeline,
@@ -214,7 +215,6 @@ pub async fn trace(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
                     rec.file.flush().context("writing the recording")?;
                 }
             }
-            Step::Stop => break,
         }
         for d in decisions.drain(..) {
             if let Some((pid, fd)) = d.fd() {
@@ -226,17 +226,10 @@ pub async fn trace(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
         if !output.drain(&mut pipeline)? {
             return Ok(ExitCode::SUCCESS);
         }
+        if matches!(step, Step::Stop) {
+            break;
+        }
     }
-    // Records that were waiting for a batch when the signal came are still shown.
-    handle_waiting(
-        ring.get_mut(),
-        &mut tracer,
-        &mut pipeline,
-        &mut decisions,
-        &mut recording,
-        &facts,
-    )?;
-    output.drain(&mut pipeline)?;
     let kernel = tracer.kernel_counters().unwrap_or_default();
     drop(tracer);
     output.flush_files().context("writing the pcapng file")?;
