@@ -16,7 +16,8 @@ use doh_trace_common::{
 };
 
 use crate::maps::{
-    fd_key, CAPTURE, DGRAM_SCRATCH, DNS_PORTS, EVENTS, SCRATCH, STATS, TRACKED_FDS, TRACKED_TGIDS,
+    fd_key, tracer_draining, CAPTURE, DGRAM_SCRATCH, DNS_PORTS, EVENTS, SCRATCH, STATS,
+    TRACKED_FDS, TRACKED_TGIDS,
 };
 
 /// When the tracer is woken for a record. A wakeup per record cost the tracer more CPU than
@@ -27,19 +28,21 @@ pub enum Wake {
     /// At once: a new connection, a process's first datagram, bytes of a connection not yet
     /// classified (the tracer reads the process and socket when it classifies), an exec.
     Now,
-    /// When an eighth of the ring waits; otherwise the tracer drains the ring on its own timer
-    /// (`DRAIN_EVERY` in `doh-trace/src/live.rs`). Order is kept: a record woken for at once
-    /// brings every record before it.
+    /// While the tracer drains the ring on its own timer (`DrainTimer` in
+    /// `doh-trace/src/live.rs`, every 10 ms while records flow): when that timer comes, or when
+    /// an eighth of the ring waits. An idle tracer has no timer and is woken at once. Order is
+    /// kept: a record woken for brings every record before it.
     Batched,
 }
 
 impl Wake {
-    /// The flags of `bpf_ringbuf_output`/`submit` for this record. `Now` must force the wakeup:
-    /// the kernel's default wakes only a reader that had caught up, and one with batched
-    /// records waiting has not.
+    /// The flags of `bpf_ringbuf_output`/`submit` for this record. A wakeup must be forced: the
+    /// kernel's default wakes only a reader that had caught up, and one with batched records
+    /// waiting has not.
     #[inline(always)]
     fn flags(self) -> u64 {
         if self == Wake::Now
+            || !tracer_draining()
             || EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= EVENTS.query(BPF_RB_RING_SIZE as u64) / 8
         {
             BPF_RB_FORCE_WAKEUP as u64

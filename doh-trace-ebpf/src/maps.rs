@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use doh_trace_common::{
     Capture, DataEvent, DatagramEvent, PendingSockCall, SockIo, TlsCall, TlsObjKey, STAT_COUNT,
@@ -43,6 +43,18 @@ pub fn in_scope(tgid: u32) -> bool {
 /// The single ring buffer every event goes through (keeps global order).
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+
+/// Entry 0 is non-zero while the tracer drains [`EVENTS`] on its own timer: only then may a
+/// record be submitted without waking it. The tracer sets it while records flow and clears it
+/// when idle, so an idle tracer is not woken by a timer.
+#[map]
+pub static DRAINING: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Whether the tracer is draining the ring buffer on its timer.
+#[inline(always)]
+pub fn tracer_draining() -> bool {
+    DRAINING.get(0).is_some_and(|on| *on != 0)
+}
 
 /// Per-CPU counters, indexed by `doh_trace_common::Stat`.
 #[map]

@@ -16,7 +16,6 @@ use aya::maps::{MapData, RingBuf};
 use tokio::{
     io::{unix::AsyncFd, Interest},
     signal::unix::{signal, SignalKind},
-    time::MissedTickBehavior,
 };
 
 use doh_trace_common::Stat;
@@ -36,25 +35,26 @@ struct Recording {
     recorder: Recorder,
 }
 
-/// How often the ring buffer is read without being woken. The eBPF side wakes the tracer at
-/// once only for records that make it read /proc or attach hooks (`Wake` in
-/// `doh-trace-ebpf/src/emit.rs`); the bytes of connections already classified wait for this
-/// timer or for an eighth of the ring. A wakeup per record cost more CPU than decoding the
-/// record. A lookup is shown at most this much later.
-const DRAIN_EVERY: Duration = Duration::from_millis(10);
+mod drain_timer;
 
-/// What woke the loop.
+use drain_timer::DrainTimer;
+
+/// What woke the loop. Every step reads the ring buffer first.
 enum Step {
-    /// The ring buffer has records, or the drain timer fired.
-    Records,
-    /// The one-second tick: timeouts, hook upkeep, status, flushing files.
+    /// The ring buffer has records.
+    Woken,
+    /// The drain timer fired.
+    Timed,
+    /// The one-second tick: timeouts, hook upkeep, status, flushing files (the ring is read
+    /// too, should a record have been left without a wakeup as the drain timer stopped).
     Second,
     /// SIGINT or SIGTERM: the ring is read a last time.
     Stop,
 }
 
 /// Handles every record waiting in the ring buffer: an exec's hook discovery, the pipeline,
-/// and the recording (with the /proc facts and capture decisions each record led to).
+/// and the recording (with the /proc facts and capture decisions each record led to). Returns
+/// how many there were.
 fn handle_waiting(
     rb: &mut RingBuf<MapData>,
     tracer: &mut Tracer,
@@ -62,8 +62,10 @@ fn handle_waiting(
     decisions: &mut Vec<CaptureDecision>,
     recording: &mut Option<Recording>,
     facts: &RefCell<Vec<recording::Record>>,
-) -> Result<()> {
+) -> Result<usize> {
+    let mut handled = 0;
     while let Some(item) = rb.next() {
+        handled += 1;
         if let Some(pid) = crate::event::exec_pid(&item) {
             tracer.on_exec(pid);
         }
@@ -82,7 +84,7 @@ fn handle_waiting(
             }
         }
     }
-    Ok(())
+    Ok(handled)
 }
 
 /// Traces until SIGINT/SIGTERM; with `record`, also writes DNS connections' events there.
@@ -150,8 +152,7 @@ pub async fn trace(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut drain = tokio::time::interval(DRAIN_EVERY);
-    drain.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut drain = DrainTimer::default();
     let mut shown = Shown::default();
     let mut decisions: Vec<CaptureDecision> = Vec::new();
 
@@ -168,52 +169,55 @@ pub async fn trace(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
             guard = ring.readable_mut() => {
                 // Cleared before reading: a record submitted meanwhile makes it ready again.
                 guard?.clear_ready();
-                Step::Records
+                Step::Woken
             }
-            _ = drain.tick() => Step::Records,
+            _ = drain.tick() => Step::Timed,
             _ = tick.tick() => Step::Second,
             _ = sigint.recv() => Step::Stop,
             _ = sigterm.recv() => Step::Stop,
         };
-        match step {
-            // After a signal, what waited for a batch is still read and shown.
-            Step::Records | Step::Stop => handle_waiting(
+        loop {
+            let records = handle_waiting(
                 ring.get_mut(),
                 &mut tracer,
                 &mut pipeline,
                 &mut decisions,
                 &mut recording,
                 &facts,
-            )?,
-            Step::Second => {
-                tracer.tick_hooks();
-                pipeline.tick(monotonic_ns());
-                // Timeouts can classify a connection too (its first lookup timed out).
-                let new = decisions.len();
-                decisions.extend(pipeline.drain_decisions());
-                if let Some(rec) = recording.as_mut() {
-                    for d in &decisions[new..] {
-                        rec.recorder
-                            .decided(d, &mut rec.file)
-                            .context("writing the recording")?;
-                    }
+            )?;
+            let timed = matches!(step, Step::Timed);
+            if !drain.after_read(records, timed, |on| tracer.set_draining(on))? {
+                break;
+            }
+        }
+        if matches!(step, Step::Second) {
+            tracer.tick_hooks();
+            pipeline.tick(monotonic_ns());
+            // Timeouts can classify a connection too (its first lookup timed out).
+            let new = decisions.len();
+            decisions.extend(pipeline.drain_decisions());
+            if let Some(rec) = recording.as_mut() {
+                for d in &decisions[new..] {
+                    rec.recorder
+                        .decided(d, &mut rec.file)
+                        .context("writing the recording")?;
                 }
-                let kernel = tracer.kernel_counters().unwrap_or_default();
-                if !cli.quiet {
-                    shown.report_new_problems(&kernel, &pipeline);
-                }
-                if let Some(m) = &output.metrics {
-                    m.lock().unwrap_or_else(|e| e.into_inner()).set_counters(
-                        pipeline.counters(),
-                        kernel.get(Stat::RingbufDrops),
-                        kernel.get(Stat::TruncatedBytes),
-                        kernel.get(Stat::ReadErrors),
-                    );
-                }
-                output.flush_files().context("writing the pcapng file")?;
-                if let Some(rec) = recording.as_mut() {
-                    rec.file.flush().context("writing the recording")?;
-                }
+            }
+            let kernel = tracer.kernel_counters().unwrap_or_default();
+            if !cli.quiet {
+                shown.report_new_problems(&kernel, &pipeline);
+            }
+            if let Some(m) = &output.metrics {
+                m.lock().unwrap_or_else(|e| e.into_inner()).set_counters(
+                    pipeline.counters(),
+                    kernel.get(Stat::RingbufDrops),
+                    kernel.get(Stat::TruncatedBytes),
+                    kernel.get(Stat::ReadErrors),
+                );
+            }
+            output.flush_files().context("writing the pcapng file")?;
+            if let Some(rec) = recording.as_mut() {
+                rec.file.flush().context("writing the recording")?;
             }
         }
         for d in decisions.drain(..) {

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use aya::{
-    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::{TracePoint, UProbe},
     Ebpf, EbpfLoader,
 };
@@ -158,6 +158,18 @@ impl Tracer {
             .take_map("EVENTS")
             .ok_or_else(|| anyhow!("EVENTS map missing"))?;
         Ok(RingBuf::try_from(map)?)
+    }
+
+    /// Tells the eBPF side whether the tracer drains the ring buffer on its own timer: only
+    /// then may records wait for a batch instead of waking it.
+    pub fn set_draining(&mut self, on: bool) -> Result<()> {
+        let map = self
+            .ebpf
+            .map_mut("DRAINING")
+            .ok_or_else(|| anyhow!("DRAINING map missing"))?;
+        let mut draining: Array<&mut MapData, u32> = Array::try_from(map)?;
+        draining.set(0, u32::from(on), 0)?;
+        Ok(())
     }
 
     /// Applies a capture decision: sets policy bits for (pid, fd) in the CAPTURE map.
