@@ -1,9 +1,10 @@
 //! A traced process's TCP socket addresses, asked of a duplicate of its descriptor
 //! (`pidfd_open` + `pidfd_getfd`, Linux 5.6, needs ptrace rights over the process).
 //!
-//! A few syscalls, whatever the host runs; `/proc/PID/net/tcp` instead formats and walks the
-//! whole TCP table of the process's network namespace, ~1 ms per connection on this machine
-//! and more on a host with many sockets (it was 44 % of the tracer's CPU under the load bench).
+//! A few syscalls, whatever the host runs. To print `/proc/PID/net/tcp` instead, the kernel
+//! walks every bucket of the host's TCP hash table (sized by memory, shared by all network
+//! namespaces), however few sockets there are: 4.3 ms per read on the test machine, and 44 % of
+//! the tracer's CPU under the load bench (docs/PERFORMANCE.md).
 //!
 //! The duplicate is only asked its type and names, then closed: the process's own descriptor,
 //! and its connection, are untouched. No byte is read from it.
