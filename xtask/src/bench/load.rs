@@ -3,7 +3,8 @@
 //! 20 000 requests/s in total, while the tracer (unfiltered, JSON to a file) runs throughout.
 //! Then: requests sent and answered vs lookups the tracer reported for h2load's PID, the
 //! tracer's loss counters, its CPU in cores (what it used during the measured run plus any
-//! backlog it worked off after, over the run's wall time) and its peak RSS. Short runs of the
+//! backlog it worked off after, over the run's wall time), its peak RSS, and its wakeups and CPU
+//! while idle before the load (it should sleep when there is nothing to read). Short runs of the
 //! same load untraced and (with --full) with empty uprobes only (bpftrace) say what the machine
 //! can do.
 //!
@@ -83,6 +84,13 @@ pub fn run(profile: &Profile, tracer: &Path, clock: &Clock) -> Result<()> {
     thread::sleep(SETTLE);
     let tracer_pid = t.pid();
     clock.progress(&t.ready);
+    // Idle first: with nothing to read, the tracer should sleep (no polling timer).
+    let (idle_ns0, idle_wakeups0) = procs::cpu_ns_and_wakeups(tracer_pid)?;
+    thread::sleep(Duration::from_secs(profile.idle_seconds.into()));
+    let (idle_ns1, idle_wakeups1) = procs::cpu_ns_and_wakeups(tracer_pid)?;
+    let idle_s = f64::from(profile.idle_seconds);
+    let idle_wakeups = (idle_wakeups1 - idle_wakeups0) as f64 / idle_s;
+    let idle_cpu_us = (idle_ns1 - idle_ns0) as f64 / 1e3 / idle_s;
     // The measured run has a fixed request count (not -D), so every request completes and
     // the counts compare exactly; a traced timed run sizes it to last about `load_seconds`.
     let sizing = Length::Seconds(profile.h2load_warm_up_ms, profile.sizing_seconds);
@@ -192,6 +200,11 @@ pub fn run(profile: &Profile, tracer: &Path, clock: &Clock) -> Result<()> {
         }
     );
     println!("peak RSS: {:.1} MiB (VmHWM)", hwm_kib as f64 / 1024.0);
+    println!(
+        "idle:     {idle_wakeups:.1} wakeups/s, {idle_cpu_us:.0} µs of CPU per second, over {} s \
+         before the load (the host's own background activity included)",
+        profile.idle_seconds
+    );
     println!("tracer stop summary:");
     for line in summary.status_lines.iter().chain(&summary.lines) {
         println!("  {line}");

@@ -63,6 +63,8 @@ pub struct Profile {
     pub sizing_seconds: u32,
     /// Seconds of the measured h2load run.
     pub load_seconds: u32,
+    /// Seconds the tracer is watched idle before the load.
+    pub idle_seconds: u32,
 }
 
 const QUICK: Profile = Profile {
@@ -74,6 +76,7 @@ const QUICK: Profile = Profile {
     load_floor_run: false,
     sizing_seconds: 1,
     load_seconds: 6,
+    idle_seconds: 1,
 };
 
 const FULL: Profile = Profile {
@@ -85,6 +88,7 @@ const FULL: Profile = Profile {
     load_floor_run: true,
     sizing_seconds: 3,
     load_seconds: 60,
+    idle_seconds: 10,
 };
 
 /// (program, Debian package) each section runs, besides the tracer.

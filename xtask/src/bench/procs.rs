@@ -365,6 +365,29 @@ pub fn cpu_seconds(pid: u32) -> Result<f64> {
     Ok(ticks as f64 / hz as f64)
 }
 
+/// CPU time (ns, from the scheduler: exact, unlike the tick-counted `cpu_seconds`) and
+/// voluntary context switches (each a sleep it woke from), summed over the threads of `pid`.
+pub fn cpu_ns_and_wakeups(pid: u32) -> Result<(u64, u64)> {
+    let (mut ns, mut wakeups) = (0u64, 0u64);
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let dir = task?.path();
+        let schedstat = std::fs::read_to_string(dir.join("schedstat"))?;
+        ns += schedstat
+            .split_whitespace()
+            .next()
+            .context("empty schedstat")?
+            .parse::<u64>()?;
+        let status = std::fs::read_to_string(dir.join("status"))?;
+        wakeups += status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .context("no voluntary_ctxt_switches")?
+            .trim()
+            .parse::<u64>()?;
+    }
+    Ok((ns, wakeups))
+}
+
 /// Peak resident set size of process `pid` in KiB (VmHWM in /proc/PID/status).
 pub fn peak_rss_kib(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
