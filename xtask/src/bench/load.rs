@@ -89,8 +89,9 @@ pub fn run(profile: &Profile, tracer: &Path, clock: &Clock) -> Result<()> {
     thread::sleep(Duration::from_secs(profile.idle_seconds.into()));
     let (idle_ns1, idle_wakeups1) = procs::cpu_ns_and_wakeups(tracer_pid)?;
     let idle_s = f64::from(profile.idle_seconds);
-    let idle_wakeups = (idle_wakeups1 - idle_wakeups0) as f64 / idle_s;
-    let idle_cpu_us = (idle_ns1 - idle_ns0) as f64 / 1e3 / idle_s;
+    // Sums over threads: one that ended meanwhile takes its share with it.
+    let idle_wakeups = idle_wakeups1.saturating_sub(idle_wakeups0) as f64 / idle_s;
+    let idle_cpu_us = idle_ns1.saturating_sub(idle_ns0) as f64 / 1e3 / idle_s;
     // The measured run has a fixed request count (not -D), so every request completes and
     // the counts compare exactly; a traced timed run sizes it to last about `load_seconds`.
     let sizing = Length::Seconds(profile.h2load_warm_up_ms, profile.sizing_seconds);

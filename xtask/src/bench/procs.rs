@@ -365,8 +365,8 @@ pub fn cpu_seconds(pid: u32) -> Result<f64> {
     Ok(ticks as f64 / hz as f64)
 }
 
-/// CPU time (ns, from the scheduler: exact, unlike the tick-counted `cpu_seconds`) and
-/// voluntary context switches (each a sleep it woke from), summed over the threads of `pid`.
+/// CPU time (scheduler nanoseconds, finer than `cpu_seconds`' clock ticks) and voluntary
+/// context switches (each a sleep it woke from), summed over the threads of `pid`.
 pub fn cpu_ns_and_wakeups(pid: u32) -> Result<(u64, u64)> {
     let (mut ns, mut wakeups) = (0u64, 0u64);
     for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
