@@ -134,14 +134,9 @@ mod tests {
         assert_eq!(start.elapsed(), 2 * DRAIN_EVERY);
     }
 
-    #[test]
-    fn a_failure_to_tell_the_kernel_is_an_error() {
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_to_tell_the_kernel_is_an_error() {
         let mut timer = DrainTimer::default();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
-        let _guard = rt.enter();
         let err = timer
             .after_read(1, false, |_| Err(anyhow::anyhow!("map gone")))
             .unwrap_err();
