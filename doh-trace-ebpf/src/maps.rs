@@ -5,7 +5,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use doh_trace_common::{
-    Capture, DataEvent, DatagramEvent, PendingSockCall, SockIo, TlsCall, TlsObjKey, STAT_COUNT,
+    Capture, DataEvent, DatagramEvent, PendingSockCall, SockIo, TlsCall, TlsObjKey,
+    SCOPE_INLINE_PIDS, STAT_COUNT,
 };
 
 /// Thread-group id of the tracer itself; its own calls are never traced. Set by the loader.
@@ -18,26 +19,43 @@ pub fn tracer_tgid() -> u32 {
     unsafe { core::ptr::read_volatile(&TRACER_TGID) }
 }
 
-/// Non-zero when the user named processes (`--pid`): only the tgids in [`SCOPE_TGIDS`] are
-/// traced, and every other process leaves the syscall programs after one map lookup. Set by
-/// the loader.
+/// How many processes the user named (`--pid`); 0 traces every process. Set by the loader.
 #[unsafe(no_mangle)]
 static PID_SCOPE: u32 = 0;
 
-/// The processes traced when [`PID_SCOPE`] is set. Filled by the loader.
+/// The named processes when there are at most [`SCOPE_INLINE_PIDS`] of them, compared inline:
+/// every other process then leaves the syscall programs without a map lookup. Set by the loader.
+#[unsafe(no_mangle)]
+static SCOPE_PIDS: [u32; SCOPE_INLINE_PIDS] = [0; SCOPE_INLINE_PIDS];
+
+/// The named processes when there are more than [`SCOPE_INLINE_PIDS`]. Filled by the loader.
 #[map]
 pub static SCOPE_TGIDS: HashMap<u32, u8> = HashMap::with_max_entries(1024, 0);
 
 /// Whether `tgid` is one the tracer watches: the tracer itself never, with `--pid` only the
-/// named processes, otherwise every process.
+/// named processes, otherwise every process. Every syscall program asks this first, so that
+/// with `--pid` the processes not named cost as little as the tracepoint itself.
 #[inline(always)]
 pub fn in_scope(tgid: u32) -> bool {
     if tgid == tracer_tgid() {
         return false;
     }
-    // SAFETY: read of a loader-patched global; volatile so it is not constant-folded.
-    let scoped = unsafe { core::ptr::read_volatile(&PID_SCOPE) } != 0;
-    !scoped || unsafe { SCOPE_TGIDS.get(&tgid) }.is_some()
+    // SAFETY: reads of loader-patched globals; volatile so they are not constant-folded.
+    let named = unsafe { core::ptr::read_volatile(&PID_SCOPE) } as usize;
+    if named == 0 {
+        return true;
+    }
+    if named > SCOPE_INLINE_PIDS {
+        return unsafe { SCOPE_TGIDS.get(&tgid) }.is_some();
+    }
+    let mut i = 0;
+    while i < SCOPE_INLINE_PIDS {
+        if i < named && unsafe { core::ptr::read_volatile(&SCOPE_PIDS[i]) } == tgid {
+            return true;
+        }
+        i += 1;
+    }
+    false
 }
 
 /// The single ring buffer every event goes through (keeps global order).

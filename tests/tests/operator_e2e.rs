@@ -1,7 +1,7 @@
 //! Privileged end to end, operator experience: filters (a filtered-out process's lookups never
 //! appear), process context, the per-connection view and the exit summary, with real clients.
 
-use std::time::Duration;
+use std::{path::PathBuf, process::Child, time::Duration};
 
 use doh_trace_tests::{
     count, curl_doh, python_doh_client, require_e2e, run_client, start_until_first_done, Lab,
@@ -10,6 +10,29 @@ use doh_trace_tests::{
 
 fn python_lookup(lab: &Lab, spec: &str) -> u32 {
     run_client(python_doh_client(lab, &[spec])).unwrap().0
+}
+
+/// Starts python3 (dnspython) running `before`, printing "first done", waiting for the file it
+/// returns to exist, then running `after`; returns once "first done" is printed. Both parts may
+/// call `lookup(name, rtype)` (DoH to unbound) and use `CA` and `URL`.
+fn start_python_until_go(lab: &Lab, before: &str, after: &str) -> (Child, PathBuf) {
+    let go = lab.dir.join("go");
+    let script = format!(
+        "import os, sys, time, dns.message, dns.query\n\
+         CA = '{ca}'\n\
+         URL = '{UNBOUND_URL}'\n\
+         def lookup(name, rtype):\n    \
+             dns.query.https(dns.message.make_query(name, rtype), URL, verify=CA, timeout=10)\n\
+         {before}\
+         print('first done', flush=True)\n\
+         while not os.path.exists('{go}'): time.sleep(0.05)\n\
+         {after}",
+        ca = lab.ca().display(),
+        go = go.display(),
+    );
+    let mut py = lab.command(SYSTEM_PYTHON);
+    py.args(["-c", &script]).stderr(std::process::Stdio::null());
+    (start_until_first_done(py), go)
 }
 
 #[test]
@@ -138,23 +161,14 @@ fn uid_and_pid_filters_and_context_refreshed_on_exec() {
     }
 
     // --pid, and a process that execs: python3 looks up, then becomes curl, which looks up.
-    let go = lab.dir.join("go");
-    let script = format!(
-        "import os, sys, time, dns.message, dns.query\n\
-         q = dns.message.make_query('txt.doh.test', 'TXT')\n\
-         dns.query.https(q, '{UNBOUND_URL}', verify='{ca}', timeout=10)\n\
-         print('first done', flush=True)\n\
-         while not os.path.exists('{go}'): time.sleep(0.05)\n\
-         dns.query.https(dns.message.make_query('nx.doh.test', 'A'), '{UNBOUND_URL}', verify='{ca}', timeout=10)\n\
-         time.sleep(0.5)\n\
-         os.execv('/usr/bin/curl', ['curl', '-sS', '--max-time', '10', '--cacert', '{ca}', '--doh-url', '{UNBOUND_URL}', 'http://www.doh.test:18080/'])\n",
-        ca = lab.ca().display(),
-        go = go.display(),
-    );
-    let mut py = lab.command(SYSTEM_PYTHON);
-    py.args(["-c", &script]).stderr(std::process::Stdio::null());
     // Started before the tracer: the filter must still catch its later lookups.
-    let mut child = start_until_first_done(py);
+    let (mut child, go) = start_python_until_go(
+        &lab,
+        "lookup('txt.doh.test', 'TXT')\n",
+        "lookup('nx.doh.test', 'A')\n\
+         time.sleep(0.5)\n\
+         os.execv('/usr/bin/curl', ['curl', '-sS', '--max-time', '10', '--cacert', CA, '--doh-url', URL, 'http://www.doh.test:18080/'])\n",
+    );
     let pid = child.id();
     let mut tracer = Tracer::start(&["--pid", &pid.to_string()]).unwrap();
     let (other_pid, _, _, _) = run_client(curl_doh(&lab, "loop.doh.test")).unwrap();
@@ -170,6 +184,10 @@ fn uid_and_pid_filters_and_context_refreshed_on_exec() {
     );
     let mine: Vec<_> = tracer.seen.iter().filter(|v| v["pid"] == pid).collect();
     assert_eq!(mine.len(), 3, "{mine:#?}");
+    for l in &mine {
+        // The syscall programs traced the named process too: the resolver from its connect.
+        assert_eq!(l["server"]["port"], 8443, "{l}");
+    }
     let before = mine
         .iter()
         .find(|l| l["qname"] == "nx.doh.test")
@@ -187,4 +205,47 @@ fn uid_and_pid_filters_and_context_refreshed_on_exec() {
         assert_eq!(l["exe"], "/usr/bin/curl", "{l}");
         assert_eq!(l["cmdline"][0], "curl", "{l}");
     }
+}
+
+/// With more `--pid` than the syscall programs compare inline (`SCOPE_INLINE_PIDS`), they look
+/// the processes up in a map: a named process is still traced through its sockets (resolver
+/// address from its connect) and a process not named still never appears.
+#[test]
+fn pid_filter_with_more_processes_than_fit_inline() {
+    require_e2e!(SYSTEM_PYTHON);
+    let lab = Lab::with_unbound().unwrap();
+    let (mut child, go) = start_python_until_go(&lab, "", "lookup('www.doh.test', 'A')\n");
+    let pid = child.id();
+    let mut idle: Vec<std::process::Child> = (0..doh_trace_common::SCOPE_INLINE_PIDS)
+        .map(|_| {
+            std::process::Command::new("sleep")
+                .arg("60")
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut args: Vec<String> = Vec::new();
+    for p in idle.iter().map(|c| c.id()).chain([pid]) {
+        args.extend(["--pid".to_string(), p.to_string()]);
+    }
+    assert!(args.len() / 2 > doh_trace_common::SCOPE_INLINE_PIDS);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut tracer = Tracer::start(&args).unwrap();
+    let (other_pid, _, _, _) = run_client(curl_doh(&lab, "loop.doh.test")).unwrap();
+    std::fs::write(&go, b"").unwrap();
+    tracer.wait_for(Duration::from_secs(15), |seen| count(seen, pid) >= 1);
+    let _ = child.wait();
+    tracer.wait_for(Duration::from_millis(500), |_| false);
+    tracer.stop(libc::SIGINT).unwrap();
+    for c in &mut idle {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    assert_eq!(count(&tracer.seen, other_pid), 0, "{:#?}", tracer.seen);
+    let mine: Vec<_> = tracer.seen.iter().filter(|v| v["pid"] == pid).collect();
+    assert_eq!(mine.len(), 1, "{mine:#?}");
+    let l = mine[0];
+    assert_eq!(l["qname"], "www.doh.test", "{l}");
+    assert_eq!(l["server"]["ip"], "127.0.0.1", "{l}");
+    assert_eq!(l["server"]["port"], 8443, "{l}");
 }

@@ -16,7 +16,7 @@ use crate::{
 pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
-    if tgid != pid_tgid as u32 {
+    if tgid != pid_tgid as u32 || !in_scope(tgid) {
         return 0;
     }
     if unsafe { TRACKED_TGIDS.get(&tgid) }.is_some() {

@@ -262,6 +262,9 @@ fn finish_msg<const ENTRIES: u32>(io: &SockIo, msg: u64, total: u32) {
 #[inline(always)]
 fn io_exit_begin(ctx: &TracePointContext) -> Option<(SockIo, u32)> {
     let pid_tgid = bpf_get_current_pid_tgid();
+    if !in_scope((pid_tgid >> 32) as u32) {
+        return None;
+    }
     let io = (unsafe { SOCK_IO.get(&pid_tgid) }).copied()?;
     let _ = SOCK_IO.remove(&pid_tgid);
     let ret = arg_u64(ctx, RET) as i64;
@@ -511,6 +514,9 @@ pub fn sys_enter_socket(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn sys_exit_socket(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
+    if !in_scope((pid_tgid >> 32) as u32) {
+        return 0;
+    }
     let Some(sock_type) = (unsafe { SOCKETS_OPENING.get(&pid_tgid) }).copied() else {
         return 0;
     };
@@ -542,6 +548,9 @@ fn save_sock_call(ctx: &TracePointContext, how: u32) -> u32 {
 #[inline(always)]
 fn finish_sock_call(ctx: &TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
+    if !in_scope((pid_tgid >> 32) as u32) {
+        return 0;
+    }
     let Some(call) = (unsafe { SOCK_CALLS.get(&pid_tgid) }).copied() else {
         return 0;
     };
@@ -608,6 +617,9 @@ pub fn sys_exit_accept(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
+    if !in_scope((pid_tgid >> 32) as u32) {
+        return 0;
+    }
     let fd = arg_u64(&ctx, ARG0) as i32;
     let key = (pid_tgid & 0xffff_ffff_0000_0000) | fd as u32 as u64;
     if unsafe { TRACKED_FDS.get(&key) }.is_some() {

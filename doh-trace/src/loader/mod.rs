@@ -12,10 +12,10 @@ use aya::{
     programs::{TracePoint, UProbe},
     Ebpf, EbpfLoader,
 };
-use doh_trace_common::{Capture, Stat, STAT_COUNT};
+use doh_trace_common::{Capture, Stat, SCOPE_INLINE_PIDS, STAT_COUNT, TRACEPOINTS};
 
 use hooks::{HookScope, Hooks};
-use probes::{Stack, TRACEPOINTS};
+use probes::Stack;
 
 /// The eBPF object produced by `cargo xtask build-ebpf` (empty if it was missing at build time).
 static EBPF_OBJECT: &[u8] =
@@ -78,10 +78,17 @@ impl Tracer {
     ) -> Result<Tracer> {
         let warnings = preflight()?;
         let tgid = std::process::id();
-        let pid_scope = u32::from(!scope.pids.is_empty());
+        let named = u32::try_from(scope.pids.len()).context("too many --pid")?;
+        // Up to SCOPE_INLINE_PIDS named processes are compared inline by the syscall programs;
+        // more go to the SCOPE_TGIDS map.
+        let mut inline_pids = [0u32; SCOPE_INLINE_PIDS];
+        if scope.pids.len() <= SCOPE_INLINE_PIDS {
+            inline_pids[..scope.pids.len()].copy_from_slice(&scope.pids);
+        }
         let mut ebpf = EbpfLoader::new()
             .override_global("TRACER_TGID", &tgid, true)
-            .override_global("PID_SCOPE", &pid_scope, true)
+            .override_global("PID_SCOPE", &named, true)
+            .override_global("SCOPE_PIDS", &inline_pids, true)
             .map_max_entries("EVENTS", ring_bytes)
             .load(EBPF_OBJECT)
             .map_err(|e| load_error_advice(anyhow!(e)))?;
@@ -100,8 +107,8 @@ impl Tracer {
                     .with_context(|| format!("adding DNS port {port}"))?;
             }
         }
-        {
-            // With --pid, the syscall programs trace these processes only.
+        if scope.pids.len() > SCOPE_INLINE_PIDS {
+            // More --pid than fit inline: the syscall programs look the processes up here.
             let map = ebpf
                 .map_mut("SCOPE_TGIDS")
                 .ok_or_else(|| anyhow!("SCOPE_TGIDS map missing"))?;
@@ -114,9 +121,9 @@ impl Tracer {
         }
 
         for tp in TRACEPOINTS {
-            let prog: &mut TracePoint = program(&mut ebpf, tp.program)?.try_into()?;
+            let prog: &mut TracePoint = program(&mut ebpf, tp.name)?.try_into()?;
             prog.load()
-                .with_context(|| format!("loading {}", tp.program))?;
+                .with_context(|| format!("loading {}", tp.name))?;
             prog.attach(tp.category, tp.name)
                 .with_context(|| format!("attaching tracepoint {}:{}", tp.category, tp.name))?;
             report.tracepoints += 1;

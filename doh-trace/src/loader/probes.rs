@@ -1,4 +1,5 @@
-//! The declarative probe table: which eBPF program goes on which symbol or tracepoint.
+//! The declarative probe table: which eBPF program goes on which symbol (the tracepoints are
+//! `doh_trace_common::TRACEPOINTS`).
 
 use doh_trace_common::OPENSSL_FUNCTIONS;
 
@@ -27,14 +28,6 @@ pub struct UprobeSpec {
     pub hook: Hook,
     /// Without it the library cannot be traced at all.
     pub required: bool,
-}
-
-/// A kernel tracepoint.
-#[derive(Debug, Clone, Copy)]
-pub struct TracepointSpec {
-    pub program: &'static str,
-    pub category: &'static str,
-    pub name: &'static str,
 }
 
 /// A TLS stack hooked by symbol: in its shared libraries, and in executables that define the
@@ -157,55 +150,3 @@ pub fn uprobe_programs() -> Vec<&'static str> {
     names.dedup();
     names
 }
-
-/// A `syscalls:` tracepoint whose program has the tracepoint's name.
-const fn syscall(name: &'static str) -> TracepointSpec {
-    TracepointSpec {
-        program: name,
-        category: "syscalls",
-        name,
-    }
-}
-
-/// Syscall and scheduler tracepoints (all required; present on every kernel ≥ 4.x).
-pub const TRACEPOINTS: &[TracepointSpec] = &[
-    syscall("sys_enter_write"),
-    syscall("sys_exit_write"),
-    syscall("sys_enter_writev"),
-    syscall("sys_exit_writev"),
-    syscall("sys_enter_sendto"),
-    syscall("sys_exit_sendto"),
-    syscall("sys_enter_sendmsg"),
-    syscall("sys_exit_sendmsg"),
-    syscall("sys_enter_sendmmsg"),
-    syscall("sys_exit_sendmmsg"),
-    syscall("sys_enter_read"),
-    syscall("sys_exit_read"),
-    syscall("sys_enter_readv"),
-    syscall("sys_exit_readv"),
-    syscall("sys_enter_recvfrom"),
-    syscall("sys_exit_recvfrom"),
-    syscall("sys_enter_recvmsg"),
-    syscall("sys_exit_recvmsg"),
-    syscall("sys_enter_recvmmsg"),
-    syscall("sys_exit_recvmmsg"),
-    syscall("sys_enter_socket"),
-    syscall("sys_exit_socket"),
-    syscall("sys_enter_connect"),
-    syscall("sys_exit_connect"),
-    syscall("sys_enter_accept4"),
-    syscall("sys_exit_accept4"),
-    syscall("sys_enter_accept"),
-    syscall("sys_exit_accept"),
-    syscall("sys_enter_close"),
-    TracepointSpec {
-        program: "sched_process_exit",
-        category: "sched",
-        name: "sched_process_exit",
-    },
-    TracepointSpec {
-        program: "sched_process_exec",
-        category: "sched",
-        name: "sched_process_exec",
-    },
-];
