@@ -68,7 +68,7 @@ pub fn run(profile: &Profile, tracer: &Path, clock: &Clock) -> Result<()> {
     let untraced = h2load(&lab, &body, per_client, timed)?;
     clock.progress(&format!("untraced: {:.0} req/s", untraced.req_per_s));
     let floor = if profile.load_floor_run {
-        let probes = Bpftrace::start(&procs::libssl_of(&procs::on_path("h2load")?)?)?;
+        let probes = Bpftrace::uprobes(&procs::libssl_of(&procs::on_path("h2load")?)?)?;
         thread::sleep(SETTLE);
         let h = h2load(&lab, &body, per_client, timed);
         probes.stop()?;

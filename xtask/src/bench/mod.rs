@@ -6,6 +6,7 @@
 //! The machine is noisy, so what matters are ratios of runs interleaved in the same
 //! invocation, not absolute numbers. Every figure printed is measured in this run.
 
+mod bpf_stats;
 mod decode;
 mod load;
 mod overhead;
@@ -52,6 +53,9 @@ pub struct Profile {
     pub rounds: usize,
     /// Seconds of each TLS loop run (one mode, one size).
     pub loop_seconds: f64,
+    /// Whether the overhead section also runs mode (e), empty programs on the tracer's
+    /// tracepoints, and reads the run time of (d)'s and (e)'s programs.
+    pub tracepoint_floor: bool,
     /// `--warm-up-time` of the timed h2load runs in ms (not counted in their rates).
     pub h2load_warm_up_ms: u32,
     /// Counted seconds of each context run of the load (untraced, empty uprobes).
@@ -71,6 +75,7 @@ const QUICK: Profile = Profile {
     name: "quick",
     rounds: 1,
     loop_seconds: 1.5,
+    tracepoint_floor: false,
     h2load_warm_up_ms: 500,
     context_seconds: 1,
     load_floor_run: false,
@@ -83,6 +88,7 @@ const FULL: Profile = Profile {
     name: "full",
     rounds: 5,
     loop_seconds: 10.0,
+    tracepoint_floor: true,
     h2load_warm_up_ms: 2000,
     context_seconds: 8,
     load_floor_run: true,

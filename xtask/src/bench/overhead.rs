@@ -2,9 +2,15 @@
 //! any uprobe+uretprobe on the same four libssl functions costs (bpftrace, empty probes).
 //!
 //! A C ping-pong (xtask/bench/ssl_loop.c, compiled here against the system libssl) runs in a
-//! private network namespace in four interleaved modes: (a) untraced, (b) empty probes,
-//! (c) doh-trace, (d) doh-trace `--pid` of another, idle process. Each round trip is four
-//! hooked calls (client SSL_write, server SSL_read, server SSL_write, client SSL_read).
+//! private network namespace in five interleaved modes: (a) untraced, (b) empty probes,
+//! (c) doh-trace, (d) doh-trace `--pid` of another, idle process, (e) empty programs on the
+//! tracepoints doh-trace attaches. Each round trip is four hooked calls (client SSL_write,
+//! server SSL_read, server SSL_write, client SSL_read).
+//!
+//! (e) is the floor of (d): once any program sits on a syscall tracepoint, every process's
+//! syscalls take the kernel's slow path and run it, whatever the program then filters. How
+//! much of (d) is doh-trace's own programs is measured directly, with the kernel's run-time
+//! statistics, in a short extra run of modes d and e.
 
 use std::{
     path::{Path, PathBuf},
@@ -16,6 +22,7 @@ use anyhow::{bail, Context as _, Result};
 use doh_trace_tests::Lab;
 
 use super::{
+    bpf_stats::{self, RunTime, StatsOn},
     median,
     procs::{self, Bpftrace, Guard, StopSummary, TracerProc},
     Clock, Profile, SETTLE,
@@ -27,6 +34,9 @@ const SIZES: [usize; 2] = [64, 16384];
 const TRACER_VS_FLOOR_TARGET: [f64; 2] = [1.10, 1.25];
 /// time(d)/time(a) should be 1.00; this much above counts as noise.
 const OTHER_PID_TOLERANCE: f64 = 1.03;
+/// The loop size and seconds of the extra run that reads the programs' run time (d, e).
+const STATS_SIZE: usize = 16384;
+const STATS_SECONDS: f64 = 1.0;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -34,13 +44,15 @@ enum Mode {
     Floor,
     Tracer,
     TracerOtherPid,
+    TracepointFloor,
 }
 
-const MODES: [Mode; 4] = [
+const MODES: [Mode; 5] = [
     Mode::Untraced,
     Mode::Floor,
     Mode::Tracer,
     Mode::TracerOtherPid,
+    Mode::TracepointFloor,
 ];
 
 impl Mode {
@@ -50,7 +62,18 @@ impl Mode {
             Mode::Floor => "b  empty uprobes+uretprobes (bpftrace)",
             Mode::Tracer => "c  doh-trace",
             Mode::TracerOtherPid => "d  doh-trace --pid <other, idle process>",
+            Mode::TracepointFloor => "e  empty tracepoint programs (bpftrace)",
         }
+    }
+
+    /// Whether the extra run reads its tracepoint programs' run time.
+    fn reads_program_time(self) -> bool {
+        matches!(self, Mode::TracerOtherPid | Mode::TracepointFloor)
+    }
+
+    /// Whether `profile` runs this mode.
+    fn runs_in(self, profile: &Profile) -> bool {
+        profile.tracepoint_floor || self != Mode::TracepointFloor
     }
 }
 
@@ -71,15 +94,24 @@ impl Env {
     fn start(mode: Mode, tracer: &Path, libssl: &Path, idle_pid: u32) -> Result<Env> {
         let env = match mode {
             Mode::Untraced => Env::Nothing,
-            Mode::Floor => Env::Floor(Bpftrace::start(libssl)?),
+            Mode::Floor => Env::Floor(Bpftrace::uprobes(libssl)?),
             Mode::Tracer => Env::Tracer(TracerProc::start(tracer, &[], Stdio::null())?),
             Mode::TracerOtherPid => Env::Tracer(TracerProc::start(
                 tracer,
                 &["--pid", &idle_pid.to_string()],
                 Stdio::null(),
             )?),
+            Mode::TracepointFloor => Env::Floor(Bpftrace::tracepoints()?),
         };
         Ok(env)
+    }
+
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Env::Nothing => None,
+            Env::Floor(b) => Some(b.pid()),
+            Env::Tracer(t) => Some(t.pid()),
+        }
     }
 
     /// Starts stopping it without waiting (the tracer detaches slowly); `stop` then waits.
@@ -115,23 +147,42 @@ pub fn run(profile: &Profile, tracer: &Path, clock: &Clock) -> Result<()> {
     );
     println!(
         "ssl_loop ({}) in a private netns, hooked library {}; {} round(s) x {:.0} s per mode and size, \
-         order a b c d",
+         order {}",
         exe.display(),
         libssl.display(),
         profile.rounds,
-        profile.loop_seconds
+        profile.loop_seconds,
+        MODES
+            .iter()
+            .filter(|m| m.runs_in(profile))
+            .map(|m| &m.label()[..1])
+            .collect::<Vec<_>>()
+            .join(" ")
     );
+    if profile.tracepoint_floor {
+        println!(
+            "then, in modes d and e, {STATS_SECONDS:.0} s of the {STATS_SIZE} B loop with the kernel's \
+             BPF run-time statistics on"
+        );
+    } else {
+        println!("(mode e, the tracepoints' floor, and the programs' run time: --full only)");
+    }
 
     // samples[mode][size] = one Sample per round; summaries[mode] = tracer stop summaries.
     let mut samples: Vec<Vec<Vec<Sample>>> = (0..MODES.len())
         .map(|_| (0..SIZES.len()).map(|_| Vec::new()).collect())
         .collect();
     let mut summaries: Vec<Vec<StopSummary>> = (0..MODES.len()).map(|_| Vec::new()).collect();
+    // program_time[mode] = (run time of its tracepoint programs, round trips) per round.
+    let mut program_time: Vec<Vec<(RunTime, u64)>> = (0..MODES.len()).map(|_| Vec::new()).collect();
     // The previous mode's tracer detaches while the next mode starts up (nothing is measured
     // then); it has exited before the next measurement begins.
     let mut stopping: Option<(usize, Env)> = None;
     for round in 0..profile.rounds {
         for (m, mode) in MODES.iter().enumerate() {
+            if !mode.runs_in(profile) {
+                continue;
+            }
             let mut env = Env::start(*mode, tracer, &libssl, idle.pid())?;
             if let Some((prev, env)) = stopping.take() {
                 if let Some(summary) = env.stop()? {
@@ -152,6 +203,25 @@ pub fn run(profile: &Profile, tracer: &Path, clock: &Clock) -> Result<()> {
                 ));
                 samples[m][s].push(sample);
             }
+            if let (true, true, Some(pid)) = (
+                profile.tracepoint_floor,
+                mode.reads_program_time(),
+                env.pid(),
+            ) {
+                let stats = StatsOn::enable()?;
+                let before = bpf_stats::tracepoint_programs_of(pid)?;
+                let sample = run_loop(&lab, &exe, STATS_SIZE, STATS_SECONDS, &cert, &key)?;
+                let spent = bpf_stats::tracepoint_programs_of(pid)?.since(before);
+                drop(stats);
+                clock.progress(&format!(
+                    "round {} {:<42} {:>5} B: {:.1} ns per program run",
+                    round + 1,
+                    mode.label(),
+                    STATS_SIZE,
+                    spent.ns_per_run()
+                ));
+                program_time[m].push((spent, sample.round_trips));
+            }
             env.interrupt();
             stopping = Some((m, env));
         }
@@ -162,7 +232,7 @@ pub fn run(profile: &Profile, tracer: &Path, clock: &Clock) -> Result<()> {
         }
     }
     drop(idle);
-    report(profile, &samples, &summaries);
+    report(profile, &samples, &summaries, &program_time);
     Ok(())
 }
 
@@ -233,7 +303,12 @@ fn met(ok: bool) -> &'static str {
 }
 
 /// Prints rates, ratios (medians of per-round ratios) and whether the targets are met.
-fn report(profile: &Profile, samples: &[Vec<Vec<Sample>>], summaries: &[Vec<StopSummary>]) {
+fn report(
+    profile: &Profile,
+    samples: &[Vec<Vec<Sample>>],
+    summaries: &[Vec<StopSummary>],
+    program_time: &[Vec<(RunTime, u64)>],
+) {
     let medians = if profile.rounds > 1 {
         " (medians over rounds; ratios are medians of per-round ratios)"
     } else {
@@ -251,10 +326,13 @@ fn report(profile: &Profile, samples: &[Vec<Vec<Sample>>], summaries: &[Vec<Stop
                 .collect::<Vec<_>>(),
         )
     };
-    let (a, b, c, d) = (0, 1, 2, 3);
+    let (a, b, c, d, e) = (0, 1, 2, 3, 4);
     for (s, size) in SIZES.iter().enumerate() {
         println!("  {size} B payload:");
         for (m, mode) in MODES.iter().enumerate() {
+            if samples[m][s].is_empty() {
+                continue;
+            }
             let rate = median(&samples[m][s].iter().map(|x| x.rate).collect::<Vec<_>>());
             println!(
                 "    {:<42} {:>10.1}/s  {:>8.1} µs per round trip",
@@ -283,11 +361,45 @@ fn report(profile: &Profile, samples: &[Vec<Vec<Sample>>], summaries: &[Vec<Stop
             "    time(d)/time(a) = {da:.3}  target 1.00 (<= {OTHER_PID_TOLERANCE:.2} counted as noise): {}",
             met(da <= OTHER_PID_TOLERANCE)
         );
+        if !samples[e][s].is_empty() {
+            println!(
+                "    time(e)/time(a) = {:.3}  (the tracepoints' floor: what any program on them \
+                 costs every process; (d) cannot go below it)",
+                ratio(e, a, s)
+            );
+            println!(
+                "    time(d)/time(e) = {:.3}  (doh-trace --pid beyond that floor)",
+                ratio(d, e, s)
+            );
+        }
         println!(
             "    doh-trace costs {:.2} µs per hooked call beyond the floor, and {:.2} µs per \
              call when it watches only another process (d)",
             us(c) - us(b),
             us(d) - us(a)
+        );
+    }
+    // Program run time per round trip and per run, medians over rounds, for d and e.
+    let per = |m: usize, f: &dyn Fn(&(RunTime, u64)) -> f64| {
+        median(&program_time[m].iter().map(f).collect::<Vec<_>>())
+    };
+    if !program_time[d].is_empty() && !program_time[e].is_empty() {
+        println!(
+            "  another process's syscalls, run time of the tracepoint programs ({STATS_SIZE} B loop, \
+             kernel BPF statistics, which add their own two clock reads to every run):"
+        );
+        for m in [d, e] {
+            println!(
+                "    {:<42} {:>6.1} ns per run, {:>5.1} runs and {:>5.2} µs per round trip",
+                MODES[m].label(),
+                per(m, &|(t, _)| t.ns_per_run()),
+                per(m, &|(t, rt)| t.runs as f64 / (*rt).max(1) as f64),
+                per(m, &|(t, rt)| t.ns as f64 / 1e3 / (*rt).max(1) as f64),
+            );
+        }
+        println!(
+            "    doh-trace's programs take {:.1} ns per run more than empty ones",
+            per(d, &|(t, _)| t.ns_per_run()) - per(e, &|(t, _)| t.ns_per_run())
         );
     }
     println!(

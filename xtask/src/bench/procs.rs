@@ -13,8 +13,8 @@ use std::{
 };
 
 use anyhow::{bail, Context as _, Result};
-// The libssl functions doh-trace hooks (entry and return): the floor probes the same.
-use doh_trace_common::OPENSSL_FUNCTIONS;
+// The libssl functions and tracepoints doh-trace hooks: the floors probe the same.
+use doh_trace_common::{OPENSSL_FUNCTIONS, TRACEPOINTS};
 use serde_json::Value;
 
 fn signal(pid: u32, sig: i32) {
@@ -210,7 +210,7 @@ impl Drop for TracerProc {
     }
 }
 
-/// bpftrace with empty uprobes and uretprobes on [`OPENSSL_FUNCTIONS`] in `libssl`.
+/// bpftrace with empty probes: a floor the tracer is measured against.
 pub struct Bpftrace {
     child: Option<Child>,
     /// The probes it attached (verified with `bpftool perf`).
@@ -218,16 +218,36 @@ pub struct Bpftrace {
 }
 
 impl Bpftrace {
-    /// Starts it and returns once every probe is attached (its "Attaching N probes..." line
-    /// and N uprobe/uretprobe perf links of its PID in `bpftool perf list`).
-    pub fn start(libssl: &Path) -> Result<Bpftrace> {
+    /// Empty uprobes and uretprobes on [`OPENSSL_FUNCTIONS`] in `libssl`: the floor every
+    /// uprobe tracer of those calls pays.
+    pub fn uprobes(libssl: &Path) -> Result<Bpftrace> {
         let lib = libssl.display();
         let script: String = OPENSSL_FUNCTIONS
             .iter()
             .map(|f| format!("uprobe:{lib}:{f} {{}} uretprobe:{lib}:{f} {{}} "))
             .collect();
+        Self::start(
+            &script,
+            2 * OPENSSL_FUNCTIONS.len(),
+            &["uprobe", "uretprobe"],
+        )
+    }
+
+    /// Empty programs on every tracepoint the tracer attaches ([`TRACEPOINTS`]): the floor its
+    /// syscall tracepoints cost every process, traced or not.
+    pub fn tracepoints() -> Result<Bpftrace> {
+        let script: String = TRACEPOINTS
+            .iter()
+            .map(|tp| format!("tracepoint:{}:{} {{}} ", tp.category, tp.name))
+            .collect();
+        Self::start(&script, TRACEPOINTS.len(), &["tracepoint"])
+    }
+
+    /// Starts `script` and returns once its `want` probes are attached (its "Attaching N
+    /// probes..." line and N perf links of `kinds` held by its PID in `bpftool perf list`).
+    fn start(script: &str, want: usize, kinds: &[&str]) -> Result<Bpftrace> {
         let mut child = Command::new("bpftrace")
-            .args(["-e", &script])
+            .args(["-e", script])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -242,7 +262,6 @@ impl Bpftrace {
             child: Some(child),
             probes: 0,
         };
-        let want = 2 * OPENSSL_FUNCTIONS.len();
         let line = attaching
             .recv_timeout(Duration::from_secs(60))
             .map_err(|_| {
@@ -256,7 +275,7 @@ impl Bpftrace {
         }
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            b.probes = perf_links_of(b.child.as_ref().unwrap().id())?;
+            b.probes = perf_links_of(b.pid(), kinds)?.len();
             if b.probes == want {
                 return Ok(b);
             }
@@ -269,6 +288,10 @@ impl Bpftrace {
             }
             thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
     }
 
     /// Stops it with SIGINT (it detaches and exits).
@@ -289,8 +312,9 @@ impl Drop for Bpftrace {
     }
 }
 
-/// Uprobe/uretprobe perf links held by process `pid` (`bpftool -j perf list`).
-fn perf_links_of(pid: u32) -> Result<usize> {
+/// The ids of the programs behind the perf links of `kinds` (`uprobe`, `tracepoint`...) held by
+/// process `pid` (`bpftool -j perf list`).
+fn perf_links_of(pid: u32, kinds: &[&str]) -> Result<Vec<u64>> {
     let out = Command::new("bpftool")
         .args(["-j", "perf", "list"])
         .output()
@@ -300,11 +324,12 @@ fn perf_links_of(pid: u32) -> Result<usize> {
         .map(|a| {
             a.iter()
                 .filter(|l| {
-                    l["pid"] == pid && matches!(l["fd_type"].as_str(), Some("uprobe" | "uretprobe"))
+                    l["pid"] == pid && l["fd_type"].as_str().is_some_and(|k| kinds.contains(&k))
                 })
-                .count()
+                .filter_map(|l| l["prog_id"].as_u64())
+                .collect()
         })
-        .unwrap_or(0))
+        .unwrap_or_default())
 }
 
 /// Fails when a tracer or bpftrace program is still loaded (`bpftool prog show`).
