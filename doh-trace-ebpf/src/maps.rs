@@ -21,7 +21,7 @@ pub fn tracer_tgid() -> u32 {
 
 /// How many processes the user named (`--pid`); 0 traces every process. Set by the loader.
 #[unsafe(no_mangle)]
-static PID_SCOPE: u32 = 0;
+static SCOPE_PID_COUNT: u32 = 0;
 
 /// The named processes when there are at most [`SCOPE_INLINE_PIDS`] of them, compared inline:
 /// every other process then leaves the syscall programs without a map lookup. Set by the loader.
@@ -41,7 +41,7 @@ pub fn in_scope(tgid: u32) -> bool {
         return false;
     }
     // SAFETY: reads of loader-patched globals; volatile so they are not constant-folded.
-    let named = unsafe { core::ptr::read_volatile(&PID_SCOPE) } as usize;
+    let named = unsafe { core::ptr::read_volatile(&SCOPE_PID_COUNT) } as usize;
     if named == 0 {
         return true;
     }

@@ -87,7 +87,7 @@ impl Tracer {
         }
         let mut ebpf = EbpfLoader::new()
             .override_global("TRACER_TGID", &tgid, true)
-            .override_global("PID_SCOPE", &named, true)
+            .override_global("SCOPE_PID_COUNT", &named, true)
             .override_global("SCOPE_PIDS", &inline_pids, true)
             .map_max_entries("EVENTS", ring_bytes)
             .load(EBPF_OBJECT)
