@@ -176,6 +176,7 @@ pub async fn trace(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
             _ = sigint.recv() => Step::Stop,
             _ = sigterm.recv() => Step::Stop,
         };
+        let timed = matches!(step, Step::Timed);
         loop {
             let records = handle_waiting(
                 ring.get_mut(),
@@ -185,7 +186,6 @@ pub async fn trace(cli: &Cli, record: Option<&PathBuf>) -> Result<ExitCode> {
                 &mut recording,
                 &facts,
             )?;
-            let timed = matches!(step, Step::Timed);
             if !drain.after_read(records, timed, |on| tracer.set_draining(on))? {
                 break;
             }

@@ -81,8 +81,9 @@ impl Tracer {
         let named = u32::try_from(scope.pids.len()).context("too many --pid")?;
         // Up to SCOPE_INLINE_PIDS named processes are compared inline by the syscall programs;
         // more go to the SCOPE_TGIDS map.
+        let fit_inline = scope.pids.len() <= SCOPE_INLINE_PIDS;
         let mut inline_pids = [0u32; SCOPE_INLINE_PIDS];
-        if scope.pids.len() <= SCOPE_INLINE_PIDS {
+        if fit_inline {
             inline_pids[..scope.pids.len()].copy_from_slice(&scope.pids);
         }
         let mut ebpf = EbpfLoader::new()
@@ -107,7 +108,7 @@ impl Tracer {
                     .with_context(|| format!("adding DNS port {port}"))?;
             }
         }
-        if scope.pids.len() > SCOPE_INLINE_PIDS {
+        if !fit_inline {
             // More --pid than fit inline: the syscall programs look the processes up here.
             let map = ebpf
                 .map_mut("SCOPE_TGIDS")
