@@ -35,7 +35,7 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-use doh_trace::{clock::Clock, event::Direction, pipeline::Pipeline, procinfo::NoProcessInfo};
+use doh_trace::{clock::Clock, pipeline::Pipeline, process::NoProcessInfo, source::Direction};
 use doh_trace_common::{
     DataEvent, EventHeader, CHUNK_SIZE, DATA_EVENT_HEADER_SIZE, DIR_EGRESS, DIR_INGRESS,
 };

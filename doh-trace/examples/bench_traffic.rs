@@ -33,9 +33,11 @@ use anyhow::{bail, Context as _, Result};
 use bytes::Bytes;
 use clap::Parser;
 use doh_trace::{
-    event::Direction,
-    procinfo::SocketEnds,
-    recording::{write_header, write_record, Header, Record},
+    process::SocketEnds,
+    source::{
+        recording::{write_header, write_record, Header, Record},
+        Direction,
+    },
 };
 use doh_trace_common::{
     CloseEvent, ConnEvent, DataEvent, EventHeader, EventKind, Source, AF_INET, CHUNK_SIZE,

@@ -60,7 +60,45 @@ pub struct DecodeCounters {
     pub lookups: u64,
 }
 
+/// What a connection decoded as a client was counted as when it was classified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientClass {
+    /// An HTTP/2 client, seen from its start or joined mid-stream.
+    H2 { mid_stream: bool },
+    /// An HTTP/1.1 client.
+    H1,
+    /// A classic DNS or DoT client.
+    Dns,
+}
+
 impl DecodeCounters {
+    /// Counts a connection classified as a client of this kind.
+    pub fn client(&mut self, class: ClientClass) {
+        match class {
+            ClientClass::H2 { mid_stream } => {
+                self.h2_client_conns += 1;
+                self.mid_stream_conns += u64::from(mid_stream);
+            }
+            ClientClass::H1 => self.h1_client_conns += 1,
+            ClientClass::Dns => self.dns_client_conns += 1,
+        }
+    }
+
+    /// A connection turned out to be the server side: counted as that, and no longer as the
+    /// client it was counted as (`was`), if any.
+    pub fn turned_server(&mut self, was: Option<ClientClass>) {
+        match was {
+            Some(ClientClass::H2 { mid_stream }) => {
+                self.h2_client_conns -= 1;
+                self.mid_stream_conns -= u64::from(mid_stream);
+            }
+            Some(ClientClass::H1) => self.h1_client_conns -= 1,
+            Some(ClientClass::Dns) => self.dns_client_conns -= 1,
+            None => {}
+        }
+        self.server_side_conns += 1;
+    }
+
     /// Counters that mean something was lost or undecodable, with their labels.
     pub fn problems(&self) -> Vec<(&'static str, u64)> {
         [

@@ -7,9 +7,9 @@ mod support;
 use std::net::SocketAddr;
 
 use doh_trace::{
-    event::{ConnInfo, DataChunk, Datagram, Direction, Event, Meta, SocketType},
     lookup::{Lookup, Status},
     pipeline::Pipeline,
+    source::{ConnId, ConnInfo, DataChunk, Datagram, Direction, Event, Meta, SocketType},
 };
 use doh_trace_common::{Source, CAPTURE_COUNT, CAPTURE_SOCK_FULL, CAPTURE_SOCK_SKIP, COMM_LEN};
 use hickory_proto::rr::RecordType;
@@ -45,7 +45,7 @@ impl Proc {
         let meta = self.meta();
         p.handle_event(Event::Conn(ConnInfo {
             meta,
-            fd,
+            id: ConnId::Fd(fd),
             accepted: false,
             sock_type,
             peer: peer.parse().unwrap(),
@@ -57,11 +57,10 @@ impl Proc {
         let meta = self.meta();
         p.handle_event(Event::Data(DataChunk {
             meta,
-            fd,
-            source,
+            id: ConnId::Fd(fd),
+            layer: support::layer_of(source),
+            library: source.library(),
             direction: dir,
-            flags: 0,
-            tls_obj: 0,
             total_len: bytes.len() as u32,
             offset: 0,
             comm: self.comm,
@@ -72,7 +71,7 @@ impl Proc {
         let meta = self.meta();
         p.handle_event(Event::Datagram(Datagram {
             meta,
-            fd,
+            id: ConnId::Fd(fd),
             direction: dir,
             peer: peer.parse().unwrap(),
             total_len: bytes.len() as u32,
@@ -82,7 +81,10 @@ impl Proc {
     }
     fn close(&mut self, p: &mut Pipeline, fd: i32) {
         let meta = self.meta();
-        p.handle_event(Event::Close { meta, fd });
+        p.handle_event(Event::Close {
+            meta,
+            id: ConnId::Fd(fd),
+        });
     }
 }
 
@@ -317,7 +319,7 @@ fn an_unhooked_tls_client_of_a_listed_resolver_becomes_one_opaque_record() {
     let meta = kdig.meta();
     p.handle_event(Event::ConnBytes {
         meta,
-        fd: 6,
+        id: ConnId::Fd(6),
         sent: 1000,
         received: 5000,
     });

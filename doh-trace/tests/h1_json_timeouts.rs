@@ -11,7 +11,7 @@ mod support;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use doh_trace::{counters::DecodeCounters, event::Direction};
+use doh_trace::{counters::DecodeCounters, source::Direction};
 use doh_trace_common::{
     Source, CAPTURE_SOCK_FULL, CAPTURE_SOCK_SKIP, CAPTURE_TLS_FULL, CAPTURE_TLS_SKIP,
 };

@@ -2,7 +2,7 @@
 
 mod support;
 
-use doh_trace::{event::Direction, lookup::Status};
+use doh_trace::{lookup::Status, source::Direction};
 use hickory_proto::rr::RecordType;
 use support::*;
 
@@ -166,7 +166,7 @@ fn a_malformed_connection_is_dropped_and_counted_while_others_go_on() {
     );
     let mut p = pipeline();
     // Connection 1: preface then garbage that claims to be a 16 MiB SETTINGS frame.
-    let mut bad = doh_trace::http2::PREFACE.to_vec();
+    let mut bad = doh_trace::proto::http2::PREFACE.to_vec();
     bad.extend_from_slice(&[0xff, 0xff, 0xff, 0x04, 0, 0, 0, 0, 0, 1, 2, 3]);
     feed(
         &mut p,

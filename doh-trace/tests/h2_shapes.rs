@@ -16,9 +16,9 @@ use std::future::poll_fn;
 use bytes::Bytes;
 use doh_trace::{
     counters::DecodeCounters,
-    event::{Direction, Event, Meta},
     lookup::Lookup,
     pipeline::Pipeline,
+    source::{ConnId, Direction, Event, Meta},
 };
 use hickory_proto::{
     op::{Message, MessageType, OpCode},
@@ -265,7 +265,7 @@ fn close_socket(p: &mut Pipeline) {
             uid: 1000,
             ts_ns: 10_000_000_000,
         },
-        fd: FD,
+        id: ConnId::Fd(FD),
     });
 }
 

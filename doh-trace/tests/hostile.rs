@@ -19,9 +19,10 @@ use std::{
 };
 
 use doh_trace::{
-    event::{DataChunk, Direction, Event, Meta},
+    conn::policy::CaptureDecision,
     lookup::Lookup,
-    pipeline::{CaptureDecision, ConnId, Pipeline},
+    pipeline::Pipeline,
+    source::{ConnId, DataChunk, Direction, Event, Meta},
 };
 use doh_trace_common::{
     Source, CAPTURE_TLS_FULL, CAPTURE_TLS_SKIP, CHUNK_SIZE, DATA_EVENT_HEADER_SIZE,
@@ -189,11 +190,10 @@ impl Wire {
         for (i, chunk) in bytes.chunks(CHUNK_SIZE).enumerate() {
             p.handle_event(Event::Data(DataChunk {
                 meta,
-                fd: s.fd,
-                source: s.source,
+                id: ConnId::Fd(s.fd),
+                layer: support::layer_of(s.source),
+                library: s.source.library(),
                 direction: dir,
-                flags: 0,
-                tls_obj: 0x5555_0000 + s.fd as u64,
                 total_len: bytes.len() as u32,
                 offset: (i * CHUNK_SIZE) as u32,
                 comm: *b"hostile\0\0\0\0\0\0\0\0\0",
@@ -213,7 +213,7 @@ impl Wire {
         self.ts += 1000;
         p.handle_event(Event::Close {
             meta: self.meta(s),
-            fd: s.fd,
+            id: ConnId::Fd(s.fd),
         });
     }
 }
@@ -398,7 +398,7 @@ fn client_start_with(params: &[(u16, u32)]) -> Vec<u8> {
 /// Both peers allow the largest frames HTTP/2 has (SETTINGS_MAX_FRAME_SIZE = 2^24-1), so
 /// frames above the default 16 KiB are legal on this connection.
 const BIG_FRAMES: &[(u16, u32)] = &[(
-    doh_trace::http2::frame::SETTINGS_MAX_FRAME_SIZE,
+    doh_trace::proto::http2::frame::SETTINGS_MAX_FRAME_SIZE,
     (1 << 24) - 1,
 )];
 

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use doh_trace::recording::{self, RecordingError};
+use doh_trace::{pipeline::replay, source::recording::RecordingError};
 use serde_json::Value;
 
 fn fixture(name: &str) -> PathBuf {
@@ -18,7 +18,7 @@ fn replay(name: &str) -> (Vec<Value>, doh_trace::counters::DecodeCounters) {
     let mut out = Vec::new();
     // One writer for the whole replay, as doh-trace uses it (it keeps shared fields' text).
     let mut writer = doh_trace::output::json_line::JsonWriter::default();
-    let counters = recording::replay(std::io::BufReader::new(f), |l| {
+    let counters = replay::replay(std::io::BufReader::new(f), |l| {
         // The JSON line doh-trace prints is exactly serde_json's rendering of the record.
         let mut line = Vec::new();
         writer.write_lookup(&mut line, &l);
@@ -140,7 +140,7 @@ fn a_connection_joined_mid_stream_replays_without_headers() {
 fn truncated_or_foreign_files_are_errors_not_panics() {
     let raw = std::fs::read(fixture("curl-python-unbound.dtr")).unwrap();
     for cut in [0, 5, 23, 24, 30, raw.len() / 2, raw.len() - 1] {
-        let r = recording::replay(&raw[..cut], |_| Ok(true));
+        let r = replay::replay(&raw[..cut], |_| Ok(true));
         match cut {
             0..=23 => assert!(
                 matches!(r, Err(RecordingError::BadMagic)),
@@ -157,5 +157,5 @@ fn truncated_or_foreign_files_are_errors_not_panics() {
     for i in (24..hostile.len()).step_by(7) {
         hostile[i] ^= 0x5a;
     }
-    let _ = recording::replay(&hostile[..], |_| Ok(true));
+    let _ = replay::replay(&hostile[..], |_| Ok(true));
 }

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use boon::{Compiler, SchemaIndex, Schemas};
 use doh_trace::lookup::Status;
-use doh_trace::recording;
+use doh_trace::pipeline::replay;
 use serde_json::{json, Value};
 
 const SCHEMA_ID: &str = "https://doh-trace.invalid/schema/lookup.v1.json";
@@ -171,7 +171,7 @@ fn every_replayed_lookup_matches_the_schema() {
     let mut n = 0;
     for f in files {
         let r = std::io::BufReader::new(std::fs::File::open(&f).unwrap());
-        recording::replay(r, |l| {
+        replay::replay(r, |l| {
             let v = serde_json::to_value(&l).unwrap();
             if let Some(e) = errors(&v) {
                 panic!("{}: replayed lookup does not match:\n{e}\n{v}", f.display());

@@ -1,6 +1,6 @@
 //! DNS parsing and DoH GET decoding of arbitrary bytes.
 #![no_main]
-use doh_trace::{dns, doh, http2::HeaderFields};
+use doh_trace::proto::{dns, doh, http2::HeaderFields};
 use hickory_proto::op::{Message, MessageType};
 use libfuzzer_sys::fuzz_target;
 

@@ -1,6 +1,6 @@
 //! JSON DoH: answer bodies of arbitrary bytes, and arbitrary query strings on `/resolve`.
 #![no_main]
-use doh_trace::{doh_json, http2::HeaderFields};
+use doh_trace::proto::{doh::json as doh_json, http2::HeaderFields};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,9 +3,9 @@
 #![no_main]
 use doh_trace::{
     clock::Clock,
-    event::{DataChunk, Direction, Event, Meta},
     pipeline::Pipeline,
-    procinfo::NoProcessInfo,
+    process::NoProcessInfo,
+    source::{ConnId, DataChunk, Direction, Event, Layer, Meta},
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     let mut p = Pipeline::new(Box::new(NoProcessInfo), Clock::with_offset(0));
     let mut calls: Vec<(Direction, Vec<u8>)> = Vec::new();
     if data.first().is_some_and(|b| b & 0x80 != 0) {
-        calls.push((Direction::Egress, doh_trace::http2::PREFACE.to_vec()));
+        calls.push((Direction::Egress, doh_trace::proto::http2::PREFACE.to_vec()));
     }
     let mut rest = data.get(1..).unwrap_or(&[]);
     while let Some((&h, tail)) = rest.split_first() {
@@ -25,11 +25,10 @@ fuzz_target!(|data: &[u8]| {
     for (i, (dir, bytes)) in calls.iter().enumerate() {
         p.handle_event(Event::Data(DataChunk {
             meta: Meta { pid: 1, tid: 1, uid: 0, ts_ns: i as u64 },
-            fd: 3,
-            source: doh_trace_common::Source::OpenSsl,
+            id: ConnId::Fd(3),
+            layer: Layer::Tls,
+            library: Some("openssl"),
             direction: *dir,
-            flags: 0,
-            tls_obj: 1,
             total_len: bytes.len() as u32,
             offset: 0,
             comm: [0; 16],
@@ -37,6 +36,6 @@ fuzz_target!(|data: &[u8]| {
         }));
         let _ = p.drain_lookups().count();
     }
-    p.handle_event(Event::Close { meta: Meta { pid: 1, tid: 1, uid: 0, ts_ns: u64::MAX }, fd: 3 });
+    p.handle_event(Event::Close { meta: Meta { pid: 1, tid: 1, uid: 0, ts_ns: u64::MAX }, id: ConnId::Fd(3) });
     let _ = p.drain_lookups().count();
 });

@@ -3,8 +3,8 @@
 //! the input, so the pclntab reader and the disassembly are reached. Probes that come out must
 //! lie inside their function, in the file.
 #![no_main]
-use doh_trace::discover::go_binary::{inspect, GoInspect, READ_SYMBOL, WRITE_SYMBOL};
-use doh_trace::discover::gopclntab::{search, Pclntab};
+use doh_trace::hooks::go_binary::{inspect, GoInspect, READ_SYMBOL, WRITE_SYMBOL};
+use doh_trace::hooks::gopclntab::{search, Pclntab};
 use libfuzzer_sys::fuzz_target;
 
 const BASE: u64 = 0x40_0000;

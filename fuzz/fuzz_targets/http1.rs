@@ -1,7 +1,7 @@
 //! HTTP/1.1 decoding, both directions, fed in slices whose sizes come from the input; the
 //! response side is told the methods the request side decoded (HEAD and CONNECT rules).
 #![no_main]
-use doh_trace::http1::{H1Event, Http1Decoder, MAX_HEAD};
+use doh_trace::proto::http1::{H1Event, Http1Decoder, MAX_HEAD};
 use libfuzzer_sys::fuzz_target;
 
 /// Feeds `input` in `slice`-byte pieces; returns the request methods seen.

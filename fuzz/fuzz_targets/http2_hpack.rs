@@ -1,6 +1,6 @@
 //! HTTP/2 framing + HPACK, both directions, fed in slices whose sizes come from the input.
 #![no_main]
-use doh_trace::http2::DirectionDecoder;
+use doh_trace::proto::http2::DirectionDecoder;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -10,7 +10,7 @@ fuzz_target!(|data: &[u8]| {
         let mut input = rest.to_vec();
         if cut & 1 == 1 {
             // Also explore past the preface check.
-            let mut with_preface = doh_trace::http2::PREFACE.to_vec();
+            let mut with_preface = doh_trace::proto::http2::PREFACE.to_vec();
             with_preface.extend_from_slice(&input);
             input = with_preface;
         }

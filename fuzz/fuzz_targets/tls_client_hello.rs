@@ -2,7 +2,7 @@
 //! in handshake records of input-chosen size; every prefix answer that is not `NeedMore` must
 //! be the answer for the whole input.
 #![no_main]
-use doh_trace::opaque::client_hello::{parse_client_hello, HelloParse, MAX_ALPN};
+use doh_trace::proto::tls::client_hello::{parse_client_hello, HelloParse, MAX_ALPN};
 use libfuzzer_sys::fuzz_target;
 
 fn check(data: &[u8]) {

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::{
-    context::ProcessContext,
-    dns::Mnemonic,
     lookup::{Endpoint, Lookup},
+    process::context::ProcessContext,
+    proto::dns::Mnemonic,
 };
 
 /// `,"name":` as one constant (the names are plain ASCII with nothing to escape).

@@ -1,96 +1,197 @@
-//! Outputs built from [`crate::lookup::Lookup`] records: the JSON line ([`json_line`]), a pcapng
-//! capture of synthetic DNS-over-UDP packets ([`pcapng`]) and Prometheus metrics ([`metrics`]),
-//! and the DNS messages of a lookup rebuilt when its wire bytes are not at hand
-//! ([`synthesize_dns`]).
+//! Where lookups go: stdout (text or JSON lines), a pcapng file, Prometheus metrics, the exit
+//! summary — all behind the user's filters ([`Outputs`]) — and recordings ([`recording`]).
+//!
+//! The text line is [`text`]'s, the JSON line [`json_line`]'s, the packets [`pcapng`]'s (with
+//! DNS messages rebuilt by [`synthesize`] when a lookup's wire bytes are not at hand), the
+//! metrics [`metrics`]', the summary [`summary`]'s; [`filter`] says which lookups are wanted.
 
+pub mod filter;
 pub mod json_line;
 pub mod metrics;
 pub mod pcapng;
+pub mod recording;
+pub mod summary;
+pub mod synthesize;
+pub mod text;
 
-use std::io;
-use std::net::IpAddr;
+use std::{
+    fs::File,
+    io::{self, BufWriter, Write as _},
+    sync::{Arc, Mutex},
+};
 
-use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA};
-use hickory_proto::rr::{Name, RData, Record, RecordType};
+use crate::lookup::{connection::ConnectionRecord, Lookup};
+use filter::Filter;
+use json_line::JsonWriter;
+use metrics::Metrics;
+use pcapng::PcapngWriter;
+use summary::Summary;
+use text::TEXT_HEADER;
 
-use crate::lookup::Lookup;
-
-/// DNS messages rebuilt from a [`Lookup`] whose wire bytes are not available.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SynthesizedDns {
-    /// The query: `dns_id`, RD, one question (`qname`, `qtype`).
-    pub query: Vec<u8>,
-    /// The response (QR, RD, RA, the rcode, A/AAAA answers with TTL 0), when the lookup has
-    /// an rcode.
-    pub answer: Option<Vec<u8>>,
-    /// Answers that are not A/AAAA addresses and were left out.
-    pub omitted_answers: usize,
+/// What the user asked to see, and where.
+#[derive(Debug, Default)]
+pub struct OutputOptions {
+    /// JSON lines instead of text.
+    pub json: bool,
+    /// Connection records instead of lookups.
+    pub connections: bool,
+    /// ANSI colours in the text.
+    pub color: bool,
+    /// Which lookups are wanted.
+    pub filter: Filter,
+    /// The pcapng file to write, opened by the caller.
+    pub pcapng: Option<File>,
+    /// Keep Prometheus metrics (served by the caller).
+    pub metrics: bool,
+    /// Keep the per-process summary printed at the end.
+    pub summary: bool,
 }
 
-/// Rebuilds the query and answer of a lookup with hickory-proto. A `qname` that is not a
-/// valid name becomes the root, an unknown `qtype` type 0, an unknown rcode SERVFAIL; only
-/// the low 4 bits of the rcode reach the header (no EDNS).
-pub fn synthesize_dns(l: &Lookup) -> io::Result<SynthesizedDns> {
-    let mut name =
-        Name::from_ascii(l.qname.as_deref().unwrap_or(".")).unwrap_or_else(|_| Name::root());
-    name.set_fqdn(true);
-    let qtype = record_type(l.qtype.as_deref().unwrap_or(""));
-    let mut msg = Message::new(l.dns_id.unwrap_or(0), MessageType::Query, OpCode::Query);
-    msg.metadata.recursion_desired = true;
-    msg.add_query(Query::query(name.clone(), qtype));
-    let query = msg.to_vec().map_err(io::Error::other)?;
-    let Some(rcode) = l.rcode.as_deref() else {
-        return Ok(SynthesizedDns {
-            query,
-            answer: None,
-            omitted_answers: l.answers.len(),
-        });
-    };
-    msg.metadata.message_type = MessageType::Response;
-    msg.metadata.recursion_available = true;
-    msg.metadata.response_code = <ResponseCode as From<u16>>::from(rcode_value(rcode));
-    let mut omitted = 0;
-    for a in &l.answers {
-        let rdata = match a.parse::<IpAddr>() {
-            Ok(IpAddr::V4(ip)) => RData::A(A(ip)),
-            Ok(IpAddr::V6(ip)) => RData::AAAA(AAAA(ip)),
-            Err(_) => {
-                omitted += 1;
-                continue;
-            }
+/// Where lookups go: stdout (text or JSON lines, flushed after each batch the pipeline
+/// completes, so a lookup is shown as soon as its batch is decoded), and optionally a pcapng
+/// file and the Prometheus metrics; all behind the user's filters.
+pub struct Outputs {
+    json: bool,
+    connections: bool,
+    color: bool,
+    header_done: bool,
+    out: BufWriter<io::Stdout>,
+    /// One JSON line, reused.
+    line: Vec<u8>,
+    json_writer: JsonWriter,
+    filter: Filter,
+    pcapng: Option<PcapngWriter<BufWriter<File>>>,
+    /// Shared with the metrics server.
+    pub metrics: Option<Arc<Mutex<Metrics>>>,
+    /// For the exit summary; None with `--quiet`, which prints none.
+    summary: Option<Summary>,
+}
+
+impl Outputs {
+    /// The outputs asked for; a pcapng file that cannot be written to is an error now.
+    pub fn new(opts: OutputOptions) -> io::Result<Self> {
+        let pcapng = match opts.pcapng {
+            Some(file) => Some(PcapngWriter::new(BufWriter::new(file))?),
+            None => None,
         };
-        msg.add_answer(Record::from_rdata(name.clone(), 0, rdata));
+        Ok(Outputs {
+            json: opts.json,
+            connections: opts.connections,
+            color: opts.color,
+            header_done: false,
+            out: BufWriter::with_capacity(64 * 1024, io::stdout()),
+            line: Vec::with_capacity(1024),
+            json_writer: JsonWriter::default(),
+            filter: opts.filter,
+            pcapng,
+            metrics: opts.metrics.then(|| Arc::new(Mutex::new(Metrics::new()))),
+            summary: opts.summary.then(Summary::default),
+        })
     }
-    let answer = msg.to_vec().map_err(io::Error::other)?;
-    Ok(SynthesizedDns {
-        query,
-        answer: Some(answer),
-        omitted_answers: omitted,
-    })
+
+    /// Writes one lookup to every output, if the filters let it through.
+    pub fn write(&mut self, l: &Lookup) -> io::Result<()> {
+        if !self.filter.matches(l) {
+            return Ok(());
+        }
+        if let Some(s) = &mut self.summary {
+            s.add(l);
+        }
+        // Opaque records have no DNS message to write as a packet.
+        if let Some(p) = self.pcapng.as_mut().filter(|_| l.qname.is_some()) {
+            if l.dns_query.is_empty() {
+                p.write_lookup_synthesized(l)?;
+            } else {
+                p.write_lookup(l, &l.dns_query, l.dns_answer.as_deref())?;
+            }
+        }
+        if let Some(m) = &self.metrics {
+            m.lock().unwrap_or_else(|e| e.into_inner()).observe(l);
+        }
+        if self.connections {
+            return Ok(());
+        }
+        let out = &mut self.out;
+        if self.json {
+            self.line.clear();
+            self.json_writer.write_lookup(&mut self.line, l);
+            out.write_all(&self.line)
+        } else {
+            if !self.header_done {
+                self.header_done = true;
+                writeln!(out, "{TEXT_HEADER}")?;
+            }
+            writeln!(out, "{}", text::lookup_line(l, self.color))
+        }
+    }
+
+    /// Writes one connection record (with `--connections`), behind the process filters.
+    pub fn write_connection(&mut self, c: &ConnectionRecord) -> io::Result<()> {
+        let wanted = self
+            .filter
+            .matches_process(c.pid, &c.comm, c.uid, c.transport);
+        if !self.connections || !wanted {
+            return Ok(());
+        }
+        let out = &mut self.out;
+        if self.json {
+            json_line(out, c)?;
+        } else {
+            writeln!(out, "{}", text::connection_line(c))?;
+        }
+        Ok(())
+    }
+
+    /// Flushes the pcapng file (at exit, and periodically).
+    pub fn flush_files(&mut self) -> io::Result<()> {
+        match self.pcapng.as_mut() {
+            Some(p) => p.flush(),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes every lookup and connection record the pipeline has completed
+    /// ([`Pipeline::drain_records`]). Returns false when stdout is closed (a broken pipe ends
+    /// the run successfully).
+    ///
+    /// [`Pipeline::drain_records`]: crate::pipeline::Pipeline::drain_records
+    pub fn drain(
+        &mut self,
+        (lookups, conns): (
+            impl Iterator<Item = Box<Lookup>>,
+            impl Iterator<Item = ConnectionRecord>,
+        ),
+    ) -> io::Result<bool> {
+        // Written as they are drained (no copy of the batch); on an error the rest is dropped.
+        let mut written = lookups.into_iter().try_for_each(|l| self.write(&l));
+        for c in conns {
+            if written.is_ok() {
+                written = self.write_connection(&c);
+            }
+        }
+        let written = written.and_then(|()| self.out.flush());
+        match written {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The per-process summary, on stderr.
+    pub fn print_summary(&self) {
+        let Some(summary) = self.summary.as_ref().filter(|s| !s.is_empty()) else {
+            return;
+        };
+        for line in summary.render() {
+            eprintln!("{line}");
+        }
+    }
 }
 
-/// The record type of a mnemonic (`AAAA`, `TYPE65280`); unknown mnemonics become type 0.
-fn record_type(mnemonic: &str) -> RecordType {
-    let upper = mnemonic.to_ascii_uppercase();
-    if let Some(n) = upper
-        .strip_prefix("TYPE")
-        .and_then(|n| n.parse::<u16>().ok())
-    {
-        return RecordType::from(n);
-    }
-    upper.parse().unwrap_or(RecordType::Unknown(0))
-}
-
-/// The RCODE of a mnemonic as [`crate::dns::rcode_name`] spells it (`RCODE4000` too);
-/// unknown mnemonics become SERVFAIL.
-fn rcode_value(mnemonic: &str) -> u16 {
-    if let Some(n) = mnemonic.strip_prefix("RCODE").and_then(|n| n.parse().ok()) {
-        return n;
-    }
-    (0..24)
-        .find(|&c| crate::dns::rcode_name(c) == mnemonic)
-        .unwrap_or(2)
+/// One record as a JSON line.
+fn json_line(out: &mut impl io::Write, record: &impl serde::Serialize) -> io::Result<()> {
+    serde_json::to_writer(&mut *out, record)?;
+    out.write_all(b"\n")
 }
 
 /// A lookup of `curl` (pid 1234) through `127.0.0.1:8443`, 250 ms, answered when `rcode` is

@@ -22,7 +22,7 @@ use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::synthesize_dns;
+use super::synthesize::synthesize_dns;
 use crate::lookup::Lookup;
 
 /// `LINKTYPE_RAW`: packets are bare IPv4/IPv6 datagrams.

@@ -19,7 +19,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use doh_trace::event::Direction;
+use doh_trace::source::Direction;
 use tokio::io::DuplexStream;
 
 use super::{Call, Recorder};

@@ -6,10 +6,12 @@
 use std::net::SocketAddr;
 
 use doh_trace::{
+    conn::policy::CaptureDecision,
     counters::DecodeCounters,
-    event::{ConnInfo, DataChunk, Direction, Event, Meta},
     lookup::Lookup,
-    pipeline::{CaptureDecision, ConnId, ConnKey, Layer, Pipeline},
+    output::text::lookup_line,
+    pipeline::Pipeline,
+    source::{ConnId, ConnInfo, ConnKey, DataChunk, Direction, Event, Layer, Meta},
 };
 use doh_trace_common::{Source, CHUNK_SIZE, COMM_LEN};
 
@@ -140,15 +142,10 @@ fn data_call(p: &mut Pipeline, conv: &Conv, dir: Direction, ts: u64, call: &[u8]
                 uid: 1000,
                 ts_ns: ts,
             },
-            fd: conv.fd,
-            source: conv.source,
+            id: ConnId::Fd(conv.fd),
+            layer: super::layer_of(conv.source),
+            library: conv.source.library(),
             direction: dir,
-            flags: 0,
-            tls_obj: if conv.source.is_tls() {
-                0x5555_0000 + conv.fd as u64
-            } else {
-                0
-            },
             total_len: total,
             offset: (i * CHUNK_SIZE) as u32,
             comm: comm_bytes(conv.comm),
@@ -168,9 +165,9 @@ pub fn play(p: &mut Pipeline, conv: &Conv, slicing: Slicing) {
     if let Some(peer) = conv.peer {
         p.handle_event(Event::Conn(ConnInfo {
             meta: meta(START_NS - STEP_NS),
-            fd: conv.fd,
+            id: ConnId::Fd(conv.fd),
             accepted: false,
-            sock_type: doh_trace::event::SocketType::Stream,
+            sock_type: doh_trace::source::SocketType::Stream,
             peer,
             comm: comm_bytes(conv.comm),
         }));
@@ -196,7 +193,7 @@ pub fn play(p: &mut Pipeline, conv: &Conv, slicing: Slicing) {
             Step::Wait(_) => {}
             Step::Close => p.handle_event(Event::Close {
                 meta: meta(ts),
-                fd: conv.fd,
+                id: ConnId::Fd(conv.fd),
             }),
             Step::Exit => p.handle_event(Event::Exit { meta: meta(ts) }),
             Step::Unrelated => p.handle_event(Event::Exit {
@@ -312,7 +309,7 @@ pub fn assert_private(r: &Run, secrets: &[&[u8]]) {
     for l in &r.lookups {
         texts.push(format!("{l:?}"));
         texts.push(serde_json::to_string(l).unwrap());
-        texts.push(l.text_line(false));
+        texts.push(lookup_line(l, false));
     }
     for secret in secrets {
         assert!(!secret.is_empty());

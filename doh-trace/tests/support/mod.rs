@@ -15,10 +15,10 @@ use std::{
 use bytes::Bytes;
 use doh_trace::{
     clock::Clock,
-    event::{DataChunk, Direction, Event, Meta},
     lookup::Lookup,
     pipeline::Pipeline,
-    procinfo::NoProcessInfo,
+    process::NoProcessInfo,
+    source::{ConnId, DataChunk, Direction, Event, Layer, Meta},
 };
 use doh_trace_common::Source;
 use hickory_proto::{
@@ -86,6 +86,15 @@ impl AsyncWrite for Recorder {
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The connection layer a hook family's bytes belong to.
+pub fn layer_of(source: Source) -> Layer {
+    if source.is_tls() {
+        Layer::Tls
+    } else {
+        Layer::Socket
     }
 }
 
@@ -278,11 +287,10 @@ pub fn feed(p: &mut Pipeline, calls: &[Call], pid: u32, fd: i32, slice: usize) {
                     uid: 1000,
                     ts_ns: ts,
                 },
-                fd,
-                source: Source::OpenSsl,
+                id: ConnId::Fd(fd),
+                layer: Layer::Tls,
+                library: Source::OpenSsl.library(),
                 direction: call.dir,
-                flags: 0,
-                tls_obj: 0x1000 + fd as u64,
                 total_len: piece.len() as u32,
                 offset: 0,
                 comm: *b"client\0\0\0\0\0\0\0\0\0\0",
@@ -304,11 +312,10 @@ pub fn feed_losing_first_half_of(p: &mut Pipeline, calls: &[Call], lossy: usize)
                 uid: 0,
                 ts_ns: i as u64,
             },
-            fd: 3,
-            source: Source::OpenSsl,
+            id: ConnId::Fd(3),
+            layer: Layer::Tls,
+            library: Source::OpenSsl.library(),
             direction: call.dir,
-            flags: 0,
-            tls_obj: 1,
             total_len: call.bytes.len() as u32,
             offset: cut as u32,
             comm: [0; 16],

@@ -1,0 +1,328 @@
+//! The live tracing loop: attach, read the ring buffer on tokio, run the pipeline, apply its
+//! capture decisions to the kernel, print lookups, optionally record, and report losses.
+
+use std::{
+    cell::RefCell,
+    fs::File,
+    io::{BufWriter, Write as _},
+    path::PathBuf,
+    process::ExitCode,
+    rc::Rc,
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result};
+use aya::maps::{MapData, RingBuf};
+use tokio::{
+    io::{unix::AsyncFd, Interest},
+    signal::unix::{signal, SignalKind},
+};
+
+use doh_trace_common::Stat;
+
+use doh_trace::{
+    clock::{monotonic_ns, Clock},
+    conn::policy::{self, CaptureDecision},
+    hooks::table::Stack,
+    lookup::resolvers::ResolverList,
+    output::{
+        recording::{Recorder, TappedProcessInfo},
+        Outputs,
+    },
+    pipeline::Pipeline,
+    process::{LiveProcessInfo, ProcessInfo},
+    source::{
+        kernel,
+        recording::{self, Header},
+    },
+};
+
+use crate::loader::{hooks::HookScope, KernelCounters, Tracer};
+
+/// What the live loop is asked to do (from the command line).
+pub struct LiveOptions {
+    /// Ports whose datagrams are plain DNS.
+    pub dns_ports: Vec<u16>,
+    /// TLS stacks to hook.
+    pub stacks: Vec<Stack>,
+    /// Which processes get uprobes.
+    pub scope: HookScope,
+    /// Bytes of the ring buffer.
+    pub ring_bytes: u32,
+    /// No start-up report, status lines or exit summary.
+    pub quiet: bool,
+    /// Where to serve Prometheus metrics.
+    pub metrics: Option<std::net::SocketAddr>,
+    /// The well-known resolvers.
+    pub resolvers: ResolverList,
+    /// Write a recording here.
+    pub record: Option<PathBuf>,
+}
+
+/// A recording in progress.
+struct Recording {
+    file: BufWriter<File>,
+    recorder: Recorder,
+}
+
+mod drain_timer;
+
+use drain_timer::DrainTimer;
+
+/// What woke the loop. Every step reads the ring buffer first.
+enum Step {
+    /// The ring buffer has records.
+    Woken,
+    /// The drain timer fired.
+    Timed,
+    /// The one-second tick: timeouts, hook upkeep, status, flushing files (the ring is read
+    /// too, should a record have been left without a wakeup as the drain timer stopped).
+    Second,
+    /// SIGINT or SIGTERM: the ring is read a last time.
+    Stop,
+}
+
+/// Handles every record waiting in the ring buffer: an exec's hook discovery, the pipeline,
+/// and the recording (with the /proc facts and capture decisions each record led to). Returns
+/// how many there were.
+fn handle_waiting(
+    rb: &mut RingBuf<MapData>,
+    tracer: &mut Tracer,
+    pipeline: &mut Pipeline,
+    decisions: &mut Vec<CaptureDecision>,
+    recording: &mut Option<Recording>,
+    facts: &RefCell<Vec<recording::Record>>,
+) -> Result<usize> {
+    let mut handled = 0;
+    while let Some(item) = rb.next() {
+        handled += 1;
+        if let Some(pid) = kernel::exec_pid(&item) {
+            tracer.on_exec(pid);
+        }
+        pipeline.handle_record(&item);
+        let new = decisions.len();
+        decisions.extend(pipeline.drain_decisions());
+        if let Some(rec) = recording.as_mut() {
+            let learnt = std::mem::take(&mut *facts.borrow_mut());
+            rec.recorder
+                .offer(&item, learnt, &mut rec.file)
+                .context("writing the recording")?;
+            for d in &decisions[new..] {
+                rec.recorder
+                    .decided(d, &mut rec.file)
+                    .context("writing the recording")?;
+            }
+        }
+    }
+    Ok(handled)
+}
+
+/// Traces until SIGINT/SIGTERM; with `record`, also writes DNS connections' events there.
+pub async fn trace(opts: LiveOptions, mut output: Outputs) -> Result<ExitCode> {
+    let clock = Clock::now();
+    let mut recording = match &opts.record {
+        Some(path) => {
+            let file =
+                File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+            let mut file = BufWriter::new(file);
+            recording::write_header(
+                &mut file,
+                Header {
+                    clock_offset_ns: clock.offset_ns() as i64,
+                },
+            )?;
+            Some(Recording {
+                file,
+                recorder: Recorder::default(),
+            })
+        }
+        None => None,
+    };
+    if let (Some(addr), Some(metrics)) = (opts.metrics, output.metrics.clone()) {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot serve metrics on {addr}"))?;
+        tokio::spawn(async move {
+            if let Err(e) = doh_trace::output::metrics::serve_listener(listener, metrics).await {
+                eprintln!("doh-trace: metrics server stopped: {e}");
+            }
+        });
+    }
+    let started = std::time::Instant::now();
+    let mut tracer = Tracer::start(
+        &opts.dns_ports,
+        &opts.stacks,
+        opts.scope.clone(),
+        opts.ring_bytes,
+    )?;
+    if !opts.quiet {
+        for w in &tracer.report.warnings {
+            eprintln!("doh-trace: warning: {w}");
+        }
+    }
+    show_hook_messages(&mut tracer, opts.quiet);
+    let ring = tracer.take_events()?;
+    // SAFETY: the RingBuf owns its map fd, which stays open and unchanged until the AsyncFd
+    // (which owns the RingBuf) is dropped.
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
+        .context("polling the ring buffer")?;
+    let facts = Rc::new(RefCell::new(Vec::new()));
+    let procs: Box<dyn ProcessInfo> = if recording.is_some() {
+        Box::new(TappedProcessInfo::new(
+            LiveProcessInfo::new(),
+            facts.clone(),
+        ))
+    } else {
+        Box::new(LiveProcessInfo::new())
+    };
+    let mut pipeline = Pipeline::new(procs, clock);
+    pipeline.set_resolvers(opts.resolvers);
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut drain = DrainTimer::default();
+    let mut shown = Shown::default();
+    let mut decisions: Vec<CaptureDecision> = Vec::new();
+
+    eprintln!(
+        "ready: {} uprobes on {} files, {} tracepoints (in {:.1} s)",
+        tracer.hooks.uprobes,
+        tracer.hooks.files(),
+        tracer.report.tracepoints,
+        started.elapsed().as_secs_f64()
+    );
+
+    loop {
+        let step = tokio::select! {
+            guard = ring.readable_mut() => {
+                // Cleared before reading: a record submitted meanwhile makes it ready again.
+                guard?.clear_ready();
+                Step::Woken
+            }
+            _ = drain.tick() => Step::Timed,
+            _ = tick.tick() => Step::Second,
+            _ = sigint.recv() => Step::Stop,
+            _ = sigterm.recv() => Step::Stop,
+        };
+        let timed = matches!(step, Step::Timed);
+        loop {
+            let records = handle_waiting(
+                ring.get_mut(),
+                &mut tracer,
+                &mut pipeline,
+                &mut decisions,
+                &mut recording,
+                &facts,
+            )?;
+            if !drain.after_read(records, timed, |on| tracer.set_draining(on))? {
+                break;
+            }
+        }
+        if matches!(step, Step::Second) {
+            tracer.tick_hooks();
+            pipeline.tick(monotonic_ns());
+            // Timeouts can classify a connection too (its first lookup timed out).
+            let new = decisions.len();
+            decisions.extend(pipeline.drain_decisions());
+            if let Some(rec) = recording.as_mut() {
+                for d in &decisions[new..] {
+                    rec.recorder
+                        .decided(d, &mut rec.file)
+                        .context("writing the recording")?;
+                }
+            }
+            let kernel = tracer.kernel_counters().unwrap_or_default();
+            if !opts.quiet {
+                shown.report_new_problems(&kernel, &pipeline);
+            }
+            if let Some(m) = &output.metrics {
+                m.lock().unwrap_or_else(|e| e.into_inner()).set_counters(
+                    pipeline.counters(),
+                    kernel.get(Stat::RingbufDrops),
+                    kernel.get(Stat::TruncatedBytes),
+                    kernel.get(Stat::ReadErrors),
+                );
+            }
+            output.flush_files().context("writing the pcapng file")?;
+            if let Some(rec) = recording.as_mut() {
+                rec.file.flush().context("writing the recording")?;
+            }
+        }
+        policy::apply(&decisions, &mut tracer);
+        decisions.clear();
+        show_hook_messages(&mut tracer, opts.quiet);
+        if !output
+            .drain(pipeline.drain_records())
+            .context("writing to stdout")?
+        {
+            return Ok(ExitCode::SUCCESS);
+        }
+        if matches!(step, Step::Stop) {
+            break;
+        }
+    }
+    let kernel = tracer.kernel_counters().unwrap_or_default();
+    drop(tracer);
+    output.flush_files().context("writing the pcapng file")?;
+    if let Some(mut rec) = recording {
+        rec.file.flush().context("writing the recording")?;
+        if !opts.quiet {
+            eprintln!(
+                "doh-trace: recording complete; {} events of connections not classified as DNS were not written",
+                rec.recorder.withheld_events
+            );
+        }
+    }
+    if !opts.quiet {
+        eprintln!(
+            "doh-trace: stopped, all probes detached: {}",
+            pipeline.counters()
+        );
+        eprintln!(
+            "doh-trace: {} TLS library calls captured by the uprobes",
+            kernel.get(Stat::TlsCalls)
+        );
+        for (label, n) in kernel.problems() {
+            eprintln!("doh-trace: {n} {label}");
+        }
+        output.print_summary();
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Tells the user what the hooks did (hooked, released, not covered) since last time.
+fn show_hook_messages(tracer: &mut Tracer, quiet: bool) {
+    for line in tracer.hooks.messages.drain(..) {
+        if !quiet {
+            eprintln!("doh-trace: {line}");
+        }
+    }
+}
+
+/// Problem counters already shown, so each status line says what is new.
+#[derive(Default)]
+struct Shown {
+    lines: Vec<(&'static str, u64)>,
+}
+
+impl Shown {
+    fn report_new_problems(&mut self, kernel: &KernelCounters, pipeline: &Pipeline) {
+        let now: Vec<(&'static str, u64)> = kernel
+            .problems()
+            .into_iter()
+            .chain(pipeline.counters().problems())
+            .collect();
+        for (label, n) in &now {
+            let before = self
+                .lines
+                .iter()
+                .find(|(l, _)| l == label)
+                .map_or(0, |(_, v)| *v);
+            if *n > before {
+                eprintln!("doh-trace: status: {n} {label} (+{})", n - before);
+            }
+        }
+        self.lines = now;
+    }
+}

@@ -1,0 +1,486 @@
+//! Which files carry uprobes, for which processes: TLS libraries and executables found in
+//! running processes at start and in processes started later, hooked once per file identity
+//! (or once per file and process when the user filters by `--pid`, so that other
+//! processes pay no uprobe cost), and released when no process uses them any more.
+
+use std::{
+    collections::{HashMap, HashSet},
+    num::NonZeroU32,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{anyhow, Context as _, Result};
+use aya::{
+    programs::{
+        uprobe::{UProbeLinkId, UProbeScope},
+        UProbe,
+    },
+    Ebpf,
+};
+
+use doh_trace::hooks::{
+    executable::{self, Carried},
+    go_binary::GoTlsProbes,
+    procs::{self, FileId, ProcFile},
+    table::{Stack, SymbolStack, GO_READ_ENTER, GO_RETURN, GO_WRITE_ENTER, SYMBOL_STACKS},
+};
+
+/// After a process starts, its maps are read again after these delays (libraries are mapped by
+/// the dynamic loader after exec, and some later by dlopen).
+const RESCAN_AFTER: &[Duration] = &[
+    Duration::from_millis(50),
+    Duration::from_millis(500),
+    Duration::from_secs(3),
+];
+/// How often hooks of files no process uses any more are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// Which processes get uprobes.
+#[derive(Debug, Clone, Default)]
+pub struct HookScope {
+    /// Only these processes (empty: every process).
+    pub pids: Vec<u32>,
+}
+
+impl HookScope {
+    /// Whether every process is hooked (hooks are per file, not per process).
+    fn everyone(&self) -> bool {
+        self.pids.is_empty()
+    }
+}
+
+/// One stack's uprobes on one file, for every process (None) or one.
+type HookKey = (FileId, Option<u32>, Stack);
+
+/// The uprobes on one file (for one process, when hooks are per process).
+struct Attachment {
+    /// The file as users know it.
+    shown: String,
+    /// What was hooked there, as told to the user.
+    what: String,
+    links: Vec<(&'static str, UProbeLinkId)>,
+    /// Processes seen using the file.
+    users: HashSet<u32>,
+    /// A system library hooked for every process: stays until the tracer stops.
+    permanent: bool,
+}
+
+/// A process whose TLS could not be hooked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uncovered {
+    pub pid: u32,
+    pub comm: String,
+    pub file: String,
+    pub what: String,
+    pub why: String,
+}
+
+/// The hooks in place and how they change.
+pub struct Hooks {
+    stacks: Vec<Stack>,
+    scope: HookScope,
+    proc: PathBuf,
+    attached: HashMap<HookKey, Attachment>,
+    /// Executables inspected that carry nothing to hook (or nothing hookable).
+    inspected: HashMap<FileId, Option<(String, String)>>,
+    uncovered: Vec<Uncovered>,
+    rescans: Vec<(Instant, u32)>,
+    last_sweep: Instant,
+    /// Lines for the user: what was hooked or released, and what could not be.
+    pub messages: Vec<String>,
+    /// uprobes attached now.
+    pub uprobes: usize,
+}
+
+impl Hooks {
+    /// Hooks the enabled stacks' system libraries (for everyone, or per matching process) and
+    /// everything running processes use.
+    pub fn start(ebpf: &mut Ebpf, stacks: &[Stack], scope: HookScope) -> Hooks {
+        let mut hooks = Hooks {
+            stacks: stacks.to_vec(),
+            scope,
+            proc: PathBuf::from("/proc"),
+            attached: HashMap::new(),
+            inspected: HashMap::new(),
+            uncovered: Vec::new(),
+            rescans: Vec::new(),
+            last_sweep: Instant::now(),
+            messages: Vec::new(),
+            uprobes: 0,
+        };
+        if hooks.scope.everyone() {
+            for stack in hooks.symbol_stacks().collect::<Vec<_>>() {
+                for lib in procs::system_libraries(stack.sonames) {
+                    hooks.hook_symbols(ebpf, &lib, stack, None, None, true);
+                }
+            }
+        }
+        let me = std::process::id();
+        for pid in procs::pids(&hooks.proc) {
+            if pid != me {
+                hooks.cover(ebpf, pid, true);
+            }
+        }
+        // One line per file, naming the processes that run it.
+        let mut by_file: Vec<(&Uncovered, Vec<String>)> = Vec::new();
+        for u in &hooks.uncovered {
+            let who = format!("{} ({})", u.pid, u.comm);
+            match by_file.iter_mut().find(|(f, _)| f.file == u.file) {
+                Some((_, pids)) => pids.push(who),
+                None => by_file.push((u, vec![who])),
+            }
+        }
+        let lines: Vec<String> = by_file
+            .iter()
+            .map(|(u, pids)| {
+                format!(
+                    "not covered: {} in {}: {} (pid {})",
+                    u.what,
+                    u.file,
+                    u.why,
+                    pids.join(", ")
+                )
+            })
+            .collect();
+        hooks.messages.extend(lines);
+        hooks
+    }
+
+    /// The number of (file, stack) pairs with uprobes (per process when hooks are).
+    pub fn files(&self) -> usize {
+        self.attached.len()
+    }
+
+    fn symbol_stacks(&self) -> impl Iterator<Item = &'static SymbolStack> + '_ {
+        SYMBOL_STACKS
+            .iter()
+            .copied()
+            .filter(|s| self.stacks.contains(&s.stack))
+    }
+
+    /// A process exec'd: hook what its new program carries, now and once its libraries are
+    /// mapped.
+    pub fn on_exec(&mut self, ebpf: &mut Ebpf, pid: u32) {
+        // Per-process hooks stay: a perf uprobe bound to a process follows it across exec, and
+        // the sweep releases them once it is gone.
+        if self.cover(ebpf, pid, false) {
+            let now = Instant::now();
+            self.rescans
+                .extend(RESCAN_AFTER.iter().map(|d| (now + *d, pid)));
+        }
+    }
+
+    /// Due rescans of new processes, and releasing hooks of files nobody uses any more.
+    pub fn tick(&mut self, ebpf: &mut Ebpf) {
+        let now = Instant::now();
+        let due: Vec<u32> = self
+            .rescans
+            .iter()
+            .filter(|(at, _)| *at <= now)
+            .map(|(_, pid)| *pid)
+            .collect();
+        self.rescans.retain(|(at, _)| *at > now);
+        for pid in due {
+            self.cover(ebpf, pid, false);
+        }
+        if now.duration_since(self.last_sweep) >= SWEEP_EVERY {
+            self.last_sweep = now;
+            self.sweep(ebpf);
+        }
+    }
+
+    /// Hooks what process `pid` runs (if the scope includes it). Returns whether it is in scope.
+    fn cover(&mut self, ebpf: &mut Ebpf, pid: u32, at_start: bool) -> bool {
+        let sonames: Vec<&str> = self
+            .symbol_stacks()
+            .flat_map(|s| s.sonames)
+            .copied()
+            .collect();
+        let Some(files) = procs::scan(&self.proc, pid, &sonames) else {
+            return false;
+        };
+        let per_process = if self.scope.everyone() {
+            None
+        } else if self.scope.pids.contains(&pid) {
+            Some(pid)
+        } else {
+            return false;
+        };
+        if per_process.is_some() {
+            // The system libraries too, before the process maps them.
+            for stack in self.symbol_stacks().collect::<Vec<_>>() {
+                for lib in procs::system_libraries(stack.sonames) {
+                    self.hook_symbols(ebpf, &lib, stack, per_process, Some(pid), false);
+                }
+            }
+        }
+        for lib in &files.libs {
+            let name = lib.name.as_str();
+            let Some(stack) = self.symbol_stacks().find(|s| s.sonames.contains(&name)) else {
+                continue;
+            };
+            self.hook_symbols(ebpf, lib, stack, per_process, Some(pid), false);
+        }
+        if let Some(exe) = &files.exe {
+            self.hook_executable(ebpf, exe, per_process, pid, &files.comm, at_start);
+        }
+        true
+    }
+
+    fn hook_executable(
+        &mut self,
+        ebpf: &mut Ebpf,
+        exe: &ProcFile,
+        per_process: Option<u32>,
+        pid: u32,
+        comm: &str,
+        at_start: bool,
+    ) {
+        let mut known = false;
+        for (key, a) in self.attached.iter_mut() {
+            if key.0 == exe.id && key.1 == per_process {
+                a.users.insert(pid);
+                known = true;
+            }
+        }
+        if known {
+            return;
+        }
+        let carried = match self.inspected.get(&exe.id) {
+            Some(None) => return,
+            // Told once already; at start, every process running it is listed.
+            Some(Some((what, why))) => {
+                if at_start && self.uncovered.len() < 1024 {
+                    self.uncovered.push(Uncovered {
+                        pid,
+                        comm: comm.to_string(),
+                        file: exe.shown.clone(),
+                        what: what.clone(),
+                        why: why.clone(),
+                    });
+                }
+                return;
+            }
+            None => executable::inspect(&exe.open_path, &self.stacks).unwrap_or(Carried::Nothing),
+        };
+        match carried {
+            Carried::Nothing => {
+                self.inspected.insert(exe.id, None);
+            }
+            Carried::Unhookable(what, why) => {
+                self.inspected
+                    .insert(exe.id, Some((what.clone(), why.clone())));
+                let u = Uncovered {
+                    pid,
+                    comm: comm.to_string(),
+                    file: exe.shown.clone(),
+                    what,
+                    why,
+                };
+                if !at_start {
+                    self.messages.push(format!(
+                        "not covered: {} in {}: {} (pid {} ({}))",
+                        u.what, u.file, u.why, u.pid, u.comm
+                    ));
+                }
+                if self.uncovered.len() < 1024 {
+                    self.uncovered.push(u);
+                }
+            }
+            Carried::Static(stacks) => {
+                for stack in stacks {
+                    self.hook_symbols(ebpf, exe, stack, per_process, Some(pid), false);
+                }
+            }
+            Carried::Go(probes) => self.hook_go(ebpf, exe, &probes, per_process, pid),
+        }
+    }
+
+    /// Attaches a symbol stack's probes to one file (required ones all, or none).
+    fn hook_symbols(
+        &mut self,
+        ebpf: &mut Ebpf,
+        file: &ProcFile,
+        stack: &SymbolStack,
+        per_process: Option<u32>,
+        user: Option<u32>,
+        permanent: bool,
+    ) {
+        let key = (file.id, per_process, stack.stack);
+        if let Some(a) = self.attached.get_mut(&key) {
+            a.users.extend(user);
+            return;
+        }
+        let mut links = Vec::new();
+        let mut symbols: Vec<&str> = Vec::new();
+        let mut failure = None;
+        for spec in stack.probes {
+            let symbol = spec.hook.symbol();
+            match attach(
+                ebpf,
+                spec.program,
+                symbol.into(),
+                &file.open_path,
+                per_process,
+            ) {
+                Ok(link) => {
+                    links.push((spec.program, link));
+                    if !symbols.contains(&symbol) {
+                        symbols.push(symbol);
+                    }
+                }
+                Err(e) if spec.required => {
+                    failure = Some(format!("{symbol}: {e:#}"));
+                    break;
+                }
+                Err(_) => {}
+            }
+        }
+        if let Some(why) = failure {
+            detach_all(ebpf, links);
+            self.messages.push(format!(
+                "could not hook {} in {}: {why}",
+                stack.stack.name(),
+                file.shown
+            ));
+            return;
+        }
+        let what = format!("{} ({})", stack.stack.name(), symbols.join(", "));
+        self.add(key, file, what, links, user, permanent);
+    }
+
+    /// Attaches the Go probes: entry of Write and Read, and each of their RETs.
+    fn hook_go(
+        &mut self,
+        ebpf: &mut Ebpf,
+        exe: &ProcFile,
+        probes: &GoTlsProbes,
+        per_process: Option<u32>,
+        pid: u32,
+    ) {
+        let mut links = Vec::new();
+        let mut plan: Vec<(&'static str, u64)> = vec![
+            (GO_WRITE_ENTER, probes.write.entry),
+            (GO_READ_ENTER, probes.read.entry),
+        ];
+        plan.extend(probes.write.returns.iter().map(|&o| (GO_RETURN, o)));
+        plan.extend(probes.read.returns.iter().map(|&o| (GO_RETURN, o)));
+        for (program, offset) in plan {
+            match attach(ebpf, program, offset.into(), &exe.open_path, per_process) {
+                Ok(link) => links.push((program, link)),
+                Err(e) => {
+                    detach_all(ebpf, links);
+                    self.messages.push(format!(
+                        "could not hook go crypto/tls in {} at {offset:#x}: {e:#}",
+                        exe.shown
+                    ));
+                    return;
+                }
+            }
+        }
+        let what = format!(
+            "go crypto/tls ({}; Write: entry + {} RET, Read: entry + {} RET)",
+            probes.go_version.as_deref().unwrap_or("unknown Go version"),
+            probes.write.returns.len(),
+            probes.read.returns.len()
+        );
+        self.add(
+            (exe.id, per_process, Stack::Go),
+            exe,
+            what,
+            links,
+            Some(pid),
+            false,
+        );
+    }
+
+    fn add(
+        &mut self,
+        key: HookKey,
+        file: &ProcFile,
+        what: String,
+        links: Vec<(&'static str, UProbeLinkId)>,
+        user: Option<u32>,
+        permanent: bool,
+    ) {
+        self.uprobes += links.len();
+        let for_whom = match key.1 {
+            Some(pid) => format!(" for pid {pid}"),
+            None => String::new(),
+        };
+        self.messages
+            .push(format!("hooked {what} in {}{for_whom}", file.shown));
+        self.attached.insert(
+            key,
+            Attachment {
+                shown: file.shown.clone(),
+                what,
+                links,
+                users: user.into_iter().collect(),
+                permanent,
+            },
+        );
+    }
+
+    /// Releases hooks whose processes are all gone.
+    fn sweep(&mut self, ebpf: &mut Ebpf) {
+        let proc = self.proc.clone();
+        let alive = |pid: &u32| proc.join(pid.to_string()).exists();
+        let mut gone = Vec::new();
+        for (key, a) in self.attached.iter_mut() {
+            if a.permanent {
+                continue;
+            }
+            a.users.retain(alive);
+            let owner_gone = key.1.is_some_and(|pid| !alive(&pid));
+            if a.users.is_empty() || owner_gone {
+                gone.push(*key);
+            }
+        }
+        for key in gone {
+            self.release(ebpf, key, true);
+        }
+    }
+
+    fn release(&mut self, ebpf: &mut Ebpf, key: HookKey, tell: bool) {
+        if let Some(a) = self.attached.remove(&key) {
+            self.uprobes -= a.links.len();
+            detach_all(ebpf, a.links);
+            if tell {
+                self.messages.push(format!(
+                    "released {} hooks in {} (no process uses it any more)",
+                    a.what, a.shown
+                ));
+            }
+        }
+    }
+}
+
+/// Attaches one uprobe program at a symbol or file offset.
+fn attach(
+    ebpf: &mut Ebpf,
+    program: &str,
+    location: aya::programs::uprobe::UProbeAttachLocation<'_>,
+    path: &Path,
+    per_process: Option<u32>,
+) -> Result<UProbeLinkId> {
+    let prog: &mut UProbe = ebpf
+        .program_mut(program)
+        .ok_or_else(|| anyhow!("program {program} missing from the eBPF object"))?
+        .try_into()?;
+    let scope = match per_process.and_then(NonZeroU32::new) {
+        Some(pid) => UProbeScope::OneProcess(pid),
+        None => UProbeScope::AllProcesses,
+    };
+    prog.attach(location, path, scope)
+        .with_context(|| format!("attaching {program}"))
+}
+
+fn detach_all(ebpf: &mut Ebpf, links: Vec<(&'static str, UProbeLinkId)>) {
+    for (program, link) in links {
+        if let Some(Ok(prog)) = ebpf.program_mut(program).map(<&mut UProbe>::try_from) {
+            let _ = prog.detach(link);
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! Loading the eBPF object, attaching every probe in the table, and reading the kernel's
+//! counters. Dropping the returned [`Tracer`] detaches everything.
+
+pub mod hooks;
+
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use aya::{
+    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    programs::{TracePoint, UProbe},
+    Ebpf, EbpfLoader,
+};
+use doh_trace_common::{Capture, Stat, SCOPE_INLINE_PIDS, STAT_COUNT, TRACEPOINTS};
+
+use doh_trace::{conn::policy::KernelCapture, hooks::table::Stack};
+use hooks::{HookScope, Hooks};
+
+/// The eBPF object produced by `cargo xtask build-ebpf` (empty if it was missing at build time).
+static EBPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/doh-trace.bpf.o"));
+
+/// What got attached, for the start-up report.
+#[derive(Debug, Default)]
+pub struct AttachReport {
+    pub tracepoints: usize,
+    /// Environment limitations worth telling the user.
+    pub warnings: Vec<String>,
+}
+
+/// A loaded, attached tracer.
+pub struct Tracer {
+    ebpf: Ebpf,
+    pub report: AttachReport,
+    /// The uprobes on TLS libraries and executables.
+    pub hooks: Hooks,
+}
+
+/// Checks that this process can load eBPF programs at all, with advice if not. Returns
+/// warnings about things that are not needed now but limit what can be traced.
+pub fn preflight() -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    if EBPF_OBJECT.is_empty() {
+        bail!("this doh-trace was built without its eBPF object: run `cargo xtask build-ebpf`, then rebuild");
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("doh-trace needs root (CAP_BPF and CAP_PERFMON): run it with sudo");
+    }
+    if !Path::new("/sys/kernel/tracing/events/syscalls").exists()
+        && !Path::new("/sys/kernel/debug/tracing/events/syscalls").exists()
+    {
+        // aya finds tracefs itself; mount it if neither place has it.
+        let _ = std::process::Command::new("mount")
+            .args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"])
+            .status();
+    }
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        warnings.push(
+            "kernel has no BTF (/sys/kernel/btf/vmlinux): the OpenSSL and syscall hooks work \
+             without it, but a kernel built with CONFIG_DEBUG_INFO_BTF=y is recommended"
+                .to_string(),
+        );
+    }
+    Ok(warnings)
+}
+
+impl Tracer {
+    /// Loads the object (excluding this process from tracing), tells it which ports carry
+    /// plain DNS, attaches the tracepoints, and hooks the `stacks` in the processes of `scope`.
+    /// The ring buffer gets `ring_bytes` (a power of two of at least a page).
+    pub fn start(
+        dns_ports: &[u16],
+        stacks: &[Stack],
+        scope: HookScope,
+        ring_bytes: u32,
+    ) -> Result<Tracer> {
+        let warnings = preflight()?;
+        let tgid = std::process::id();
+        let named = u32::try_from(scope.pids.len()).context("too many --pid")?;
+        // Up to SCOPE_INLINE_PIDS named processes are compared inline by the syscall programs;
+        // more go to the SCOPE_TGIDS map.
+        let fit_inline = scope.pids.len() <= SCOPE_INLINE_PIDS;
+        let mut inline_pids = [0u32; SCOPE_INLINE_PIDS];
+        if fit_inline {
+            inline_pids[..scope.pids.len()].copy_from_slice(&scope.pids);
+        }
+        let mut ebpf = EbpfLoader::new()
+            .override_global("TRACER_TGID", &tgid, true)
+            .override_global("SCOPE_PID_COUNT", &named, true)
+            .override_global("SCOPE_PIDS", &inline_pids, true)
+            .map_max_entries("EVENTS", ring_bytes)
+            .load(EBPF_OBJECT)
+            .map_err(|e| load_error_advice(anyhow!(e)))?;
+        let mut report = AttachReport {
+            warnings,
+            ..AttachReport::default()
+        };
+        {
+            let map = ebpf
+                .map_mut("DNS_PORTS")
+                .ok_or_else(|| anyhow!("DNS_PORTS map missing"))?;
+            let mut ports: BpfHashMap<&mut MapData, u16, u8> = BpfHashMap::try_from(map)?;
+            for &port in dns_ports {
+                ports
+                    .insert(port, 1, 0)
+                    .with_context(|| format!("adding DNS port {port}"))?;
+            }
+        }
+        if !fit_inline {
+            // More --pid than fit inline: the syscall programs look the processes up here.
+            let map = ebpf
+                .map_mut("SCOPE_TGIDS")
+                .ok_or_else(|| anyhow!("SCOPE_TGIDS map missing"))?;
+            let mut tgids: BpfHashMap<&mut MapData, u32, u8> = BpfHashMap::try_from(map)?;
+            for &pid in &scope.pids {
+                tgids
+                    .insert(pid, 1, 0)
+                    .with_context(|| format!("scoping to pid {pid}"))?;
+            }
+        }
+
+        for tp in TRACEPOINTS {
+            let prog: &mut TracePoint = program(&mut ebpf, tp.name)?.try_into()?;
+            prog.load()
+                .with_context(|| format!("loading {}", tp.name))?;
+            prog.attach(tp.category, tp.name)
+                .with_context(|| format!("attaching tracepoint {}:{}", tp.category, tp.name))?;
+            report.tracepoints += 1;
+        }
+
+        for name in doh_trace::hooks::table::uprobe_programs() {
+            let prog: &mut UProbe = program(&mut ebpf, name)?.try_into()?;
+            prog.load().with_context(|| format!("loading {name}"))?;
+        }
+        let hooks = Hooks::start(&mut ebpf, stacks, scope);
+        if hooks.files() == 0 {
+            report.warnings.push(
+                "no TLS library or executable could be hooked: only classic DNS and opaque \
+                 (encrypted, unhooked) DoH/DoT connections will be seen"
+                    .to_string(),
+            );
+        }
+        Ok(Tracer {
+            ebpf,
+            report,
+            hooks,
+        })
+    }
+
+    /// A process exec'd: hook what its new program uses.
+    pub fn on_exec(&mut self, pid: u32) {
+        self.hooks.on_exec(&mut self.ebpf, pid);
+    }
+
+    /// Periodic work of the hooks: rescans of new processes, releasing unused files.
+    pub fn tick_hooks(&mut self) {
+        self.hooks.tick(&mut self.ebpf);
+    }
+
+    /// Takes the ring buffer (once).
+    pub fn take_events(&mut self) -> Result<RingBuf<aya::maps::MapData>> {
+        let map = self
+            .ebpf
+            .take_map("EVENTS")
+            .ok_or_else(|| anyhow!("EVENTS map missing"))?;
+        Ok(RingBuf::try_from(map)?)
+    }
+
+    /// Tells the eBPF side whether the tracer drains the ring buffer on its own timer: only
+    /// then may records wait for a batch instead of waking it.
+    pub fn set_draining(&mut self, on: bool) -> Result<()> {
+        let map = self
+            .ebpf
+            .map_mut("DRAINING")
+            .ok_or_else(|| anyhow!("DRAINING map missing"))?;
+        let mut draining: Array<&mut MapData, u32> = Array::try_from(map)?;
+        draining.set(0, u32::from(on), 0)?;
+        Ok(())
+    }
+
+    /// The kernel-side counters, summed over CPUs.
+    pub fn kernel_counters(&self) -> Result<KernelCounters> {
+        let map = self
+            .ebpf
+            .map("STATS")
+            .ok_or_else(|| anyhow!("STATS map missing"))?;
+        let stats: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map)?;
+        let mut values = [0u64; STAT_COUNT as usize];
+        for (i, v) in values.iter_mut().enumerate() {
+            *v = stats.get(&(i as u32), 0)?.iter().sum();
+        }
+        Ok(KernelCounters { values })
+    }
+}
+
+impl KernelCapture for Tracer {
+    /// Sets policy bits for (pid, fd) in the CAPTURE map.
+    fn set_policy(&mut self, pid: u32, fd: i32, policy: u32) -> Result<()> {
+        let map = self
+            .ebpf
+            .map_mut("CAPTURE")
+            .ok_or_else(|| anyhow!("CAPTURE map missing"))?;
+        let mut captures: BpfHashMap<&mut MapData, u64, Capture> = BpfHashMap::try_from(map)?;
+        let key = (u64::from(pid) << 32) | u64::from(fd as u32);
+        let mut cap = captures.get(&key, 0).unwrap_or_default();
+        cap.policy |= policy;
+        captures.insert(key, cap, 0)?;
+        Ok(())
+    }
+}
+
+/// Counters kept by the eBPF programs.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct KernelCounters {
+    values: [u64; STAT_COUNT as usize],
+}
+
+impl KernelCounters {
+    /// One counter.
+    pub fn get(&self, stat: Stat) -> u64 {
+        self.values[stat as usize]
+    }
+
+    /// Counters that mean data was lost, with labels.
+    pub fn problems(&self) -> Vec<(&'static str, u64)> {
+        [
+            (
+                "events lost (ring buffer full)",
+                self.get(Stat::RingbufDrops),
+            ),
+            (
+                "bytes not copied (calls over 64 KiB, iovec entries over 4 KiB or past 8, datagrams over 4 KiB)",
+                self.get(Stat::TruncatedBytes),
+            ),
+            ("plaintext reads failed", self.get(Stat::ReadErrors)),
+            (
+                "bytes of still-unclassified connections not copied",
+                self.get(Stat::UnclassifiedBytes),
+            ),
+            (
+                "vectored socket calls (or mmsg messages) not copied",
+                self.get(Stat::VectoredIoSkipped),
+            ),
+        ]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .collect()
+    }
+}
+
+fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::programs::Program> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| anyhow!("program {name} missing from the eBPF object"))
+}
+
+fn load_error_advice(e: anyhow::Error) -> anyhow::Error {
+    let text = format!("{e:#}");
+    if text.contains("Operation not permitted") || text.contains("EPERM") {
+        e.context(
+            "loading the eBPF object was refused: doh-trace needs root (CAP_BPF, CAP_PERFMON)",
+        )
+    } else {
+        e.context("loading the eBPF object (needs Linux ≥ 5.8 with BPF ring buffers)")
+    }
+}

@@ -1,0 +1,10 @@
+//! What to hook, and where: the probe table ([`table`]: which eBPF program goes on which
+//! library function), the processes and the files they map ([`procs`]), and what an
+//! executable carries inside itself ([`executable`]: a TLS library linked statically, Go's
+//! crypto/tls located with [`go_binary`] and [`gopclntab`]). Attaching is the binary's loader.
+
+pub mod executable;
+pub mod go_binary;
+pub mod gopclntab;
+pub mod procs;
+pub mod table;

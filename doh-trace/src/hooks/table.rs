@@ -1,0 +1,169 @@
+//! The declarative probe table: which eBPF program goes on which symbol (the tracepoints are
+//! `doh_trace_common::TRACEPOINTS`), and the TLS stacks users name (`--stacks`).
+
+use doh_trace_common::OPENSSL_FUNCTIONS;
+
+/// Where a program attaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// Function entry in a user-space library.
+    Entry(&'static str),
+    /// Function return in a user-space library.
+    Return(&'static str),
+}
+
+impl Hook {
+    /// The function's symbol.
+    pub fn symbol(self) -> &'static str {
+        let (Hook::Entry(s) | Hook::Return(s)) = self;
+        s
+    }
+}
+
+/// A uprobe of one TLS library family.
+#[derive(Debug, Clone, Copy)]
+pub struct UprobeSpec {
+    /// Program name in the eBPF object.
+    pub program: &'static str,
+    pub hook: Hook,
+    /// Without it the library cannot be traced at all.
+    pub required: bool,
+}
+
+/// A TLS stack hooked by symbol: in its shared libraries, and in executables that define the
+/// same symbols (linked statically).
+#[derive(Debug)]
+pub struct SymbolStack {
+    pub stack: Stack,
+    /// File names of its shared libraries.
+    pub sonames: &'static [&'static str],
+    pub probes: &'static [UprobeSpec],
+}
+
+/// The TLS stacks doh-trace knows, as users name them (`--stacks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stack {
+    /// OpenSSL 1.1/3 (and BoringSSL, linked statically, by the same symbols).
+    Openssl,
+    /// GnuTLS 3.
+    Gnutls,
+    /// NSS, through NSPR's PR_Write/PR_Read (Firefox, Thunderbird).
+    Nss,
+    /// Go's crypto/tls (Go ≥ 1.17 on x86-64).
+    Go,
+}
+
+impl Stack {
+    /// Every stack.
+    pub const ALL: &'static [Stack] = &[Stack::Openssl, Stack::Gnutls, Stack::Nss, Stack::Go];
+
+    /// The name users see.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stack::Openssl => "openssl",
+            Stack::Gnutls => "gnutls",
+            Stack::Nss => "nss",
+            Stack::Go => "go",
+        }
+    }
+
+    /// What the stack covers, as the command line's help says.
+    pub fn about(self) -> &'static str {
+        match self {
+            Stack::Openssl => {
+                "OpenSSL 1.1/3 (and BoringSSL, linked statically, by the same symbols)"
+            }
+            Stack::Gnutls => "GnuTLS 3",
+            Stack::Nss => "NSS, through NSPR's PR_Write/PR_Read (Firefox, Thunderbird)",
+            Stack::Go => "Go's crypto/tls (Go ≥ 1.17 on x86-64)",
+        }
+    }
+
+    /// The stack a user names.
+    pub fn from_name(name: &str) -> Option<Stack> {
+        Stack::ALL.iter().copied().find(|s| s.name() == name)
+    }
+}
+
+const fn entry(program: &'static str, symbol: &'static str, required: bool) -> UprobeSpec {
+    UprobeSpec {
+        program,
+        hook: Hook::Entry(symbol),
+        required,
+    }
+}
+
+const fn ret(program: &'static str, symbol: &'static str, required: bool) -> UprobeSpec {
+    UprobeSpec {
+        program,
+        hook: Hook::Return(symbol),
+        required,
+    }
+}
+
+/// OpenSSL: the `_ex` forms only exist since 1.1.1 (and not in BoringSSL), so they are optional.
+pub const OPENSSL: SymbolStack = SymbolStack {
+    stack: Stack::Openssl,
+    sonames: &["libssl.so.3", "libssl.so.1.1"],
+    probes: &[
+        entry("openssl_ssl_write_enter", OPENSSL_FUNCTIONS[0], true),
+        ret("openssl_ssl_exit", OPENSSL_FUNCTIONS[0], true),
+        entry("openssl_ssl_read_enter", OPENSSL_FUNCTIONS[1], true),
+        ret("openssl_ssl_exit", OPENSSL_FUNCTIONS[1], true),
+        entry("openssl_ssl_write_ex_enter", OPENSSL_FUNCTIONS[2], false),
+        ret("openssl_ssl_exit", OPENSSL_FUNCTIONS[2], false),
+        entry("openssl_ssl_read_ex_enter", OPENSSL_FUNCTIONS[3], false),
+        ret("openssl_ssl_exit", OPENSSL_FUNCTIONS[3], false),
+    ],
+};
+
+/// GnuTLS: send/recv, and cork/uncork so that corked bytes are emitted once (all required:
+/// a cork hook without its uncork hook would hide sends).
+pub const GNUTLS: SymbolStack = SymbolStack {
+    stack: Stack::Gnutls,
+    sonames: &["libgnutls.so.30"],
+    probes: &[
+        entry("gnutls_record_send_enter", "gnutls_record_send", true),
+        ret("gnutls_record_exit", "gnutls_record_send", true),
+        entry("gnutls_record_recv_enter", "gnutls_record_recv", true),
+        ret("gnutls_record_exit", "gnutls_record_recv", true),
+        entry("gnutls_record_cork_enter", "gnutls_record_cork", true),
+        entry("gnutls_record_uncork_enter", "gnutls_record_uncork", true),
+    ],
+};
+
+/// NSPR, under NSS.
+pub const NSPR: SymbolStack = SymbolStack {
+    stack: Stack::Nss,
+    sonames: &["libnspr4.so"],
+    probes: &[
+        entry("nspr_write_enter", "PR_Write", true),
+        ret("nspr_exit", "PR_Write", true),
+        entry("nspr_read_enter", "PR_Read", true),
+        ret("nspr_exit", "PR_Read", true),
+        entry("nspr_write_enter", "PR_Send", false),
+        ret("nspr_exit", "PR_Send", false),
+        entry("nspr_recv_enter", "PR_Recv", false),
+        ret("nspr_exit", "PR_Recv", false),
+    ],
+};
+
+/// The stacks hooked by symbol.
+pub const SYMBOL_STACKS: &[&SymbolStack] = &[&OPENSSL, &GNUTLS, &NSPR];
+
+/// Go crypto/tls programs: at the entry of Write and Read, and at each of their RETs.
+pub const GO_WRITE_ENTER: &str = "go_tls_write_enter";
+pub const GO_READ_ENTER: &str = "go_tls_read_enter";
+pub const GO_RETURN: &str = "go_tls_return";
+
+/// Every uprobe program of the object, for loading.
+pub fn uprobe_programs() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = SYMBOL_STACKS
+        .iter()
+        .flat_map(|s| s.probes.iter().map(|p| p.program))
+        .chain([GO_WRITE_ENTER, GO_READ_ENTER, GO_RETURN])
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
