@@ -9,15 +9,16 @@ use aya_ebpf::{
 };
 use doh_trace_common::{
     Capture, CloseEvent, ConnBytesEvent, ConnEvent, DataEvent, DatagramEvent, EventHeader,
-    EventKind, ExitEvent, Source, Stat, AF_INET, AF_INET6, CAPTURE_COUNT, CAPTURE_SOCK_FULL,
-    CAPTURE_SOCK_SKIP, CAPTURE_TLS_FULL, CAPTURE_TLS_SKIP, CHUNK_SIZE, COMM_LEN,
-    DATAGRAM_EVENT_HEADER_SIZE, DATA_BUDGET_CUT, DATA_EVENT_HEADER_SIZE, DIR_EGRESS,
-    MAX_CHUNKS_PER_CALL, UNCLASSIFIED_BUDGET,
+    EventKind, ExitEvent, Source, Stat, AF_INET, AF_INET6, CHUNK_SIZE, COMM_LEN,
+    DATAGRAM_EVENT_HEADER_SIZE, DATA_BUDGET_CUT, DATA_EVENT_HEADER_SIZE, MAX_CHUNKS_PER_CALL,
 };
 
-use crate::maps::{
-    fd_key, tracer_draining, CAPTURE, DGRAM_SCRATCH, DNS_PORTS, EVENTS, SCRATCH, STATS,
-    TRACKED_FDS, TRACKED_TGIDS,
+use crate::{
+    capture::allowance,
+    maps::{
+        fd_key, tracer_draining, CAPTURE, DGRAM_SCRATCH, DNS_PORTS, EVENTS, SCRATCH, STATS,
+        TRACKED_FDS, TRACKED_TGIDS,
+    },
 };
 
 /// When the tracer is woken for a record. A wakeup per record cost the tracer more CPU than
@@ -82,52 +83,9 @@ fn comm() -> [u8; COMM_LEN] {
 #[inline(always)]
 pub fn track_fd(tgid: u32, fd: i32) {
     if fd >= 0 {
-        let _ = TRACKED_FDS.insert(&fd_key(tgid, fd), &1, 0);
+        let _ = TRACKED_FDS.insert(fd_key(tgid, fd), 1, 0);
     }
-    let _ = TRACKED_TGIDS.insert(&tgid, &1, 0);
-}
-
-/// How many of a call's `total` bytes may be copied, by the connection's capture policy:
-/// all when classified as DNS, none when classified as not DNS, and while unclassified what is
-/// left of [`UNCLASSIFIED_BUDGET`] for this layer. Only bytes of a connection classified as DNS
-/// wait for a batch.
-#[inline(always)]
-fn allowance(tgid: u32, fd: i32, source: u32, total: u32) -> (u32, Wake) {
-    if fd < 0 {
-        return (total, Wake::Now);
-    }
-    let key = fd_key(tgid, fd);
-    if unsafe { CAPTURE.get(&key) }.is_none() {
-        let _ = CAPTURE.insert(&key, &Capture::default(), 0);
-    }
-    let Some(cap) = CAPTURE.get_ptr_mut(&key) else {
-        return (total, Wake::Now);
-    };
-    let cap = unsafe { &mut *cap };
-    let tls = source != Source::Socket as u32;
-    let (skip, full) = if tls {
-        (CAPTURE_TLS_SKIP, CAPTURE_TLS_FULL)
-    } else {
-        (CAPTURE_SOCK_SKIP, CAPTURE_SOCK_FULL)
-    };
-    if cap.policy & skip != 0 {
-        return (0, Wake::Batched);
-    }
-    if cap.policy & full != 0 {
-        return (total, Wake::Batched);
-    }
-    let copied = if tls { cap.tls_copied } else { cap.sock_copied };
-    let left = UNCLASSIFIED_BUDGET.saturating_sub(copied);
-    let n = if total < left { total } else { left };
-    if tls {
-        cap.tls_copied = copied + n;
-    } else {
-        cap.sock_copied = copied + n;
-    }
-    if n < total {
-        bump(Stat::UnclassifiedBytes, (total - n) as u64);
-    }
-    (n, Wake::Now)
+    let _ = TRACKED_TGIDS.insert(tgid, 1, 0);
 }
 
 /// Describes where a call's bytes are and which connection they belong to.
@@ -224,23 +182,55 @@ pub fn emit_range(
 pub fn emit_chunk(ev: &mut DataEvent, src: u64, offset: u32, n: u32, wake: Wake) {
     ev.offset = offset;
     ev.len = n;
-    let dst = ev.data.as_mut_ptr() as *mut core::ffi::c_void;
-    // `n` is in 1..=CHUNK_SIZE; the mask restates that bound for the verifier.
+    let data = ev.data.as_mut_ptr();
+    submit_chunk(
+        ev as *const DataEvent as *const u8,
+        data,
+        DATA_EVENT_HEADER_SIZE,
+        src,
+        n,
+        wake,
+    );
+}
+
+/// Puts a record with a trailing data array on the ring buffer: copies `n` (≤ `CHUNK_SIZE`)
+/// bytes at user address `src` into `data` (the record's array), then submits the record cut
+/// after them (`header_size` bytes precede the array). Failed reads and a full ring are
+/// counted. Returns whether the record was submitted.
+#[inline(always)]
+fn submit_chunk(
+    record: *const u8,
+    data: *mut u8,
+    header_size: usize,
+    src: u64,
+    n: u32,
+    wake: Wake,
+) -> bool {
+    // `n` is at most CHUNK_SIZE; the mask restates that bound for the verifier.
     let m = n & (2 * CHUNK_SIZE as u32 - 1);
     let m = if m > CHUNK_SIZE as u32 {
         CHUNK_SIZE as u32
     } else {
         m
     };
-    if unsafe { bpf_probe_read_user(dst, m, src as *const core::ffi::c_void) } != 0 {
+    if m > 0
+        && unsafe {
+            bpf_probe_read_user(
+                data as *mut core::ffi::c_void,
+                m,
+                src as *const core::ffi::c_void,
+            )
+        } != 0
+    {
         bump(Stat::ReadErrors, 1);
-        return;
+        return false;
     }
-    let size = DATA_EVENT_HEADER_SIZE + m as usize;
-    let bytes = unsafe { core::slice::from_raw_parts(ev as *const DataEvent as *const u8, size) };
+    let bytes = unsafe { core::slice::from_raw_parts(record, header_size + m as usize) };
     if EVENTS.output::<[u8]>(bytes, wake.flags()).is_err() {
         bump(Stat::RingbufDrops, 1);
+        return false;
     }
+    true
 }
 
 /// A peer address read from a user `struct sockaddr`.
@@ -282,7 +272,7 @@ pub fn read_sockaddr(ptr: u64) -> Option<Peer> {
 /// Whether datagrams to or from this port are DNS.
 #[inline(always)]
 pub fn is_dns_port(port: u16) -> bool {
-    unsafe { DNS_PORTS.get(&port) }.is_some()
+    unsafe { DNS_PORTS.get(port) }.is_some()
 }
 
 /// Emits one datagram exchanged with `peer` on an untracked socket: the first `CHUNK_SIZE` of
@@ -311,47 +301,14 @@ pub fn emit_datagram(fd: i32, direction: u32, peer: &Peer, buf: u64, avail: u32,
         bump(Stat::TruncatedBytes, (total - n) as u64);
     }
     ev.len = n;
-    let m = n & (2 * CHUNK_SIZE as u32 - 1);
-    let m = if m > CHUNK_SIZE as u32 {
-        CHUNK_SIZE as u32
-    } else {
-        m
-    };
-    if m > 0 {
-        let dst = ev.data.as_mut_ptr() as *mut core::ffi::c_void;
-        if unsafe { bpf_probe_read_user(dst, m, buf as *const core::ffi::c_void) } != 0 {
-            bump(Stat::ReadErrors, 1);
-            return;
-        }
-    }
-    let size = DATAGRAM_EVENT_HEADER_SIZE + m as usize;
-    let bytes =
-        unsafe { core::slice::from_raw_parts(ev as *const DatagramEvent as *const u8, size) };
-    let wake = if unsafe { TRACKED_TGIDS.get(&ev.header.tgid) }.is_some() {
-        Wake::Batched
-    } else {
-        Wake::Now
-    };
-    if EVENTS.output::<[u8]>(bytes, wake.flags()).is_err() {
-        bump(Stat::RingbufDrops, 1);
-    } else {
+    // A process's first datagram wakes the tracer at once (it reads the process then).
+    let known = unsafe { TRACKED_TGIDS.get(ev.header.tgid) }.is_some();
+    let wake = if known { Wake::Batched } else { Wake::Now };
+    let data = ev.data.as_mut_ptr();
+    let record = ev as *const DatagramEvent as *const u8;
+    if submit_chunk(record, data, DATAGRAM_EVENT_HEADER_SIZE, buf, n, wake) {
         bump(Stat::Datagrams, 1);
-        let _ = TRACKED_TGIDS.insert(&ev.header.tgid, &1, 0);
-    }
-}
-
-/// Adds a finished call's bytes to a counted connection's totals.
-#[inline(always)]
-pub fn count_bytes(key: u64, direction: u32, n: u64) {
-    if let Some(cap) = CAPTURE.get_ptr_mut(&key) {
-        let cap = unsafe { &mut *cap };
-        if cap.policy & CAPTURE_COUNT != 0 {
-            if direction == DIR_EGRESS {
-                cap.sent += n;
-            } else {
-                cap.received += n;
-            }
-        }
+        let _ = TRACKED_TGIDS.insert(ev.header.tgid, 1, 0);
     }
 }
 
@@ -388,7 +345,7 @@ pub fn emit_conn(fd: i32, how: u32, ret: i32, family: u16, port: u16, addr: [u8;
     let header = header(EventKind::Conn);
     track_fd(header.tgid, fd);
     // A new socket on this fd starts unclassified.
-    let _ = CAPTURE.remove(&fd_key(header.tgid, fd));
+    let _ = CAPTURE.remove(fd_key(header.tgid, fd));
     output(
         ConnEvent {
             header,

@@ -46,7 +46,7 @@ pub fn in_scope(tgid: u32) -> bool {
         return true;
     }
     if named > SCOPE_INLINE_PIDS {
-        return unsafe { SCOPE_TGIDS.get(&tgid) }.is_some();
+        return unsafe { SCOPE_TGIDS.get(tgid) }.is_some();
     }
     let mut i = 0;
     while i < SCOPE_INLINE_PIDS {

@@ -337,7 +337,7 @@ impl Pcap {
     }
 
     /// One segment from `src` to `dst`.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments, reason = "one record's fields")]
     fn segment(
         &mut self,
         ts_ns: u64,

@@ -1,8 +1,10 @@
 //! Developer tasks: `cargo xtask build-ebpf` builds the eBPF object the tracer embeds;
-//! `cargo xtask nightly` names the nightly toolchain it uses; `cargo xtask bench` measures the
-//! tracer's overhead and behaviour under load (root).
+//! `cargo xtask nightly` names the nightly toolchain it uses; `cargo xtask lint` runs fmt,
+//! clippy and the module-graph check; `cargo xtask bench` measures the tracer's overhead and
+//! behaviour under load (root).
 mod bench;
 mod build_ebpf;
+mod lint;
 
 use std::process::ExitCode;
 
@@ -21,6 +23,8 @@ enum Command {
     BuildEbpf(build_ebpf::Options),
     /// Print the nightly toolchain the eBPF build (and the fuzzers) use.
     Nightly,
+    /// Check formatting, clippy (userspace and eBPF) and the module graph (what CI runs).
+    Lint,
     /// Measure the release tracer (root): hooked-call overhead vs bare uprobes, DoH load.
     Bench(bench::Options),
 }
@@ -29,8 +33,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::BuildEbpf(opts) => build_ebpf::run(&opts),
-        Command::Nightly => build_ebpf::pick_toolchain(None).map(|t| println!("{t}")),
+        Command::Nightly => build_ebpf::pick_toolchain(None)
+            .map(|t| println!("{t}"))
+            .map_err(Into::into),
         Command::Bench(opts) => bench::run(&opts),
+        Command::Lint => lint::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

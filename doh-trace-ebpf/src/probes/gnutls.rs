@@ -30,7 +30,7 @@ fn enter(ctx: &ProbeContext, direction: u32) -> u32 {
     let session: u64 = ctx.arg(0).unwrap_or(0);
     let buf: u64 = ctx.arg(1).unwrap_or(0);
     if direction == DIR_EGRESS
-        && unsafe { GNUTLS_CORKED.get(&session_key(pid_tgid, session)) }.is_some()
+        && unsafe { GNUTLS_CORKED.get(session_key(pid_tgid, session)) }.is_some()
     {
         // Buffered only; uncork sends these bytes again.
         return 0;
@@ -78,7 +78,7 @@ pub fn gnutls_record_cork_enter(ctx: ProbeContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let session: u64 = ctx.arg(0).unwrap_or(0);
     if session != 0 && !is_tracer(pid_tgid) {
-        let _ = GNUTLS_CORKED.insert(&session_key(pid_tgid, session), &1, 0);
+        let _ = GNUTLS_CORKED.insert(session_key(pid_tgid, session), 1, 0);
     }
     0
 }
@@ -90,7 +90,7 @@ pub fn gnutls_record_uncork_enter(ctx: ProbeContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let session: u64 = ctx.arg(0).unwrap_or(0);
     if session != 0 {
-        let _ = GNUTLS_CORKED.remove(&session_key(pid_tgid, session));
+        let _ = GNUTLS_CORKED.remove(session_key(pid_tgid, session));
     }
     0
 }

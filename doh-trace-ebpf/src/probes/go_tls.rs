@@ -35,7 +35,7 @@ fn enter(ctx: &ProbeContext, direction: u32) -> u32 {
         return 0;
     }
     let tgid = (pid_tgid >> 32) as u32;
-    let _ = GO_TGIDS.insert(&tgid, &1, 0);
+    let _ = GO_TGIDS.insert(tgid, 1, 0);
     let key = TlsObjKey {
         tgid,
         _pad: 0,
@@ -69,10 +69,10 @@ pub fn go_tls_return(ctx: ProbeContext) -> u32 {
         _pad: 0,
         tls_obj: g,
     };
-    let Some(call) = (unsafe { GO_CALLS.get(&key) }).copied() else {
+    let Some(call) = (unsafe { GO_CALLS.get(key) }).copied() else {
         return 0;
     };
-    let _ = GO_CALLS.remove(&key);
+    let _ = GO_CALLS.remove(key);
     if n <= 0 {
         return 0;
     }

@@ -19,8 +19,8 @@ pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
     if tgid != pid_tgid as u32 || !in_scope(tgid) {
         return 0;
     }
-    if unsafe { TRACKED_TGIDS.get(&tgid) }.is_some() {
-        let _ = TRACKED_TGIDS.remove(&tgid);
+    if unsafe { TRACKED_TGIDS.get(tgid) }.is_some() {
+        let _ = TRACKED_TGIDS.remove(tgid);
         emit_exit();
     }
     0

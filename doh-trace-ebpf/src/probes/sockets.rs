@@ -16,15 +16,16 @@ use aya_ebpf::{
 };
 use doh_trace_common::{
     PendingSockCall, SockIo, Source, Stat, TlsCall, TlsObjKey, AF_INET, AF_INET6, CAPTURE_COUNT,
-    CAPTURE_SOCK_SKIP, CHUNK_SIZE, CONN_ACCEPT, CONN_CONNECT, CONN_TYPE_SHIFT, DIR_EGRESS,
-    DIR_INGRESS, IO_COPY, IO_COUNT_ONLY, IO_DATAGRAM, IO_FLAT, IO_IOVEC, IO_MMSG, IO_MSG,
-    MAX_CHUNKS_PER_CALL, MAX_IOV, MAX_MMSG, SOCK_DGRAM, SOCK_STREAM,
+    CHUNK_SIZE, CONN_ACCEPT, CONN_CONNECT, CONN_TYPE_SHIFT, DIR_EGRESS, DIR_INGRESS, IO_COPY,
+    IO_COUNT_ONLY, IO_DATAGRAM, IO_FLAT, IO_IOVEC, IO_MMSG, IO_MSG, MAX_CHUNKS_PER_CALL, MAX_IOV,
+    MAX_MMSG, SOCK_DGRAM, SOCK_STREAM,
 };
 
 use crate::{
+    capture::{count_bytes, tracked_socket_mode},
     emit::{
-        begin_call, bump, count_bytes, emit_chunk, emit_close, emit_conn, emit_conn_bytes,
-        emit_datagram, emit_range, is_dns_port, read_sockaddr, DataSpec,
+        begin_call, bump, emit_chunk, emit_close, emit_conn, emit_conn_bytes, emit_datagram,
+        emit_range, is_dns_port, read_sockaddr, DataSpec,
     },
     maps::{
         fd_key, in_scope, CAPTURE, GO_CALLS, GO_TGIDS, SOCKETS_OPENING, SOCK_CALLS, SOCK_IO,
@@ -71,14 +72,14 @@ fn io_enter(ctx: &TracePointContext, direction: u32, shape: u32, addr_slot: usiz
         return 0;
     }
     let fd = arg_u64(ctx, ARG0) as i32;
-    if let Some(call) = TLS_CALLS.get_ptr_mut(&pid_tgid) {
+    if let Some(call) = TLS_CALLS.get_ptr_mut(pid_tgid) {
         let call = unsafe { &mut *call };
         if call.direction == direction && call.fd < 0 {
             call.fd = fd;
         }
         return 0;
     }
-    if unsafe { GO_TGIDS.get(&tgid) }.is_some() {
+    if unsafe { GO_TGIDS.get(tgid) }.is_some() {
         if let Some(call) = current_go_call(tgid) {
             let call = unsafe { &mut *call };
             if call.direction == direction && call.fd < 0 {
@@ -88,15 +89,10 @@ fn io_enter(ctx: &TracePointContext, direction: u32, shape: u32, addr_slot: usiz
         }
     }
     let key = fd_key(tgid, fd);
-    let mode = if unsafe { TRACKED_FDS.get(&key) }.is_some() {
-        match unsafe { CAPTURE.get(&key) } {
-            Some(c) if c.policy & CAPTURE_SOCK_SKIP != 0 => {
-                if c.policy & CAPTURE_COUNT == 0 {
-                    return 0;
-                }
-                IO_COUNT_ONLY
-            }
-            _ => IO_COPY,
+    let mode = if unsafe { TRACKED_FDS.get(key) }.is_some() {
+        match tracked_socket_mode(key) {
+            Some(mode) => mode,
+            None => return 0,
         }
     } else {
         IO_DATAGRAM
@@ -116,7 +112,7 @@ fn io_enter(ctx: &TracePointContext, direction: u32, shape: u32, addr_slot: usiz
     if mode == IO_DATAGRAM && !datagram_may_be_dns(&io) {
         return 0;
     }
-    let _ = SOCK_IO.insert(&pid_tgid, &io, 0);
+    let _ = SOCK_IO.insert(pid_tgid, io, 0);
     0
 }
 
@@ -139,7 +135,7 @@ fn current_go_call(tgid: u32) -> Option<*mut TlsCall> {
         _pad: 0,
         tls_obj: g,
     };
-    GO_CALLS.get_ptr_mut(&key)
+    GO_CALLS.get_ptr_mut(key)
 }
 
 /// For an untracked socket, whether the call can be a DNS datagram: it names a peer address,
@@ -265,8 +261,8 @@ fn io_exit_begin(ctx: &TracePointContext) -> Option<(SockIo, u32)> {
     if !in_scope((pid_tgid >> 32) as u32) {
         return None;
     }
-    let io = (unsafe { SOCK_IO.get(&pid_tgid) }).copied()?;
-    let _ = SOCK_IO.remove(&pid_tgid);
+    let io = (unsafe { SOCK_IO.get(pid_tgid) }).copied()?;
+    let _ = SOCK_IO.remove(pid_tgid);
     let ret = arg_u64(ctx, RET) as i64;
     if ret <= 0 || io.buf == 0 {
         return None;
@@ -506,7 +502,7 @@ pub fn sys_enter_socket(ctx: TracePointContext) -> u32 {
     if !in_scope((pid_tgid >> 32) as u32) {
         return 0;
     }
-    let _ = SOCKETS_OPENING.insert(&pid_tgid, &sock_type, 0);
+    let _ = SOCKETS_OPENING.insert(pid_tgid, sock_type, 0);
     0
 }
 
@@ -517,13 +513,13 @@ pub fn sys_exit_socket(ctx: TracePointContext) -> u32 {
     if !in_scope((pid_tgid >> 32) as u32) {
         return 0;
     }
-    let Some(sock_type) = (unsafe { SOCKETS_OPENING.get(&pid_tgid) }).copied() else {
+    let Some(sock_type) = (unsafe { SOCKETS_OPENING.get(pid_tgid) }).copied() else {
         return 0;
     };
-    let _ = SOCKETS_OPENING.remove(&pid_tgid);
+    let _ = SOCKETS_OPENING.remove(pid_tgid);
     let fd = arg_u64(&ctx, RET) as i64;
     if fd >= 0 {
-        let _ = SOCK_TYPES.insert(&fd_key((pid_tgid >> 32) as u32, fd as i32), &sock_type, 0);
+        let _ = SOCK_TYPES.insert(fd_key((pid_tgid >> 32) as u32, fd as i32), sock_type, 0);
     }
     0
 }
@@ -540,7 +536,7 @@ fn save_sock_call(ctx: &TracePointContext, how: u32) -> u32 {
         fd: arg_u64(ctx, ARG0) as i32,
         how,
     };
-    let _ = SOCK_CALLS.insert(&pid_tgid, &pending, 0);
+    let _ = SOCK_CALLS.insert(pid_tgid, pending, 0);
     0
 }
 
@@ -551,10 +547,10 @@ fn finish_sock_call(ctx: &TracePointContext) -> u32 {
     if !in_scope((pid_tgid >> 32) as u32) {
         return 0;
     }
-    let Some(call) = (unsafe { SOCK_CALLS.get(&pid_tgid) }).copied() else {
+    let Some(call) = (unsafe { SOCK_CALLS.get(pid_tgid) }).copied() else {
         return 0;
     };
-    let _ = SOCK_CALLS.remove(&pid_tgid);
+    let _ = SOCK_CALLS.remove(pid_tgid);
     let ret = arg_u64(ctx, RET) as i64;
     let fd = match call.how {
         CONN_CONNECT if ret == 0 || ret == -EINPROGRESS => call.fd,
@@ -568,7 +564,7 @@ fn finish_sock_call(ctx: &TracePointContext) -> u32 {
     let sock_type = if call.how == CONN_ACCEPT {
         SOCK_STREAM
     } else {
-        unsafe { SOCK_TYPES.get(&fd_key(tgid, fd)) }
+        unsafe { SOCK_TYPES.get(fd_key(tgid, fd)) }
             .copied()
             .unwrap_or(0)
     };
@@ -622,14 +618,14 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     }
     let fd = arg_u64(&ctx, ARG0) as i32;
     let key = (pid_tgid & 0xffff_ffff_0000_0000) | fd as u32 as u64;
-    if unsafe { TRACKED_FDS.get(&key) }.is_some() {
-        let _ = TRACKED_FDS.remove(&key);
-        if let Some(cap) = unsafe { CAPTURE.get(&key) } {
+    if unsafe { TRACKED_FDS.get(key) }.is_some() {
+        let _ = TRACKED_FDS.remove(key);
+        if let Some(cap) = unsafe { CAPTURE.get(key) } {
             if cap.policy & CAPTURE_COUNT != 0 {
                 emit_conn_bytes(fd, cap);
             }
         }
-        let _ = CAPTURE.remove(&key);
+        let _ = CAPTURE.remove(key);
         emit_close(fd);
     }
     0

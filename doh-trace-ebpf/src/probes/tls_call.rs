@@ -32,8 +32,8 @@ pub fn enter_thread(pid_tgid: u64, obj: u64, buf: u64, count_ptr: u64, direction
 /// The calling thread's saved call, taken out of the map.
 #[inline(always)]
 pub fn take_thread_call(pid_tgid: u64) -> Option<TlsCall> {
-    let call = (unsafe { TLS_CALLS.get(&pid_tgid) }).copied()?;
-    let _ = TLS_CALLS.remove(&pid_tgid);
+    let call = (unsafe { TLS_CALLS.get(pid_tgid) }).copied()?;
+    let _ = TLS_CALLS.remove(pid_tgid);
     Some(call)
 }
 
@@ -54,7 +54,7 @@ pub fn save<K>(
         fd: -1,
         direction,
     };
-    let _ = calls.insert(key, &call, 0);
+    let _ = calls.insert(key, call, 0);
 }
 
 /// Whether the library must have been talking to a socket the tracer knows (NSPR's PR_Write
@@ -86,14 +86,14 @@ pub fn finish(tgid: u32, call: &TlsCall, total: u64, source: Source, rule: FdRul
     let (fd, flags) = if call.fd >= 0 {
         if rule == FdRule::KnownSocket {
             let k = fd_key(tgid, call.fd);
-            if unsafe { TRACKED_FDS.get(&k) }.is_none() && unsafe { SOCK_TYPES.get(&k) }.is_none() {
+            if unsafe { TRACKED_FDS.get(k) }.is_none() && unsafe { SOCK_TYPES.get(k) }.is_none() {
                 return;
             }
         }
-        let _ = TLS_FDS.insert(&key, &call.fd, 0);
+        let _ = TLS_FDS.insert(key, call.fd, 0);
         (call.fd, 0)
     } else {
-        match unsafe { TLS_FDS.get(&key) } {
+        match unsafe { TLS_FDS.get(key) } {
             Some(fd) => (*fd, DATA_FD_FROM_CACHE),
             None if rule == FdRule::KnownSocket => return,
             None => {

@@ -1,7 +1,7 @@
 //! The declarative probe table: which eBPF program goes on which symbol (the tracepoints are
 //! `doh_trace_common::TRACEPOINTS`), and the TLS stacks users name (`--stacks`).
 
-use doh_trace_common::OPENSSL_FUNCTIONS;
+use doh_trace_common::{names::programs, OPENSSL_FUNCTIONS};
 
 /// Where a program attaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,14 +106,26 @@ pub const OPENSSL: SymbolStack = SymbolStack {
     stack: Stack::Openssl,
     sonames: &["libssl.so.3", "libssl.so.1.1"],
     probes: &[
-        entry("openssl_ssl_write_enter", OPENSSL_FUNCTIONS[0], true),
-        ret("openssl_ssl_exit", OPENSSL_FUNCTIONS[0], true),
-        entry("openssl_ssl_read_enter", OPENSSL_FUNCTIONS[1], true),
-        ret("openssl_ssl_exit", OPENSSL_FUNCTIONS[1], true),
-        entry("openssl_ssl_write_ex_enter", OPENSSL_FUNCTIONS[2], false),
-        ret("openssl_ssl_exit", OPENSSL_FUNCTIONS[2], false),
-        entry("openssl_ssl_read_ex_enter", OPENSSL_FUNCTIONS[3], false),
-        ret("openssl_ssl_exit", OPENSSL_FUNCTIONS[3], false),
+        entry(
+            programs::OPENSSL_SSL_WRITE_ENTER,
+            OPENSSL_FUNCTIONS[0],
+            true,
+        ),
+        ret(programs::OPENSSL_SSL_EXIT, OPENSSL_FUNCTIONS[0], true),
+        entry(programs::OPENSSL_SSL_READ_ENTER, OPENSSL_FUNCTIONS[1], true),
+        ret(programs::OPENSSL_SSL_EXIT, OPENSSL_FUNCTIONS[1], true),
+        entry(
+            programs::OPENSSL_SSL_WRITE_EX_ENTER,
+            OPENSSL_FUNCTIONS[2],
+            false,
+        ),
+        ret(programs::OPENSSL_SSL_EXIT, OPENSSL_FUNCTIONS[2], false),
+        entry(
+            programs::OPENSSL_SSL_READ_EX_ENTER,
+            OPENSSL_FUNCTIONS[3],
+            false,
+        ),
+        ret(programs::OPENSSL_SSL_EXIT, OPENSSL_FUNCTIONS[3], false),
     ],
 };
 
@@ -123,12 +135,28 @@ pub const GNUTLS: SymbolStack = SymbolStack {
     stack: Stack::Gnutls,
     sonames: &["libgnutls.so.30"],
     probes: &[
-        entry("gnutls_record_send_enter", "gnutls_record_send", true),
-        ret("gnutls_record_exit", "gnutls_record_send", true),
-        entry("gnutls_record_recv_enter", "gnutls_record_recv", true),
-        ret("gnutls_record_exit", "gnutls_record_recv", true),
-        entry("gnutls_record_cork_enter", "gnutls_record_cork", true),
-        entry("gnutls_record_uncork_enter", "gnutls_record_uncork", true),
+        entry(
+            programs::GNUTLS_RECORD_SEND_ENTER,
+            "gnutls_record_send",
+            true,
+        ),
+        ret(programs::GNUTLS_RECORD_EXIT, "gnutls_record_send", true),
+        entry(
+            programs::GNUTLS_RECORD_RECV_ENTER,
+            "gnutls_record_recv",
+            true,
+        ),
+        ret(programs::GNUTLS_RECORD_EXIT, "gnutls_record_recv", true),
+        entry(
+            programs::GNUTLS_RECORD_CORK_ENTER,
+            "gnutls_record_cork",
+            true,
+        ),
+        entry(
+            programs::GNUTLS_RECORD_UNCORK_ENTER,
+            "gnutls_record_uncork",
+            true,
+        ),
     ],
 };
 
@@ -137,14 +165,14 @@ pub const NSPR: SymbolStack = SymbolStack {
     stack: Stack::Nss,
     sonames: &["libnspr4.so"],
     probes: &[
-        entry("nspr_write_enter", "PR_Write", true),
-        ret("nspr_exit", "PR_Write", true),
-        entry("nspr_read_enter", "PR_Read", true),
-        ret("nspr_exit", "PR_Read", true),
-        entry("nspr_write_enter", "PR_Send", false),
-        ret("nspr_exit", "PR_Send", false),
-        entry("nspr_recv_enter", "PR_Recv", false),
-        ret("nspr_exit", "PR_Recv", false),
+        entry(programs::NSPR_WRITE_ENTER, "PR_Write", true),
+        ret(programs::NSPR_EXIT, "PR_Write", true),
+        entry(programs::NSPR_READ_ENTER, "PR_Read", true),
+        ret(programs::NSPR_EXIT, "PR_Read", true),
+        entry(programs::NSPR_WRITE_ENTER, "PR_Send", false),
+        ret(programs::NSPR_EXIT, "PR_Send", false),
+        entry(programs::NSPR_RECV_ENTER, "PR_Recv", false),
+        ret(programs::NSPR_EXIT, "PR_Recv", false),
     ],
 };
 
@@ -152,18 +180,25 @@ pub const NSPR: SymbolStack = SymbolStack {
 pub const SYMBOL_STACKS: &[&SymbolStack] = &[&OPENSSL, &GNUTLS, &NSPR];
 
 /// Go crypto/tls programs: at the entry of Write and Read, and at each of their RETs.
-pub const GO_WRITE_ENTER: &str = "go_tls_write_enter";
-pub const GO_READ_ENTER: &str = "go_tls_read_enter";
-pub const GO_RETURN: &str = "go_tls_return";
+pub const GO_WRITE_ENTER: &str = programs::GO_TLS_WRITE_ENTER;
+pub const GO_READ_ENTER: &str = programs::GO_TLS_READ_ENTER;
+pub const GO_RETURN: &str = programs::GO_TLS_RETURN;
 
-/// Every uprobe program of the object, for loading.
-pub fn uprobe_programs() -> Vec<&'static str> {
-    let mut names: Vec<&'static str> = SYMBOL_STACKS
-        .iter()
-        .flat_map(|s| s.probes.iter().map(|p| p.program))
-        .chain([GO_WRITE_ENTER, GO_READ_ENTER, GO_RETURN])
-        .collect();
-    names.sort_unstable();
-    names.dedup();
-    names
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_names_exactly_the_objects_uprobe_programs() {
+        let mut named: Vec<&str> = SYMBOL_STACKS
+            .iter()
+            .flat_map(|s| s.probes.iter().map(|p| p.program))
+            .chain([GO_WRITE_ENTER, GO_READ_ENTER, GO_RETURN])
+            .collect();
+        named.sort_unstable();
+        named.dedup();
+        let mut all = programs::ALL.to_vec();
+        all.sort_unstable();
+        assert_eq!(named, all);
+    }
 }

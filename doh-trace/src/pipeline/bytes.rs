@@ -10,9 +10,9 @@ use crate::{
     lookup::opaque,
     proto::{
         dns::client::{DnsClient, Framing},
-        doh::{client_h1::H1Client, client_h2::H2Client, exchange::FirstRequest},
+        doh::{client_h1::H1Client, client_h2::H2Client},
         tls::{parse_client_hello, HelloParse},
-        Bytes, ClientDecoder, Fed, Seen,
+        Bytes, ClientDecoder, Fed, FirstRequest, Seen,
     },
     source::{ConnId, ConnKey, DataChunk, Datagram, Direction, Layer, SocketType},
 };

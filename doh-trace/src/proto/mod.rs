@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 
 use crate::{counters::DecodeCounters, source::Direction};
 use dns::client::{DnsFinished, PendingQuery};
-use doh::exchange::{Finished, FirstRequest};
+use doh::exchange::Finished;
 
 /// When and by which thread something was seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +52,17 @@ impl Exchanges {
     pub fn is_empty(&self) -> bool {
         self.doh.is_empty() && self.dns.is_empty() && self.sent_to_local.is_empty()
     }
+}
+
+/// What the first request on a connection said about it (for capture minimisation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstRequest {
+    /// No request yet.
+    Pending,
+    /// The first request carried DNS (DoH; any query of a DNS client).
+    Dns,
+    /// The first request was something else.
+    NotDns,
 }
 
 /// What decoding some bytes led to.

@@ -491,7 +491,7 @@ mod tests {
             assert_eq!(result, expected_result);
         }
         {
-            #[allow(clippy::identity_op)] // for communicating intent
+            #[allow(clippy::identity_op, reason = "for communicating intent")]
             let hex_buffer = [0x0 + 7];
             let expected_result = vec![b'0'];
 

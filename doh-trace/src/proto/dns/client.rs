@@ -8,8 +8,7 @@ use crate::{
     counters::DecodeCounters,
     proto::{
         dns::{self, DnsSummary},
-        doh::exchange::FirstRequest,
-        Bytes, ClientDecoder, Exchanges, Fed, Seen,
+        Bytes, ClientDecoder, Exchanges, Fed, FirstRequest, Seen,
     },
     source::Direction,
 };
@@ -97,7 +96,10 @@ impl DnsClient {
     /// and `call_end` its end; a stream ignores both. `peer` is where a datagram went to or came
     /// from (the connection's peer otherwise). Returns how many new queries it sent: they are
     /// the last ones in [`DnsClient::pending`].
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one datagram's or stream slice's facts, all needed to pair it"
+    )]
     pub fn decode(
         &mut self,
         dir: Direction,

@@ -9,15 +9,12 @@ use crate::{
         doh::{
             self,
             client_h2::H2Client,
-            exchange::{
-                append_bounded, new_stream, DohStream, Finished, FirstRequest, Outcome,
-                ResponseHead,
-            },
+            exchange::{append_bounded, new_stream, DohStream, Finished, Outcome, ResponseHead},
             DohRequest,
         },
         http1::{H1Error, H1Event, Http1Decoder},
         http2::HeaderFields,
-        Bytes, ClientDecoder, Exchanges, Fed, Seen,
+        Bytes, ClientDecoder, Exchanges, Fed, FirstRequest, Seen,
     },
     source::Direction,
 };
@@ -38,7 +35,10 @@ struct RequestQueue {
 
 // Kept slots are the common case and are bounded by MAX_QUEUED; runs of skipped requests are
 // merged into one slot, so boxing the large variant would only add an allocation per request.
-#[allow(clippy::large_enum_variant)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "kept slots are the common case, bounded by MAX_QUEUED"
+)]
 enum Slot {
     Kept(Exchange),
     /// This many requests over the limit, in a row.

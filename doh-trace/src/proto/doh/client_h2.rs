@@ -11,11 +11,11 @@ use crate::{
         doh::{
             self,
             exchange::append_bounded,
-            exchange::{new_stream, DohStream, Finished, FirstRequest, Outcome, ResponseHead},
+            exchange::{new_stream, DohStream, Finished, Outcome, ResponseHead},
             DohRequest,
         },
         http2::{DirectionDecoder, H2Error, H2Event, HeaderFields},
-        Bytes, ClientDecoder, Exchanges, Fed, Seen,
+        Bytes, ClientDecoder, Exchanges, Fed, FirstRequest, Seen,
     },
     source::Direction,
 };

@@ -5,7 +5,7 @@ use crate::proto::{
     doh::json::DNS_JSON,
     doh::{DohRequest, MAX_DNS_MESSAGE},
     http2::HeaderFields,
-    Seen,
+    FirstRequest, Seen,
 };
 
 /// A DoH exchange in progress or finished.
@@ -97,17 +97,6 @@ pub struct Finished {
     pub stream: Box<DohStream>,
     pub outcome: Outcome,
     pub ended: Seen,
-}
-
-/// What the first request on a connection said about it (for capture minimisation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FirstRequest {
-    /// No request yet.
-    Pending,
-    /// The first request carried DNS (DoH; any query of a DNS client).
-    Dns,
-    /// The first request was something else.
-    NotDns,
 }
 
 /// Appends body bytes up to the largest DNS message; beyond it marks the body oversized.

@@ -11,7 +11,10 @@ use aya::{
     programs::{TracePoint, UProbe},
     Ebpf, EbpfLoader,
 };
-use doh_trace_common::{Capture, Stat, SCOPE_INLINE_PIDS, STAT_COUNT, TRACEPOINTS};
+use doh_trace_common::{
+    names::{globals, maps, programs},
+    Capture, Stat, SCOPE_INLINE_PIDS, STAT_COUNT, TRACEPOINTS,
+};
 
 use doh_trace::{conn::policy::KernelCapture, hooks::table::Stack};
 use hooks::{HookScope, Hooks};
@@ -86,10 +89,10 @@ impl Tracer {
             inline_pids[..scope.pids.len()].copy_from_slice(&scope.pids);
         }
         let mut ebpf = EbpfLoader::new()
-            .override_global("TRACER_TGID", &tgid, true)
-            .override_global("SCOPE_PID_COUNT", &named, true)
-            .override_global("SCOPE_PIDS", &inline_pids, true)
-            .map_max_entries("EVENTS", ring_bytes)
+            .override_global(globals::TRACER_TGID, &tgid, true)
+            .override_global(globals::SCOPE_PID_COUNT, &named, true)
+            .override_global(globals::SCOPE_PIDS, &inline_pids, true)
+            .map_max_entries(maps::EVENTS, ring_bytes)
             .load(EBPF_OBJECT)
             .map_err(|e| load_error_advice(anyhow!(e)))?;
         let mut report = AttachReport {
@@ -97,10 +100,8 @@ impl Tracer {
             ..AttachReport::default()
         };
         {
-            let map = ebpf
-                .map_mut("DNS_PORTS")
-                .ok_or_else(|| anyhow!("DNS_PORTS map missing"))?;
-            let mut ports: BpfHashMap<&mut MapData, u16, u8> = BpfHashMap::try_from(map)?;
+            let mut ports: BpfHashMap<&mut MapData, u16, u8> =
+                BpfHashMap::try_from(map_mut(&mut ebpf, maps::DNS_PORTS)?)?;
             for &port in dns_ports {
                 ports
                     .insert(port, 1, 0)
@@ -109,10 +110,8 @@ impl Tracer {
         }
         if !fit_inline {
             // More --pid than fit inline: the syscall programs look the processes up here.
-            let map = ebpf
-                .map_mut("SCOPE_TGIDS")
-                .ok_or_else(|| anyhow!("SCOPE_TGIDS map missing"))?;
-            let mut tgids: BpfHashMap<&mut MapData, u32, u8> = BpfHashMap::try_from(map)?;
+            let mut tgids: BpfHashMap<&mut MapData, u32, u8> =
+                BpfHashMap::try_from(map_mut(&mut ebpf, maps::SCOPE_TGIDS)?)?;
             for &pid in &scope.pids {
                 tgids
                     .insert(pid, 1, 0)
@@ -129,7 +128,7 @@ impl Tracer {
             report.tracepoints += 1;
         }
 
-        for name in doh_trace::hooks::table::uprobe_programs() {
+        for name in programs::ALL {
             let prog: &mut UProbe = program(&mut ebpf, name)?.try_into()?;
             prog.load().with_context(|| format!("loading {name}"))?;
         }
@@ -162,19 +161,16 @@ impl Tracer {
     pub fn take_events(&mut self) -> Result<RingBuf<aya::maps::MapData>> {
         let map = self
             .ebpf
-            .take_map("EVENTS")
-            .ok_or_else(|| anyhow!("EVENTS map missing"))?;
+            .take_map(maps::EVENTS)
+            .ok_or_else(|| missing_map(maps::EVENTS))?;
         Ok(RingBuf::try_from(map)?)
     }
 
     /// Tells the eBPF side whether the tracer drains the ring buffer on its own timer: only
     /// then may records wait for a batch instead of waking it.
     pub fn set_draining(&mut self, on: bool) -> Result<()> {
-        let map = self
-            .ebpf
-            .map_mut("DRAINING")
-            .ok_or_else(|| anyhow!("DRAINING map missing"))?;
-        let mut draining: Array<&mut MapData, u32> = Array::try_from(map)?;
+        let mut draining: Array<&mut MapData, u32> =
+            Array::try_from(map_mut(&mut self.ebpf, maps::DRAINING)?)?;
         draining.set(0, u32::from(on), 0)?;
         Ok(())
     }
@@ -183,8 +179,8 @@ impl Tracer {
     pub fn kernel_counters(&self) -> Result<KernelCounters> {
         let map = self
             .ebpf
-            .map("STATS")
-            .ok_or_else(|| anyhow!("STATS map missing"))?;
+            .map(maps::STATS)
+            .ok_or_else(|| missing_map(maps::STATS))?;
         let stats: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map)?;
         let mut values = [0u64; STAT_COUNT as usize];
         for (i, v) in values.iter_mut().enumerate() {
@@ -197,11 +193,8 @@ impl Tracer {
 impl KernelCapture for Tracer {
     /// Sets policy bits for (pid, fd) in the CAPTURE map.
     fn set_policy(&mut self, pid: u32, fd: i32, policy: u32) -> Result<()> {
-        let map = self
-            .ebpf
-            .map_mut("CAPTURE")
-            .ok_or_else(|| anyhow!("CAPTURE map missing"))?;
-        let mut captures: BpfHashMap<&mut MapData, u64, Capture> = BpfHashMap::try_from(map)?;
+        let mut captures: BpfHashMap<&mut MapData, u64, Capture> =
+            BpfHashMap::try_from(map_mut(&mut self.ebpf, maps::CAPTURE)?)?;
         let key = (u64::from(pid) << 32) | u64::from(fd as u32);
         let mut cap = captures.get(&key, 0).unwrap_or_default();
         cap.policy |= policy;
@@ -249,6 +242,14 @@ impl KernelCounters {
     }
 }
 
+fn missing_map(name: &str) -> anyhow::Error {
+    anyhow!("map {name} missing from the eBPF object")
+}
+
+fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::maps::Map> {
+    ebpf.map_mut(name).ok_or_else(|| missing_map(name))
+}
+
 fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::programs::Program> {
     ebpf.program_mut(name)
         .ok_or_else(|| anyhow!("program {name} missing from the eBPF object"))
@@ -262,5 +263,56 @@ fn load_error_advice(e: anyhow::Error) -> anyhow::Error {
         )
     } else {
         e.context("loading the eBPF object (needs Linux ≥ 5.8 with BPF ring buffers)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use object::{Object as _, ObjectSymbol as _};
+
+    use super::*;
+
+    #[test]
+    fn the_embedded_object_was_built_from_the_sources_in_the_tree() {
+        let built = env!("DOH_TRACE_EBPF_BUILT_FROM");
+        let layout = doh_trace_ebpf_build::Layout::new(env!("DOH_TRACE_WORKSPACE"));
+        let now = doh_trace_ebpf_build::sources_hash(&layout).expect("eBPF sources readable");
+        if built == "unknown" {
+            if std::env::var("DOH_TRACE_E2E").as_deref() == Ok("require") {
+                panic!(
+                    "the embedded eBPF object was not built by this build (DOH_TRACE_EBPF_OBJECT?)"
+                );
+            }
+            eprintln!("skipped: the embedded eBPF object was not built from this tree");
+            return;
+        }
+        assert_eq!(
+            built,
+            format!("{now:016x}"),
+            "the embedded eBPF object is older than its sources: rebuild without \
+             DOH_TRACE_SKIP_EBPF_BUILD (or run `cargo xtask build-ebpf`)"
+        );
+    }
+
+    #[test]
+    fn the_embedded_object_has_every_name_the_loader_uses() {
+        if EBPF_OBJECT.is_empty() {
+            if std::env::var("DOH_TRACE_E2E").as_deref() == Ok("require") {
+                panic!("built without the eBPF object (DOH_TRACE_SKIP_EBPF_BUILD?)");
+            }
+            eprintln!("skipped: built without the eBPF object");
+            return;
+        }
+        let elf = object::File::parse(EBPF_OBJECT).expect("the eBPF object is an ELF file");
+        let symbols: Vec<&str> = elf.symbols().filter_map(|s| s.name().ok()).collect();
+        let wanted = maps::ALL
+            .iter()
+            .chain(&globals::ALL)
+            .chain(&programs::ALL)
+            .copied()
+            .chain(TRACEPOINTS.iter().map(|t| t.name));
+        for name in wanted {
+            assert!(symbols.contains(&name), "{name} is not in the eBPF object");
+        }
     }
 }
