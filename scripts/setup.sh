@@ -69,10 +69,19 @@ if [ -z "$nightly" ]; then
   rustup toolchain install "$PINNED_NIGHTLY" --profile minimal --component rust-src
   nightly=$PINNED_NIGHTLY
 fi
-if ! rustup component list --toolchain "$nightly" --installed | grep -q '^rust-src'; then
-  log "adding rust-src to $nightly"
-  rustup component add rust-src --toolchain "$nightly"
-fi
+for c in rust-src rustfmt clippy; do
+  if ! rustup component list --toolchain "$nightly" --installed | grep -q "^$c"; then
+    log "adding $c to $nightly"
+    rustup component add "$c" --toolchain "$nightly"
+  fi
+done
+# `cargo xtask lint` runs rustfmt and clippy on the default toolchain too.
+for c in rustfmt clippy; do
+  if ! rustup component list --installed | grep -q "^$c"; then
+    log "adding $c"
+    rustup component add "$c"
+  fi
+done
 
 if command -v bpf-linker >/dev/null 2>&1 && bpf-linker --version | grep -q "bpf-linker ${BPF_LINKER_VERSION}"; then
   log "bpf-linker present: $(bpf-linker --version)"

@@ -2,7 +2,8 @@
 # Sets up a fresh Debian/Ubuntu machine and runs doh-trace's whole test suite, as root:
 #   1. parser unit tests and HTTP/2 tests on real h2-crate traffic (cargo test),
 #   2. a short fuzz run of every fuzz target (FUZZ_SECONDS each, default 20),
-#   3. the privileged end-to-end tests: the real tracer and eBPF programs, real DoH servers
+#   3. lint: rustfmt, clippy (userspace and eBPF) and the module graph (cargo xtask lint),
+#   4. the privileged end-to-end tests: the real tracer and eBPF programs, real DoH servers
 #      (unbound, dnsdist) and real clients (curl, python3) in a private network namespace.
 # The privileged tier may not skip: DOH_TRACE_E2E=require turns any skip into a failure.
 set -euo pipefail
@@ -19,6 +20,9 @@ export DOH_TRACE_E2E=require
 scripts/setup.sh
 cargo xtask build-ebpf
 cargo build --release --locked
+
+echo "== lint (fmt, clippy in two passes, module graph)"
+cargo xtask lint
 
 echo "== unit and decoder tests"
 cargo test --locked -p doh-trace -p doh-trace-common -p xtask -p loona-hpack

@@ -29,7 +29,7 @@ pub enum Wake {
     /// At once: a new connection, a process's first datagram, bytes of a connection not yet
     /// classified (the tracer reads the process and socket when it classifies), an exec.
     Now,
-    /// While the tracer drains the ring on its own timer (`doh-trace/src/live/drain_timer.rs`,
+    /// While the tracer drains the ring on its own timer (`doh-trace/src/bin/doh-trace/live/drain_timer.rs`,
     /// every 10 ms while records flow): when that timer comes, or when an eighth of the ring
     /// waits. An idle tracer has no timer and is woken at once. Order is
     /// kept: a record woken for brings every record before it.

@@ -9,8 +9,8 @@
 //! copy is decided by [`crate::conn::policy`]. The same code runs live, on recordings and on
 //! any other source; only the [`ProcessInfo`] differs.
 //!
-//! The handlers: [`bytes`] (data and datagrams, classification, decoders), [`lifecycle`]
-//! (connections opening and ending, processes, time), [`report`] (exchanges into records).
+//! The handlers: `bytes` (data and datagrams, classification, decoders), `lifecycle`
+//! (connections opening and ending, processes, time), `report` (exchanges into records).
 
 mod bytes;
 mod lifecycle;
