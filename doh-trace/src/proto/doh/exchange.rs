@@ -5,7 +5,7 @@ use crate::proto::{
     doh::json::DNS_JSON,
     doh::{DohRequest, MAX_DNS_MESSAGE},
     http2::HeaderFields,
-    FirstRequest, Seen,
+    Seen,
 };
 
 /// A DoH exchange in progress or finished.
