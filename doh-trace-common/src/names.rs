@@ -17,9 +17,19 @@ pub mod maps {
     pub const SCOPE_TGIDS: &str = "SCOPE_TGIDS";
     /// Per-connection capture policy (`Capture`).
     pub const CAPTURE: &str = "CAPTURE";
+    /// The socket of each TLS object (`TlsObjKey` → fd): userspace adds the ones it binds.
+    pub const TLS_FDS: &str = "TLS_FDS";
 
     /// Every map the loader opens.
-    pub const ALL: [&str; 6] = [EVENTS, DRAINING, STATS, DNS_PORTS, SCOPE_TGIDS, CAPTURE];
+    pub const ALL: [&str; 7] = [
+        EVENTS,
+        DRAINING,
+        STATS,
+        DNS_PORTS,
+        SCOPE_TGIDS,
+        CAPTURE,
+        TLS_FDS,
+    ];
 }
 
 /// Read-only globals the loader sets before loading.

@@ -25,6 +25,10 @@ pub enum EventKind {
     /// Byte totals of a connection userspace asked to count, sent just before its
     /// [`CloseEvent`]: [`ConnBytesEvent`].
     ConnBytes = 7,
+    /// A TLS object whose ciphertext travels through a memory or custom BIO was found to be a
+    /// socket's: its ClientHello went out on that socket ([`TlsBindEvent`]). Made by userspace
+    /// (which finds the binding), in the same format, so that recordings replay it.
+    TlsBind = 8,
 }
 
 impl TryFrom<u32> for EventKind {
@@ -38,6 +42,7 @@ impl TryFrom<u32> for EventKind {
             5 => EventKind::Exec,
             6 => EventKind::Datagram,
             7 => EventKind::ConnBytes,
+            8 => EventKind::TlsBind,
             other => return Err(other),
         })
     }
@@ -262,6 +267,22 @@ pub struct ConnBytesEvent {
     pub received: u64,
 }
 
+/// A TLS object bound to its socket: its TLS calls make no socket syscall (a memory BIO, a
+/// BIO pair, an application BIO), but the ClientHello whose client random it holds was written
+/// to socket `fd`. Its plaintext is that connection's from now on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct TlsBindEvent {
+    /// `kind` is [`EventKind::TlsBind`].
+    pub header: EventHeader,
+    /// The socket fd.
+    pub fd: i32,
+    /// Explicit padding; always zero.
+    pub _pad: u32,
+    /// The library's connection object (`SSL *`).
+    pub tls_obj: u64,
+}
+
 /// A thread group exited (its last thread is gone).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(C)]
@@ -280,3 +301,4 @@ const _: () = assert!(DATAGRAM_EVENT_HEADER_SIZE == 80);
 const _: () =
     assert!(core::mem::size_of::<DatagramEvent>() == DATAGRAM_EVENT_HEADER_SIZE + CHUNK_SIZE);
 const _: () = assert!(core::mem::size_of::<ConnBytesEvent>() == 48);
+const _: () = assert!(core::mem::size_of::<TlsBindEvent>() == 40);

@@ -56,6 +56,13 @@ pub struct DecodeCounters {
     pub opaque_conns: u64,
     /// TLS ClientHellos on sockets that could not be parsed.
     pub bad_client_hellos: u64,
+    /// TLS objects on memory or custom BIOs bound to their socket by their client random.
+    pub tls_bound: u64,
+    /// TLS objects without a socket syscall whose socket was not found (their lookups have no
+    /// server address).
+    pub tls_unbound: u64,
+    /// TLS object bindings forgotten because too many were kept.
+    pub tls_bindings_evicted: u64,
     /// Lookups reported.
     pub lookups: u64,
 }
@@ -118,6 +125,11 @@ impl DecodeCounters {
                 self.dns_pending_overflow,
             ),
             ("unparseable TLS ClientHellos", self.bad_client_hellos),
+            (
+                "TLS objects on memory BIOs whose socket was not found",
+                self.tls_unbound,
+            ),
+            ("TLS object bindings evicted", self.tls_bindings_evicted),
         ]
         .into_iter()
         .filter(|(_, n)| *n > 0)
@@ -133,7 +145,7 @@ impl fmt::Display for DecodeCounters {
              {} HTTP/1.1 client connections ({} upgraded to h2c), \
              {} DNS/DoT client sockets, {} opaque encrypted DNS connections, \
              {} classified not DNS, {} server-side (not reported), {} TLS sockets, \
-             {} in protocols not decoded",
+             {} in protocols not decoded, {} TLS objects bound to their socket",
             self.lookups,
             self.events,
             self.h2_client_conns,
@@ -146,6 +158,7 @@ impl fmt::Display for DecodeCounters {
             self.server_side_conns,
             self.tls_on_socket_conns,
             self.undecoded_conns,
+            self.tls_bound,
         )?;
         for (label, n) in self.problems() {
             write!(f, ", {n} {label}")?;

@@ -33,14 +33,6 @@ pub struct CaptureDecision {
 }
 
 impl CaptureDecision {
-    /// The (pid, fd) the eBPF capture map is keyed by, if the connection has an fd.
-    pub fn fd(&self) -> Option<(u32, i32)> {
-        match self.key.id {
-            ConnId::Fd(fd) => Some((self.key.pid, fd)),
-            ConnId::TlsObject(_) => None,
-        }
-    }
-
     /// Whether the connection carries DNS (copied in full) or is an opaque DNS candidate
     /// (counted): what a recording keeps.
     pub fn keeps(&self) -> bool {
@@ -58,8 +50,10 @@ pub trait KernelCapture {
 /// failed update only costs bytes copied for nothing.
 pub fn apply(decisions: &[CaptureDecision], kernel: &mut impl KernelCapture) {
     for d in decisions {
-        if let Some((pid, fd)) = d.fd() {
-            let _ = kernel.set_policy(pid, fd, d.policy);
+        // A TLS object without a socket has no kernel state: its plaintext is copied whole
+        // until it is bound to its socket (`conn/binding.rs`), then by the socket's policy.
+        if let ConnId::Fd(fd) = d.key.id {
+            let _ = kernel.set_policy(d.key.pid, fd, d.policy);
         }
     }
 }
@@ -71,6 +65,8 @@ pub struct CaptureState {
     decided: bool,
     /// That decision was to copy everything.
     copy_all: bool,
+    /// The bits decided, last.
+    policy: u32,
 }
 
 impl CaptureState {
@@ -108,6 +104,7 @@ impl CapturePolicy {
         }
         state.decided = true;
         state.copy_all = policy & full_bit(key.layer) != 0;
+        state.policy = policy;
         self.decisions.push(CaptureDecision { key, policy });
     }
 
@@ -133,9 +130,21 @@ impl CapturePolicy {
     pub fn stopped(&mut self, key: ConnKey, state: &mut CaptureState) {
         if state.decided && state.copy_all {
             state.copy_all = false;
+            state.policy = skip_bit(key.layer);
             self.decisions.push(CaptureDecision {
                 key,
-                policy: skip_bit(key.layer),
+                policy: state.policy,
+            });
+        }
+    }
+
+    /// The connection is known by another key now (a TLS object bound to its socket): what
+    /// was decided under the old one is decided again under `key`.
+    pub fn rekeyed(&mut self, key: ConnKey, state: &CaptureState) {
+        if state.decided {
+            self.decisions.push(CaptureDecision {
+                key,
+                policy: state.policy,
             });
         }
     }

@@ -3,42 +3,92 @@
 //! hooked, what it seems to carry and why it cannot be (stripped static OpenSSL/BoringSSL,
 //! rustls).
 //!
-//! Executables are read through `object`'s read cache: only the headers, symbol tables and the
-//! sections looked at are read, so a 200 MiB browser costs a few reads. A Go binary is read
-//! whole (bounded) for its `.gopclntab`.
+//! Executables are read from the file the tracer opened, through `object`'s read cache: only
+//! the headers, symbol tables and the sections looked at are read, so a 200 MiB browser costs
+//! a few reads, and no region larger than a bound is read at all. The functions a stack hooks
+//! come back as file offsets ([`super::symbols`]), ready to attach through the same file.
 
-use std::{fs::File, path::Path};
+use std::{collections::HashMap, fs::File};
 
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _, ReadCache};
 
-use super::go_binary::{self, GoInspect, GoTlsProbes};
-use crate::hooks::table::{Stack, SymbolStack, SYMBOL_STACKS};
+use super::{
+    go_binary::{self, GoInspect, GoTlsProbes},
+    symbols::{self, SymbolsError},
+    table::{Stack, SymbolStack, SYMBOL_STACKS},
+};
 
-/// Go binaries larger than this are not inspected.
-const MAX_GO_BINARY: u64 = 1 << 30;
 /// At most this much of `.rodata` is searched for library version strings.
 const MAX_RODATA_SCAN: u64 = 64 << 20;
+
+/// A symbol stack found in a file, with the file offset of every function it hooks there.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub stack: &'static SymbolStack,
+    /// Symbol → file offset, for each hooked function the file defines (every required one).
+    pub offsets: HashMap<String, u64>,
+}
+
+impl Resolved {
+    /// Where `symbol` is in the file, if the file defines it.
+    pub fn offset(&self, symbol: &str) -> Option<u64> {
+        self.offsets.get(symbol).copied()
+    }
+}
 
 /// What an executable carries.
 #[derive(Debug)]
 pub enum Carried {
     /// Nothing of interest (TLS, if any, comes from shared libraries).
     Nothing,
-    /// Stacks hooked by symbol, linked statically (their symbols are defined in the file).
-    Static(Vec<&'static SymbolStack>),
+    /// Stacks hooked by symbol, linked statically or exported by the executable.
+    Static(Vec<Resolved>),
     /// Go crypto/tls, with where to probe.
     Go(GoTlsProbes),
     /// A TLS stack that cannot be hooked: (what, why).
     Unhookable(String, String),
 }
 
-/// Inspects the executable at `path` (only the stacks in `enabled`).
-pub fn inspect(path: &Path, enabled: &[Stack]) -> std::io::Result<Carried> {
-    let file = File::open(path)?;
-    let len = file.metadata()?.len();
+/// The functions `stack` hooks, where `elf` defines them; None unless it defines every
+/// required one.
+fn resolve_in<'a, R: object::ReadRef<'a>>(
+    elf: &object::File<'a, R>,
+    stack: &'static SymbolStack,
+) -> Option<Resolved> {
+    let names: Vec<&str> = stack.probes.iter().map(|p| p.hook.symbol()).collect();
+    let offsets = symbols::function_offsets(elf, &names);
+    let complete = stack
+        .probes
+        .iter()
+        .filter(|p| p.required)
+        .all(|p| offsets.contains_key(p.hook.symbol()));
+    complete.then_some(Resolved { stack, offsets })
+}
+
+/// A shared library of `stack` (libssl.so.3, …), opened: where its hooked functions are.
+pub fn resolve_library(file: &File, stack: &'static SymbolStack) -> Result<Resolved, String> {
     let cache = ReadCache::new(file);
-    let Ok(elf) = object::File::parse(&cache) else {
-        return Ok(Carried::Nothing);
+    let elf = symbols::parse(&cache).map_err(|e| e.to_string())?;
+    resolve_in(&elf, stack).ok_or_else(|| {
+        let missing: Vec<&str> = stack
+            .probes
+            .iter()
+            .filter(|p| p.required)
+            .map(|p| p.hook.symbol())
+            .collect();
+        format!("does not define all of {}", missing.join(", "))
+    })
+}
+
+/// Inspects the opened executable `file` (only the stacks in `enabled`).
+pub fn inspect(file: &File, enabled: &[Stack]) -> std::io::Result<Carried> {
+    let cache = ReadCache::new(file);
+    let elf = match symbols::parse(&cache) {
+        Ok(elf) => elf,
+        Err(SymbolsError::NotElf) => return Ok(Carried::Nothing),
+        Err(e @ SymbolsError::TooLarge(_)) => {
+            return Ok(Carried::Unhookable("its TLS".into(), e.to_string()))
+        }
     };
     let is_go = elf.section_by_name(".gopclntab").is_some()
         || elf.section_by_name(".go.buildinfo").is_some();
@@ -46,14 +96,7 @@ pub fn inspect(path: &Path, enabled: &[Stack]) -> std::io::Result<Carried> {
         if !enabled.contains(&Stack::Go) {
             return Ok(Carried::Nothing);
         }
-        if len > MAX_GO_BINARY {
-            return Ok(Carried::Unhookable(
-                "Go crypto/tls".into(),
-                format!("executable too large to inspect ({len} bytes)"),
-            ));
-        }
-        let bytes = std::fs::read(path)?;
-        return Ok(match go_binary::inspect(&bytes) {
+        return Ok(match go_binary::inspect(&cache) {
             GoInspect::Tls(probes) => Carried::Go(probes),
             GoInspect::NotGo | GoInspect::GoWithoutTls { .. } => Carried::Nothing,
             GoInspect::Unsupported { go_version, why } => Carried::Unhookable(
@@ -66,7 +109,6 @@ pub fn inspect(path: &Path, enabled: &[Stack]) -> std::io::Result<Carried> {
         });
     }
 
-    let mut defined: Vec<String> = Vec::new();
     let mut mentions_rustls = false;
     // A TLS function imported (undefined) means a shared TLS library, hooked there.
     let mut imports_tls = false;
@@ -78,25 +120,19 @@ pub fn inspect(path: &Path, enabled: &[Stack]) -> std::io::Result<Carried> {
         if sym.is_undefined() && tls_function {
             imports_tls = true;
         }
-        if sym.is_definition() && sym.kind() == object::SymbolKind::Text {
-            if tls_function {
-                defined.push(name.to_string());
-            }
-            if !mentions_rustls && name.contains("rustls") {
-                mentions_rustls = true;
-            }
+        if sym.is_definition()
+            && sym.kind() == object::SymbolKind::Text
+            && !mentions_rustls
+            && name.contains("rustls")
+        {
+            mentions_rustls = true;
         }
     }
-    let stacks: Vec<&'static SymbolStack> = SYMBOL_STACKS
+    let stacks: Vec<Resolved> = SYMBOL_STACKS
         .iter()
         .copied()
         .filter(|s| enabled.contains(&s.stack))
-        .filter(|s| {
-            s.probes
-                .iter()
-                .filter(|p| p.required)
-                .all(|p| defined.iter().any(|d| d == p.hook.symbol()))
-        })
+        .filter_map(|s| resolve_in(&elf, s))
         .collect();
     if !stacks.is_empty() {
         return Ok(Carried::Static(stacks));
@@ -146,31 +182,70 @@ fn static_library_marker<'d, R: object::ReadRef<'d>>(
 mod tests {
     use super::*;
 
+    fn open(path: &str) -> Option<File> {
+        match File::open(path) {
+            Ok(f) => Some(f),
+            Err(e) if std::env::var("DOH_TRACE_E2E").as_deref() == Ok("require") => {
+                panic!("{path}: {e}; DOH_TRACE_E2E=require (scripts/setup.sh installs it)")
+            }
+            Err(_) => {
+                eprintln!("skipped: {path} not installed");
+                None
+            }
+        }
+    }
+
     #[test]
     fn a_dynamically_linked_client_carries_nothing_itself() {
         // curl links libssl.so.3: its TLS is hooked in the library, not in the executable.
-        let curl = Path::new("/usr/bin/curl");
-        if !curl.exists() {
-            eprintln!("skipped: /usr/bin/curl not installed");
+        let Some(curl) = open("/usr/bin/curl") else {
             return;
-        }
+        };
         assert!(matches!(
-            inspect(curl, Stack::ALL).unwrap(),
+            inspect(&curl, Stack::ALL).unwrap(),
             Carried::Nothing
         ));
     }
 
     #[test]
-    fn a_stripped_go_program_carries_go_crypto_tls() {
-        let dnss = Path::new("/usr/bin/dnss");
-        if !dnss.exists() {
-            if std::env::var("DOH_TRACE_E2E").as_deref() == Ok("require") {
-                panic!("/usr/bin/dnss is required (apt-get install dnss)");
-            }
-            eprintln!("skipped: /usr/bin/dnss not installed (apt-get install dnss)");
+    fn node_exports_openssl_and_is_resolved_from_its_own_file() {
+        // Node.js bundles OpenSSL and exports SSL_write & co.; it has a .gnu_debuglink to a
+        // debug file that is not installed — which must not matter.
+        let Some(node) = open("/usr/bin/node") else {
             return;
+        };
+        let Carried::Static(stacks) = inspect(&node, &[Stack::Openssl]).unwrap() else {
+            panic!("node carries OpenSSL")
+        };
+        assert_eq!(stacks.len(), 1);
+        for f in doh_trace_common::OPENSSL_FUNCTIONS {
+            assert!(
+                stacks[0].offset(f).is_some(),
+                "{f}: {:?}",
+                stacks[0].offsets
+            );
         }
-        match inspect(dnss, Stack::ALL).unwrap() {
+    }
+
+    #[test]
+    fn the_system_libssl_resolves_every_hooked_function() {
+        let libssl = open("/usr/lib/x86_64-linux-gnu/libssl.so.3")
+            .expect("libssl3 is installed (curl and python3 need it)");
+        let r = resolve_library(&libssl, &super::super::table::OPENSSL).unwrap();
+        assert_eq!(r.offsets.len(), 4, "{:?}", r.offsets);
+        for f in ["SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex"] {
+            assert!(r.offset(f).is_some(), "{f}");
+        }
+        let libc = File::open("/proc/self/exe").unwrap();
+        assert!(resolve_library(&libc, &super::super::table::OPENSSL).is_err());
+    }
+
+    #[test]
+    fn a_stripped_go_program_carries_go_crypto_tls() {
+        let Some(dnss) = open("/usr/bin/dnss") else {
+            return;
+        };
+        match inspect(&dnss, Stack::ALL).unwrap() {
             Carried::Go(p) => {
                 assert!(!p.write.returns.is_empty() && !p.read.returns.is_empty());
             }
@@ -178,14 +253,14 @@ mod tests {
         }
         // With Go not enabled, nothing is reported for it.
         assert!(matches!(
-            inspect(dnss, &[Stack::Openssl]).unwrap(),
+            inspect(&dnss, &[Stack::Openssl]).unwrap(),
             Carried::Nothing
         ));
     }
 
     #[test]
     fn not_an_elf_file_carries_nothing() {
-        let me = std::env::current_dir().unwrap().join("Cargo.toml");
+        let me = File::open(std::env::current_dir().unwrap().join("Cargo.toml")).unwrap();
         assert!(matches!(
             inspect(&me, Stack::ALL).unwrap(),
             Carried::Nothing

@@ -28,7 +28,9 @@
 
 use super::gopclntab::{search, PclnVersion, Pclntab};
 use iced_x86::{Decoder, DecoderOptions, Instruction, Mnemonic};
-use object::{Architecture, Object, ObjectSection, ObjectSegment, ObjectSymbol, SectionFlags};
+use object::{
+    Architecture, Object, ObjectSection, ObjectSegment, ObjectSymbol, ReadRef, SectionFlags,
+};
 use object::{SegmentFlags, SymbolKind};
 use std::ops::Range;
 
@@ -37,6 +39,10 @@ pub const WRITE_SYMBOL: &str = "crypto/tls.(*Conn).Write";
 /// Symbol of the function reading plaintext from a TLS connection.
 pub const READ_SYMBOL: &str = "crypto/tls.(*Conn).Read";
 const BUILDINFO_MAGIC: &[u8] = b"\xff Go buildinf:";
+/// Largest function walked for its `RET`s (Go's Write and Read are a few hundred bytes).
+const MAX_FUNCTION: u64 = 1 << 20;
+/// Most `RET`s probed in one function: each is a uprobe every call of it hits.
+const MAX_RETURNS: usize = 64;
 
 /// The outcome of looking at an executable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,13 +89,19 @@ pub struct FuncProbes {
     pub returns: Vec<u64>,
 }
 
-/// Finds where to probe Go's TLS in the ELF executable `elf`. Never panics.
-pub fn inspect(elf: &[u8]) -> GoInspect {
+/// Most bytes of one region (a section, a segment) read to look for the pclntab or the
+/// build info: larger ones are not read (a hostile file cannot make the tracer read much).
+const MAX_REGION: u64 = 256 << 20;
+
+/// Finds where to probe Go's TLS in the ELF executable `elf` — bytes in memory, or a file read
+/// piece by piece (`&object::ReadCache<&File>`: only the parts looked at are read). Never
+/// panics.
+pub fn inspect<'a, R: ReadRef<'a>>(elf: R) -> GoInspect {
     inspect_with(elf, true)
 }
 
 /// [`inspect`], optionally ignoring `.symtab` for the functions (to test the pclntab path).
-fn inspect_with(elf: &[u8], use_symtab: bool) -> GoInspect {
+fn inspect_with<'a, R: ReadRef<'a>>(elf: R, use_symtab: bool) -> GoInspect {
     let Ok(file) = object::File::parse(elf) else {
         return GoInspect::NotGo;
     };
@@ -184,7 +196,7 @@ struct Symbols {
 }
 
 impl Symbols {
-    fn read(file: &object::File) -> Self {
+    fn read<'a, R: ReadRef<'a>>(file: &object::File<'a, R>) -> Self {
         let mut s = Symbols::default();
         let (mut pcln, mut epcln) = (None, None);
         for sym in file.symbols() {
@@ -210,8 +222,10 @@ impl Symbols {
 }
 
 /// The file's `PT_LOAD` segments, for turning addresses into file bytes.
-struct Image<'a> {
-    data: &'a [u8],
+struct Image<R> {
+    data: R,
+    /// The file's size.
+    len: u64,
     loads: Vec<Load>,
 }
 
@@ -225,8 +239,8 @@ struct Load {
     write: bool,
 }
 
-impl<'a> Image<'a> {
-    fn new(data: &'a [u8], file: &object::File<'a>) -> Self {
+impl<'a, R: ReadRef<'a>> Image<R> {
+    fn new(data: R, file: &object::File<'a, R>) -> Self {
         let loads = file.segments().map(|seg| {
             let (offset, size) = seg.file_range();
             let flags = match seg.flags() {
@@ -246,13 +260,14 @@ impl<'a> Image<'a> {
             }
         });
         Image {
+            len: data.len().unwrap_or(0),
             data,
             loads: loads.collect(),
         }
     }
 
     /// File range of `len` bytes at `addr`, within one segment, and whether it is executable.
-    fn locate(&self, addr: u64, len: u64) -> Option<(Range<usize>, bool)> {
+    fn locate(&self, addr: u64, len: u64) -> Option<(Range<u64>, bool)> {
         self.loads.iter().find_map(
             |&Load {
                  addr: vaddr,
@@ -263,15 +278,19 @@ impl<'a> Image<'a> {
              }| {
                 let rel = addr.checked_sub(vaddr)?;
                 (rel.checked_add(len)? <= size).then_some(())?;
-                let start = usize::try_from(offset.checked_add(rel)?).ok()?;
-                let end = start.checked_add(usize::try_from(len).ok()?)?;
-                (end <= self.data.len()).then_some((start..end, exec))
+                let start = offset.checked_add(rel)?;
+                let end = start.checked_add(len)?;
+                (end <= self.len).then_some((start..end, exec))
             },
         )
     }
 
     fn read(&self, addr: u64, len: u64) -> Option<&'a [u8]> {
-        self.locate(addr, len).map(|(r, _)| &self.data[r])
+        if len > MAX_REGION {
+            return None;
+        }
+        let (r, _) = self.locate(addr, len)?;
+        self.data.read_bytes_at(r.start, r.end - r.start).ok()
     }
 
     /// A Go string (pointer, length) at `addr`, if short and UTF-8.
@@ -295,8 +314,18 @@ impl<'a> Image<'a> {
                 range.start
             ));
         }
-        let base = code.start as u64;
-        let mut decoder = Decoder::with_ip(64, &self.data[code], range.start, DecoderOptions::NONE);
+        let base = code.start;
+        if size > MAX_FUNCTION {
+            return Err(format!(
+                "{name} at {:#x} is implausibly large ({size} bytes)",
+                range.start
+            ));
+        }
+        let bytes = self
+            .data
+            .read_bytes_at(code.start, size)
+            .map_err(|()| format!("{name} at {:#x} could not be read", range.start))?;
+        let mut decoder = Decoder::with_ip(64, bytes, range.start, DecoderOptions::NONE);
         let mut insn = Instruction::default();
         let mut returns = Vec::new();
         while decoder.can_decode() {
@@ -305,6 +334,12 @@ impl<'a> Image<'a> {
                 break;
             }
             if insn.mnemonic() == Mnemonic::Ret {
+                if returns.len() >= MAX_RETURNS {
+                    return Err(format!(
+                        "{name} at {:#x} has more than {MAX_RETURNS} RET instructions",
+                        range.start
+                    ));
+                }
                 returns.push(base + (insn.ip() - range.start));
             }
         }
@@ -324,11 +359,15 @@ impl<'a> Image<'a> {
 /// (Go's `debug/buildinfo` rule), or, without section headers, anywhere in the first writable,
 /// non-executable segment (Go looks at its first 64 KiB only, but with cgo dnss has 68 KiB of C
 /// data first).
-fn buildinfo_blob<'a>(file: &object::File<'a>, img: &Image<'a>) -> Option<&'a [u8]> {
+fn buildinfo_blob<'a, R: ReadRef<'a>>(
+    file: &object::File<'a, R>,
+    img: &Image<R>,
+) -> Option<&'a [u8]> {
     let (addr, region) = match file.section_by_name(".go.buildinfo") {
         Some(section) => {
-            let data = section.data().ok()?;
-            (section.address(), &data[..data.len().min(64 << 10)])
+            let (offset, size) = section.file_range()?;
+            let data = img.data.read_bytes_at(offset, size.min(64 << 10)).ok()?;
+            (section.address(), data)
         }
         None => {
             let load = img.loads.iter().find(|l| !l.exec && l.write)?;
@@ -341,7 +380,11 @@ fn buildinfo_blob<'a>(file: &object::File<'a>, img: &Image<'a>) -> Option<&'a [u
 }
 
 /// The Go version from the blob, `runtime.buildVersion`, or a `go1.` string in the blob.
-fn go_version(blob: Option<&[u8]>, img: &Image, syms: &Symbols) -> Option<String> {
+fn go_version<'a, R: ReadRef<'a>>(
+    blob: Option<&[u8]>,
+    img: &Image<R>,
+    syms: &Symbols,
+) -> Option<String> {
     let from_blob = blob.and_then(|b| {
         if b[15] & 2 != 0 {
             let (len, used) = uvarint(&b[32..])?;
@@ -383,16 +426,16 @@ fn uvarint(b: &[u8]) -> Option<(u64, usize)> {
 }
 
 /// The pclntab, if there is one, with its textStart relocated when the file holds 0.
-fn pclntab<'a>(
-    file: &object::File<'a>,
-    img: &Image<'a>,
+fn pclntab<'a, R: ReadRef<'a>>(
+    file: &object::File<'a, R>,
+    img: &Image<R>,
     syms: &Symbols,
 ) -> Option<Result<Pclntab<'a>, super::gopclntab::PclnError>> {
     let named = [".gopclntab", ".data.rel.ro.gopclntab"]
         .iter()
         .find_map(|n| file.section_by_name(n));
     let (addr, table) = if let Some(section) = named {
-        (section.address(), Pclntab::parse(section.data().ok()?))
+        (section.address(), Pclntab::parse(section_data(section)?))
     } else if let Some(r) = &syms.pclntab {
         (r.start, Pclntab::parse(img.read(r.start, r.end - r.start)?))
     } else {
@@ -406,7 +449,7 @@ fn pclntab<'a>(
             matches!(s.flags(), SectionFlags::Elf { sh_flags } if sh_flags & (alloc | exec) == alloc)
         });
         let mut regions: Vec<(u64, &'a [u8])> = sections
-            .filter_map(|s| Some((s.address(), s.data().ok()?)))
+            .filter_map(|s| Some((s.address(), section_data(s)?)))
             .collect();
         if file.sections().next().is_none() {
             let data = img.loads.iter().filter(|l| !l.exec);
@@ -429,6 +472,12 @@ fn pclntab<'a>(
         }
         _ => t,
     }))
+}
+
+/// A section's bytes, unless it is larger than [`MAX_REGION`].
+fn section_data<'a, R: ReadRef<'a>>(section: object::Section<'a, '_, R>) -> Option<&'a [u8]> {
+    (section.size() <= MAX_REGION).then_some(())?;
+    section.data().ok()
 }
 
 #[cfg(test)]
@@ -503,7 +552,7 @@ mod tests {
     #[test]
     fn dnss_stripped_go_1_19_from_the_pclntab() {
         let Some(bytes) = dnss() else { return };
-        let probes = tls(inspect(&bytes));
+        let probes = tls(inspect(&bytes[..]));
         assert_eq!(probes.go_version.as_deref(), Some("go1.19.8"));
         assert_eq!(probes.symbols_from, SymbolSource::Pclntab);
         check(&bytes, WRITE_SYMBOL, &probes.write);
@@ -521,7 +570,7 @@ mod tests {
         check(
             &bytes,
             "runtime.main",
-            &Image::new(&bytes, &file)
+            &Image::new(&bytes[..], &file)
                 .probes("runtime.main", main)
                 .unwrap(),
         );
@@ -530,10 +579,10 @@ mod tests {
     #[test]
     fn dnss_without_section_headers_is_found_by_scanning() {
         let Some(mut bytes) = dnss() else { return };
-        let whole = tls(inspect(&bytes));
+        let whole = tls(inspect(&bytes[..]));
         bytes[0x28..0x30].fill(0); // e_shoff
         bytes[0x3c..0x40].fill(0); // e_shnum, e_shstrndx
-        assert_eq!(tls(inspect(&bytes)), whole);
+        assert_eq!(tls(inspect(&bytes[..])), whole);
     }
 
     #[test]
@@ -557,7 +606,7 @@ mod tests {
         let unsupported = |at: usize, patch: &[u8]| {
             let mut b = bytes.clone();
             b[at..at + patch.len()].copy_from_slice(patch);
-            match inspect(&b) {
+            match inspect(&b[..]) {
                 GoInspect::Unsupported { go_version, why } => {
                     assert_eq!(go_version.as_deref(), Some("go1.19.8"));
                     why
@@ -567,7 +616,7 @@ mod tests {
         };
         assert!(unsupported(pcln, &[0; 4]).contains("magic"));
         assert!(unsupported(pcln + 8, &[0xff; 8]).contains("runs past the end"));
-        let write = tls(inspect(&bytes)).write;
+        let write = tls(inspect(&bytes[..])).write;
         assert!(
             unsupported(write.entry as usize, &vec![0x06; write.size as usize]).contains("no RET")
         );
@@ -584,7 +633,7 @@ mod tests {
             assert_eq!(inspect(garbage), GoInspect::NotGo);
         }
         if let Some(ls) = installed("/bin/ls", false, "coreutils") {
-            assert_eq!(inspect(&ls), GoInspect::NotGo);
+            assert_eq!(inspect(&ls[..]), GoInspect::NotGo);
         }
     }
 
@@ -599,14 +648,14 @@ mod tests {
             let Some(bytes) = installed(path, false, "optional") else {
                 continue;
             };
-            let probes = tls(inspect(&bytes));
+            let probes = tls(inspect(&bytes[..]));
             println!(
                 "{path}: {:?} from {:?}",
                 probes.go_version, probes.symbols_from
             );
             check(&bytes, WRITE_SYMBOL, &probes.write);
             check(&bytes, READ_SYMBOL, &probes.read);
-            let pcln = tls(inspect_with(&bytes, false));
+            let pcln = tls(inspect_with(&bytes[..], false));
             assert_eq!(pcln.symbols_from, SymbolSource::Pclntab);
             for (a, b) in [(&probes.write, &pcln.write), (&probes.read, &pcln.read)] {
                 assert_eq!((a.entry, &a.returns), (b.entry, &b.returns));
@@ -616,7 +665,7 @@ mod tests {
             let name = b"\0runtime.pclntab\0";
             if let Some(at) = renamed.windows(name.len()).position(|w| w == name) {
                 renamed[at + name.len() - 2] = b'X';
-                assert_eq!(tls(inspect_with(&renamed, false)), pcln);
+                assert_eq!(tls(inspect_with(&renamed[..], false)), pcln);
             }
         }
     }

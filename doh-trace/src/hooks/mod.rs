@@ -1,10 +1,13 @@
 //! What to hook, and where: the probe table ([`table`]: which eBPF program goes on which
 //! library function), the processes and the files they map ([`procs`]), and what an
 //! executable carries inside itself ([`executable`]: a TLS library linked statically, Go's
-//! crypto/tls located with [`go_binary`] and [`gopclntab`]). Attaching is the binary's loader.
+//! crypto/tls located with [`go_binary`] and [`gopclntab`]), all from files opened once, the
+//! functions' file offsets read from their own symbol tables ([`symbols`]). Attaching (by
+//! offset, through the same open file) is the binary's loader.
 
 pub mod executable;
 pub mod go_binary;
 pub mod gopclntab;
 pub mod procs;
+pub mod symbols;
 pub mod table;

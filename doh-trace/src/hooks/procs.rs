@@ -1,31 +1,49 @@
 //! Processes and the files they run: each process's executable and the mapped libraries whose
-//! names a hooked stack uses, opened through `/proc/PID/exe` and `/proc/PID/map_files/…`.
+//! names a hooked stack uses — each **opened once**, identified by its descriptor, and used
+//! through that descriptor from then on (inspected, symbols resolved, uprobes attached through
+//! `/proc/self/fd/N`), so that nothing can swap the file between the look and the hook.
 //!
-//! Those are links to the very file the process maps, whichever mount namespace (container) it
-//! lives in: nothing is resolved inside the container's root, so a symlink there can never
-//! lead the tracer to another file. Without the capability map_files needs, the path under
-//! `/proc/PID/root` is used only when it is the same file (device, inode) the maps line names.
-//! Files are identified by (device, inode).
+//! The executable is opened through `/proc/PID/exe` and a library through
+//! `/proc/PID/map_files/RANGE`: magic links to the very file the process maps, whichever mount
+//! namespace (container) it lives in. Without the capability map_files needs, the path is
+//! opened inside the process's root (`openat2` with `RESOLVE_IN_ROOT`, so a symlink planted in
+//! a container resolves there and cannot lead outside). Either way the opened file must be the
+//! one the maps line names (device, inode, from `fstat` of the descriptor) and a regular file;
+//! files are opened non-blocking (a FIFO cannot hang the tracer) and identified by
+//! (device, inode).
 
 use std::{
-    os::unix::fs::MetadataExt,
+    ffi::CString,
+    fs::File,
+    os::{
+        fd::{AsRawFd as _, FromRawFd as _},
+        unix::{ffi::OsStrExt as _, fs::MetadataExt as _, fs::OpenOptionsExt as _},
+    },
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 /// (device, inode) of a file.
 pub type FileId = (u64, u64);
 
-/// A file a process uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A file a process uses, open.
+#[derive(Debug, Clone)]
 pub struct ProcFile {
-    /// Opens the file from the tracer (a `/proc` magic link, valid while the process lives).
-    pub open_path: PathBuf,
+    /// The open file: everything done with it goes through this descriptor.
+    pub file: Arc<File>,
     /// The path as the process sees it, with the process named when it lives in another mount
     /// namespace (a container).
     pub shown: String,
     /// The file's name (last path component).
     pub name: String,
     pub id: FileId,
+}
+
+impl ProcFile {
+    /// The path that names this very open file to the kernel (for attaching uprobes).
+    pub fn fd_path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}", self.file.as_raw_fd()))
+    }
 }
 
 /// What one process runs.
@@ -49,8 +67,27 @@ pub fn pids(proc: &Path) -> Vec<u32> {
         .collect()
 }
 
-/// The executable and the libraries named in `sonames` that process `pid` maps, or None if it
-/// is gone (or a kernel thread).
+/// Opens `path` for reading without blocking on a FIFO; None unless it is a regular file.
+fn open_regular(path: &Path) -> Option<(File, FileId)> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(path)
+        .ok()?;
+    identify(file)
+}
+
+/// The file's identity, from its descriptor; None unless it is a regular file.
+fn identify(file: File) -> Option<(File, FileId)> {
+    let meta = file.metadata().ok()?;
+    meta.is_file().then(|| {
+        let id = (meta.dev(), meta.ino());
+        (file, id)
+    })
+}
+
+/// The executable and the libraries named in `sonames` that process `pid` maps, opened, or None
+/// if it is gone (or a kernel thread).
 pub fn scan(proc: &Path, pid: u32, sonames: &[&str]) -> Option<ProcFiles> {
     let dir = proc.join(pid.to_string());
     let comm = std::fs::read_to_string(dir.join("comm"))
@@ -67,37 +104,37 @@ pub fn scan(proc: &Path, pid: u32, sonames: &[&str]) -> Option<ProcFiles> {
     };
     let exe_link = dir.join("exe");
     let exe = std::fs::read_link(&exe_link).ok().and_then(|target| {
-        let meta = std::fs::metadata(&exe_link).ok()?;
+        let (file, id) = open_regular(&exe_link)?;
+        let target = target.to_string_lossy();
         Some(ProcFile {
-            shown: shown(&target.to_string_lossy()),
-            name: file_name(&target.to_string_lossy()),
-            open_path: exe_link,
-            id: (meta.dev(), meta.ino()),
+            file: Arc::new(file),
+            shown: shown(&target),
+            name: file_name(&target),
+            id,
         })
     });
     let maps = std::fs::read_to_string(dir.join("maps")).ok()?;
     let mut libs: Vec<ProcFile> = Vec::new();
     for line in maps.lines() {
-        // address perms offset dev inode path
-        let mut fields = line.split_whitespace();
-        let (Some(range), Some(path)) = (fields.next(), fields.nth(4)) else {
+        let Some(mapped) = MapsLine::parse(line) else {
             continue;
         };
-        let name = path.rsplit('/').next().unwrap_or(path);
-        if !path.starts_with('/') || !sonames.contains(&name) {
+        let name = mapped.path.rsplit('/').next().unwrap_or(mapped.path);
+        if !mapped.path.starts_with('/') || !sonames.contains(&name) {
             continue;
         }
-        let Some((open_path, id)) = open_mapped(&dir, range, line, path) else {
+        if libs.iter().any(|l| l.id == mapped.id) {
+            continue;
+        }
+        let Some(file) = open_mapped(&dir, &mapped) else {
             continue;
         };
-        if libs.iter().all(|l| l.id != id) {
-            libs.push(ProcFile {
-                open_path,
-                shown: shown(path),
-                name: name.to_string(),
-                id,
-            });
-        }
+        libs.push(ProcFile {
+            file: Arc::new(file),
+            shown: shown(mapped.path),
+            name: name.to_string(),
+            id: mapped.id,
+        });
     }
     Some(ProcFiles {
         pid,
@@ -107,26 +144,77 @@ pub fn scan(proc: &Path, pid: u32, sonames: &[&str]) -> Option<ProcFiles> {
     })
 }
 
-/// A path that opens the file mapped at `range`, and its identity: `map_files/RANGE` (needs
-/// CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE), else the path under the process's root, accepted
-/// only if it is the very file the maps line names (device and inode), so a symlink planted
-/// in a container cannot send the tracer elsewhere.
-fn open_mapped(dir: &Path, range: &str, line: &str, path: &str) -> Option<(PathBuf, FileId)> {
-    let link = dir.join("map_files").join(range);
-    if let Ok(meta) = std::fs::metadata(&link) {
-        return Some((link, (meta.dev(), meta.ino())));
+/// A line of `/proc/PID/maps`: `address perms offset dev inode path`.
+struct MapsLine<'a> {
+    range: &'a str,
+    /// The mapped file's (device, inode) as the kernel names it.
+    id: FileId,
+    path: &'a str,
+}
+
+impl<'a> MapsLine<'a> {
+    fn parse(line: &'a str) -> Option<Self> {
+        let mut fields = line.split_whitespace();
+        let range = fields.next()?;
+        let (major, minor) = fields.nth(2)?.split_once(':')?;
+        let dev = libc::makedev(
+            u32::from_str_radix(major, 16).ok()?,
+            u32::from_str_radix(minor, 16).ok()?,
+        );
+        let inode: u64 = fields.next()?.parse().ok()?;
+        let path = fields.next()?;
+        Some(MapsLine {
+            range,
+            id: (dev, inode),
+            path,
+        })
     }
-    // address perms offset dev inode path: dev is "major:minor" in hex.
-    let mut fields = line.split_whitespace().skip(3);
-    let (major, minor) = fields.next()?.split_once(':')?;
-    let dev = libc::makedev(
-        u32::from_str_radix(major, 16).ok()?,
-        u32::from_str_radix(minor, 16).ok()?,
-    );
-    let inode: u64 = fields.next()?.parse().ok()?;
-    let under_root = dir.join("root").join(path.trim_start_matches('/'));
-    let meta = std::fs::metadata(&under_root).ok()?;
-    (meta.dev() == dev && meta.ino() == inode).then_some((under_root, (dev, inode)))
+}
+
+/// Opens the file mapped at a maps line: through `map_files/RANGE` (needs CAP_SYS_ADMIN or
+/// CAP_CHECKPOINT_RESTORE), else by its path inside the process's root. Accepted only if the
+/// descriptor is the very file the line names (device and inode).
+fn open_mapped(dir: &Path, line: &MapsLine<'_>) -> Option<File> {
+    let opened = open_regular(&dir.join("map_files").join(line.range))
+        .or_else(|| open_in_root(&dir.join("root"), line.path));
+    let (file, id) = opened?;
+    (id == line.id).then_some(file)
+}
+
+/// Opens `path` as the process whose root is `root` (a `/proc/PID/root` magic link) sees it:
+/// every component, symlinks included, resolved inside that root.
+fn open_in_root(root: &Path, path: &str) -> Option<(File, FileId)> {
+    let root = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(root)
+        .ok()?;
+    let path = CString::new(
+        Path::new(path.trim_start_matches('/'))
+            .as_os_str()
+            .as_bytes(),
+    )
+    .ok()?;
+    // SAFETY: open_how is plain integers; all-zero is its valid empty value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: openat2 with a valid directory fd, a NUL-terminated path and an open_how of the
+    // size passed; a returned fd is owned by the File made from it.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            path.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: a new descriptor this process owns.
+    identify(unsafe { File::from_raw_fd(fd as i32) })
 }
 
 fn file_name(path: &str) -> String {
@@ -140,7 +228,8 @@ fn in_other_mount_ns(proc: &Path, pid: u32) -> bool {
     theirs.is_some() && theirs != ours
 }
 
-/// Library files named in `sonames` in the standard directories of the tracer's own system.
+/// Library files named in `sonames` in the standard directories of the tracer's own system,
+/// opened (once each, by identity).
 pub fn system_libraries(sonames: &[&str]) -> Vec<ProcFile> {
     const LIB_DIRS: &[&str] = &[
         "/lib",
@@ -158,15 +247,14 @@ pub fn system_libraries(sonames: &[&str]) -> Vec<ProcFile> {
     for dir in LIB_DIRS {
         for name in sonames {
             let path = Path::new(dir).join(name);
-            let Ok(meta) = std::fs::metadata(&path) else {
+            let Some((file, id)) = open_regular(&path) else {
                 continue;
             };
-            let id = (meta.dev(), meta.ino());
-            if meta.is_file() && found.iter().all(|f| f.id != id) {
+            if found.iter().all(|f| f.id != id) {
                 found.push(ProcFile {
+                    file: Arc::new(file),
                     shown: path.display().to_string(),
                     name: name.to_string(),
-                    open_path: path,
                     id,
                 });
             }
@@ -188,9 +276,11 @@ mod tests {
         let exe = files.exe.expect("own executable");
         let own = std::fs::metadata("/proc/self/exe").unwrap();
         assert_eq!(exe.id, (own.dev(), own.ino()));
-        // The magic link opens the same file the process maps.
-        let via_link = std::fs::metadata(&files.libs[0].open_path).unwrap();
-        assert_eq!((via_link.dev(), via_link.ino()), files.libs[0].id);
+        // The descriptor is the file the process maps, and its fd path names it.
+        let via_fd = std::fs::metadata(files.libs[0].fd_path()).unwrap();
+        assert_eq!((via_fd.dev(), via_fd.ino()), files.libs[0].id);
+        let lib = files.libs[0].file.metadata().unwrap();
+        assert_eq!((lib.dev(), lib.ino()), files.libs[0].id);
     }
 
     #[test]
@@ -215,22 +305,87 @@ mod tests {
             .expect("libc mapped");
         let path = line.split_whitespace().nth(5).unwrap();
         // A range map_files does not have: the fallback must be taken.
-        let (open, id) = open_mapped(&dir, "0-0", line, path).expect("same file");
-        assert!(open.starts_with(dir.join("root")), "{open:?}");
+        let mut mapped = MapsLine::parse(line).unwrap();
+        mapped.range = "0-0";
+        let file = open_mapped(&dir, &mapped).expect("same file");
         let meta = std::fs::metadata(path).unwrap();
-        assert_eq!(id, (meta.dev(), meta.ino()));
+        let opened = file.metadata().unwrap();
+        assert_eq!((opened.dev(), opened.ino()), (meta.dev(), meta.ino()));
         // The same line naming another inode (as if the path now led elsewhere): refused.
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let forged = format!(
-            "{} {} {} {} {} {}",
-            fields[0],
-            fields[1],
-            fields[2],
-            fields[3],
-            meta.ino() + 1,
-            path
+        mapped.id.1 += 1;
+        assert!(open_mapped(&dir, &mapped).is_none());
+    }
+
+    #[test]
+    fn a_path_in_a_containers_root_resolves_inside_it_and_only_regular_files_open() {
+        let root = std::env::temp_dir().join(format!("procs-root-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("usr/lib")).unwrap();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(root.join("etc/hostname"), "inside").unwrap();
+        // An absolute symlink, as a container's image may plant: it must not leave the root.
+        std::os::unix::fs::symlink("/etc/hostname", root.join("usr/lib/libssl.so.3")).unwrap();
+        let (mut file, _) = open_in_root(&root, "/usr/lib/libssl.so.3").expect("opens");
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut file, &mut text).unwrap();
+        assert_eq!(text, "inside");
+        // Escaping with `..` stays inside too.
+        std::os::unix::fs::symlink("../../../../etc/hostname", root.join("usr/lib/up.so")).unwrap();
+        let (mut file, _) = open_in_root(&root, "/usr/lib/up.so").expect("opens");
+        text.clear();
+        std::io::Read::read_to_string(&mut file, &mut text).unwrap();
+        assert_eq!(text, "inside");
+        // A FIFO (or any non-regular file) is refused at once, never waited on.
+        let fifo = root.join("usr/lib/libgnutls.so.30");
+        let c = CString::new(fifo.as_os_str().as_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert!(open_in_root(&root, "/usr/lib/libgnutls.so.30").is_none());
+        assert!(open_regular(&fifo).is_none());
+        assert!(open_regular(&root.join("usr/lib")).is_none(), "a directory");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_process_that_execs_after_the_scan_cannot_swap_the_file() {
+        // The scan opens the shell's executable; the shell then execs another program. What
+        // the hooks would attach to (the descriptor's path) is still the file scanned.
+        use std::io::Write as _;
+        let mut child = std::process::Command::new("/bin/sh")
+            .args(["-c", "read x; exec /bin/sleep 5"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let proc = Path::new("/proc");
+        let exe_of = |pid: u32| {
+            let m = std::fs::metadata(format!("/proc/{pid}/exe")).ok()?;
+            Some((m.dev(), m.ino()))
+        };
+        let scanned = scan(proc, pid, &[])
+            .unwrap()
+            .exe
+            .expect("the shell's executable");
+        let shell = exe_of(pid).unwrap();
+        assert_eq!(scanned.id, shell);
+        child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while exe_of(pid) == Some(shell) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the shell did not exec"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let now = exe_of(pid).unwrap();
+        assert_ne!(now, shell, "the process runs another file now");
+        let via_fd = std::fs::metadata(scanned.fd_path()).unwrap();
+        assert_eq!(
+            (via_fd.dev(), via_fd.ino()),
+            shell,
+            "the descriptor names the scanned file"
         );
-        assert!(open_mapped(&dir, "0-0", &forged, path).is_none());
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     #[test]

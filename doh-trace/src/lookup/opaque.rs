@@ -47,6 +47,7 @@ mod tests {
         ClientHelloInfo {
             server_name: Some(name.into()),
             alpn: alpn.iter().map(|s| s.to_string()).collect(),
+            random: [0; 32],
         }
     }
 

@@ -18,7 +18,7 @@ use crate::{
     source::{
         kernel,
         recording::{write_record, Record},
-        ConnKey, Event, Layer,
+        ConnId, ConnKey, Event, Layer, Meta,
     },
 };
 
@@ -28,6 +28,9 @@ pub const MAX_HELD_PER_CONN: usize = 64 * 1024;
 const MAX_PENDING_PROCESSES: usize = 4096;
 /// Most facts held back per process.
 const MAX_FACTS_PER_PROCESS: usize = 64;
+/// Most TLS object bindings remembered (forgotten wholesale beyond it: later events of those
+/// objects carry their fd anyway).
+const MAX_BOUND: usize = 65536;
 
 /// Wraps the live /proc reader and notes every name and socket address it gives the
 /// pipeline, so the recording holds exactly what the live run used.
@@ -83,6 +86,9 @@ impl<P: ProcessInfo> ProcessInfo for TappedProcessInfo<P> {
         }
         context
     }
+    fn read_memory(&mut self, pid: u32, addr: u64, buf: &mut [u8]) -> usize {
+        self.inner.read_memory(pid, addr, buf)
+    }
 }
 
 /// Whether a connection's events may be written.
@@ -105,6 +111,8 @@ pub struct Recorder {
     pending_facts: HashMap<u32, Vec<Record>>,
     /// Processes with at least one DNS connection: their facts are written at once.
     dns_pids: HashSet<u32>,
+    /// TLS objects bound to a socket (`conn/binding.rs`): their plaintext is that socket's.
+    bound: HashMap<(u32, u64), i32>,
     /// Events of connections never classified as DNS that were not written.
     pub withheld_events: u64,
 }
@@ -138,7 +146,17 @@ impl Recorder {
         let Ok(ev) = kernel::decode(raw) else {
             return Ok(());
         };
-        let Some(key) = ev.data_key() else {
+        let key = ev.data_key().map(|key| match key.id {
+            ConnId::TlsObject(obj) => match self.bound.get(&(key.pid, obj)) {
+                Some(&fd) => ConnKey {
+                    id: ConnId::Fd(fd),
+                    ..key
+                },
+                None => key,
+            },
+            ConnId::Fd(_) => key,
+        });
+        let Some(key) = key else {
             if let Event::Exec { meta } = ev {
                 // Every exec on the host is reported (hook discovery); only DNS processes' count.
                 if !self.dns_pids.contains(&meta.pid) {
@@ -180,6 +198,43 @@ impl Recorder {
                 Ok(())
             }
         }
+    }
+
+    /// A TLS object was bound to socket `fd` (before the event that led to it is offered): the
+    /// binding is written, as a record replay reads like the kernel's, and what is held of the
+    /// object goes on as the socket's TLS layer.
+    pub fn bound(
+        &mut self,
+        meta: &Meta,
+        tls_obj: u64,
+        fd: i32,
+        out: &mut impl Write,
+    ) -> io::Result<()> {
+        if self.bound.len() >= MAX_BOUND {
+            self.bound.clear();
+        }
+        self.bound.insert((meta.pid, tls_obj), fd);
+        let object = ConnKey {
+            pid: meta.pid,
+            id: ConnId::TlsObject(tls_obj),
+            layer: Layer::Tls,
+        };
+        let socket = ConnKey {
+            id: ConnId::Fd(fd),
+            ..object
+        };
+        if let Some(held) = self.conns.remove(&object) {
+            self.conns.entry(socket).or_insert(held);
+        }
+        write_record(
+            out,
+            &Record::Event(kernel::encode_tls_bind(meta, fd, tls_obj)),
+        )
+    }
+
+    /// A binding undone (its socket closed).
+    pub fn unbound(&mut self, pid: u32, tls_obj: u64) {
+        self.bound.remove(&(pid, tls_obj));
     }
 
     /// Applies a pipeline decision: a connection that carries DNS has its held events written.

@@ -26,7 +26,8 @@ use super::{
 impl Pipeline {
     /// Bytes of one layer of a connection.
     pub(super) fn on_data(&mut self, chunk: DataChunk<'_>) {
-        let (pid, id, layer) = (chunk.meta.pid, chunk.id, chunk.layer);
+        let (pid, layer) = (chunk.meta.pid, chunk.layer);
+        let id = self.tls_socket(&chunk.meta, chunk.id, layer);
         let key = ConnKey { pid, id, layer };
         if !self.conns.contains(&key) {
             self.make_room();

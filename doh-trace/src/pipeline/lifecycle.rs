@@ -54,6 +54,9 @@ impl Pipeline {
 
     /// A connection closed.
     pub(super) fn on_close(&mut self, meta: Meta, id: ConnId) {
+        if let ConnId::Fd(fd) = id {
+            self.binder.socket_closed(meta.pid, fd);
+        }
         self.end_id(meta.pid, id, seen(&meta), ClosedBy::Process);
     }
 
@@ -67,6 +70,54 @@ impl Pipeline {
         if let Some(conn) = self.conns.get_mut(&key) {
             conn.tls.counted = Some((sent, received));
         }
+    }
+
+    /// A TLS object whose calls made no socket syscall turned out to be socket `id`'s (its
+    /// ClientHello went out there): what was decoded as the object goes on as the socket's TLS
+    /// layer, with the socket's ends and server name, and the socket is no opaque candidate.
+    pub(super) fn on_tls_bind(&mut self, pid: u32, id: ConnId, tls_obj: u64) {
+        let socket = ConnKey {
+            pid,
+            id,
+            layer: Layer::Socket,
+        };
+        let (peer, opened, hello) = match self.conns.get_mut(&socket) {
+            Some(s) => {
+                s.tls.plaintext_seen = true;
+                (s.ends.peer, s.times.opened_ns, s.tls.hello.clone())
+            }
+            None => (None, None, None),
+        };
+        let from = ConnKey {
+            pid,
+            id: ConnId::TlsObject(tls_obj),
+            layer: Layer::Tls,
+        };
+        let to = ConnKey {
+            pid,
+            id,
+            layer: Layer::Tls,
+        };
+        let Some(mut conn) = self.conns.remove(&from) else {
+            return;
+        };
+        if self.conns.contains(&to) {
+            // The socket's layer already has plaintext of its own: keep that one.
+            return;
+        }
+        conn.ends.peer = conn.ends.peer.or(peer);
+        conn.times.opened_ns = conn.times.opened_ns.or(opened);
+        if conn.tls.hello.is_none() {
+            conn.tls.hello = hello;
+        }
+        if let ConnId::Fd(fd) = id {
+            if let Some(ends) = self.procs.socket_ends(pid, fd) {
+                conn.ends.peer = conn.ends.peer.or(Some(ends.remote));
+                conn.ends.local = Some(ends.local);
+            }
+        }
+        self.policy.rekeyed(to, &conn.capture);
+        self.conns.insert(to, conn);
     }
 
     /// New program, same process: name, executable and command line changed. Every exec is
@@ -84,6 +135,7 @@ impl Pipeline {
             self.end_conn(key, seen(&meta), ClosedBy::Exit);
         }
         self.procs.forget(meta.pid);
+        self.binder.process_gone(meta.pid);
     }
 
     /// Time passes (kernel monotonic ns): exchanges without an answer for too long end.

@@ -9,9 +9,11 @@
 //! copy is decided by [`crate::conn::policy`]. The same code runs live, on recordings and on
 //! any other source; only the [`ProcessInfo`] differs.
 //!
-//! The handlers: `bytes` (data and datagrams, classification, decoders), `lifecycle`
+//! The handlers: `bytes` (data and datagrams, classification, decoders), `binding` (TLS objects
+//! on memory BIOs found their socket), `lifecycle`
 //! (connections opening and ending, processes, time), `report` (exchanges into records).
 
+mod binding;
 mod bytes;
 mod lifecycle;
 pub mod replay;
@@ -21,6 +23,7 @@ mod state;
 use crate::{
     clock::Clock,
     conn::{
+        binding::TlsBinder,
         policy::{CaptureDecision, CapturePolicy},
         table::ConnTable,
     },
@@ -28,7 +31,7 @@ use crate::{
     lookup::{connection::ConnectionRecord, relay::RelayIndex, resolvers::ResolverList, Lookup},
     process::ProcessInfo,
     proto::Exchanges,
-    source::{kernel, Event},
+    source::{kernel, ConnId, Event},
 };
 use state::Conn;
 
@@ -57,6 +60,8 @@ pub struct Pipeline {
     last_tick_ns: u64,
     resolvers: ResolverList,
     relay: RelayIndex,
+    /// TLS objects on memory and custom BIOs, bound to their sockets.
+    binder: TlsBinder,
 }
 
 impl Pipeline {
@@ -74,6 +79,7 @@ impl Pipeline {
             last_tick_ns: 0,
             resolvers: ResolverList::builtin(),
             relay: RelayIndex::default(),
+            binder: TlsBinder::default(),
         }
     }
 
@@ -150,6 +156,13 @@ impl Pipeline {
             Event::Close { meta, id } => self.on_close(meta, id),
             Event::Exec { meta } => self.on_exec(meta),
             Event::Exit { meta } => self.on_exit(meta),
+            Event::TlsBind { meta, id, tls_obj } => {
+                if let ConnId::Fd(fd) = id {
+                    self.binder.bind(&meta, tls_obj, fd, false);
+                    self.count_bindings();
+                }
+                self.on_tls_bind(meta.pid, id, tls_obj)
+            }
         }
     }
 }

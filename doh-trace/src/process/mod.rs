@@ -3,6 +3,7 @@
 //! Behind a trait so replays and tests run without a live /proc.
 
 pub mod context;
+mod memory;
 mod pidfd;
 
 use context::{read_context, ProcessContext, UserNames};
@@ -42,6 +43,11 @@ pub trait ProcessInfo {
     fn forget_socket(&mut self, _pid: u32, _fd: i32) {}
     /// A socket's addresses learnt elsewhere (a recording); /proc sources ignore it.
     fn remember_socket(&mut self, _pid: u32, _fd: i32, _ends: SocketEnds) {}
+    /// Copies `buf.len()` bytes of process `pid`'s memory at `addr` into `buf`, as far as they
+    /// are readable: how many were. Sources without live processes read nothing.
+    fn read_memory(&mut self, _pid: u32, _addr: u64, _buf: &mut [u8]) -> usize {
+        0
+    }
 }
 
 /// No /proc at all: replays and unit tests. Names fall back to the kernel's thread names.
@@ -129,6 +135,14 @@ impl ProcessInfo for LiveProcessInfo {
             let text = std::fs::read_to_string(pid_dir.join(table)).ok()?;
             find_in_tcp_table(&text, inode)
         })
+    }
+
+    fn read_memory(&mut self, pid: u32, addr: u64, buf: &mut [u8]) -> usize {
+        if self.own_procfs {
+            memory::read(pid, addr, buf)
+        } else {
+            0
+        }
     }
 
     fn forget(&mut self, pid: u32) -> bool {

@@ -12,7 +12,7 @@ use std::{
 
 use doh_trace_common::{
     CloseEvent, ConnBytesEvent, ConnEvent, DataEvent, DatagramEvent, EventHeader, EventKind,
-    Source, AF_INET, AF_INET6, CHUNK_SIZE, CONN_ACCEPT, CONN_TYPE_SHIFT,
+    Source, TlsBindEvent, AF_INET, AF_INET6, CHUNK_SIZE, CONN_ACCEPT, CONN_TYPE_SHIFT,
     DATAGRAM_EVENT_HEADER_SIZE, DATA_EVENT_HEADER_SIZE, DIR_EGRESS, DIR_INGRESS, SOCK_DGRAM,
     SOCK_STREAM,
 };
@@ -213,9 +213,32 @@ pub fn decode(buf: &[u8]) -> Result<Event<'_>, KernelRecordError> {
                 received: r.u64(offset_of!(ConnBytesEvent, received)),
             })
         }
+        EventKind::TlsBind => {
+            need(buf, size_of::<TlsBindEvent>())?;
+            Ok(Event::TlsBind {
+                meta,
+                id: ConnId::Fd(r.i32(offset_of!(TlsBindEvent, fd))),
+                tls_obj: r.u64(offset_of!(TlsBindEvent, tls_obj)),
+            })
+        }
         EventKind::Exit => Ok(Event::Exit { meta }),
         EventKind::Exec => Ok(Event::Exec { meta }),
     }
+}
+
+/// The record of a TLS object bound to socket `fd` (found by userspace,
+/// `conn/binding.rs`), in the kernel records' encoding, so that recordings carry it.
+pub fn encode_tls_bind(meta: &Meta, fd: i32, tls_obj: u64) -> Vec<u8> {
+    let mut buf = vec![0u8; size_of::<TlsBindEvent>()];
+    let mut put = |at: usize, bytes: &[u8]| buf[at..at + bytes.len()].copy_from_slice(bytes);
+    put(H_KIND, &(EventKind::TlsBind as u32).to_ne_bytes());
+    put(H_TGID, &meta.pid.to_ne_bytes());
+    put(H_TID, &meta.tid.to_ne_bytes());
+    put(H_UID, &meta.uid.to_ne_bytes());
+    put(H_TS, &meta.ts_ns.to_ne_bytes());
+    put(offset_of!(TlsBindEvent, fd), &fd.to_ne_bytes());
+    put(offset_of!(TlsBindEvent, tls_obj), &tls_obj.to_ne_bytes());
+    buf
 }
 
 #[cfg(test)]
@@ -337,5 +360,37 @@ mod tests {
             panic!()
         };
         assert_eq!(c.peer, "[::1]:8443".parse().unwrap());
+    }
+
+    #[test]
+    fn a_binding_is_encoded_as_the_shared_struct_and_decodes_back() {
+        let meta = Meta {
+            pid: 42,
+            tid: 44,
+            uid: 1000,
+            ts_ns: 99,
+        };
+        let raw = encode_tls_bind(&meta, 7, 0x5566_7788);
+        let want = doh_trace_common::TlsBindEvent {
+            header: EventHeader {
+                kind: EventKind::TlsBind as u32,
+                tgid: 42,
+                tid: 44,
+                uid: 1000,
+                ts_ns: 99,
+            },
+            fd: 7,
+            _pad: 0,
+            tls_obj: 0x5566_7788,
+        };
+        assert_eq!(raw, as_bytes(&want));
+        assert_eq!(
+            decode(&raw).unwrap(),
+            Event::TlsBind {
+                meta,
+                id: ConnId::Fd(7),
+                tls_obj: 0x5566_7788
+            }
+        );
     }
 }

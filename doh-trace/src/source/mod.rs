@@ -148,6 +148,13 @@ pub enum Event<'a> {
     Exec {
         meta: Meta,
     },
+    /// TLS plaintext seen as the TLS object `tls_obj` (its calls made no socket syscall) is
+    /// connection `id`'s: the object's ClientHello went out on it.
+    TlsBind {
+        meta: Meta,
+        id: ConnId,
+        tls_obj: u64,
+    },
 }
 
 impl Event<'_> {
@@ -160,7 +167,8 @@ impl Event<'_> {
             Event::Close { meta, .. }
             | Event::ConnBytes { meta, .. }
             | Event::Exit { meta }
-            | Event::Exec { meta } => meta,
+            | Event::Exec { meta }
+            | Event::TlsBind { meta, .. } => meta,
         }
     }
 

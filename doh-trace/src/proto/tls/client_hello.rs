@@ -46,6 +46,9 @@ pub struct ClientHelloInfo {
     /// The ALPN protocol identifiers offered, in order: at most [`MAX_ALPN`], each non-empty
     /// printable ASCII; other identifiers (GREASE values, binary) are skipped.
     pub alpn: Vec<String>,
+    /// The client random: 32 bytes the client's TLS library also keeps in its connection
+    /// object (how objects on memory BIOs are bound to their socket, `pipeline/binding.rs`).
+    pub random: [u8; 32],
 }
 
 /// The result of looking at the first bytes of a TCP connection.
@@ -183,6 +186,9 @@ fn parse_message(message: &[u8]) -> HelloParse {
         return not("not a TLS ClientHello version");
     }
     let mut info = ClientHelloInfo::default();
+    if let Ok(random) = <[u8; 32]>::try_from(hello.random) {
+        info.random = random;
+    }
     let (mut seen_sni, mut seen_alpn) = (false, false);
     let mut extensions = hello.ext.unwrap_or_default();
     while !extensions.is_empty() {
@@ -272,7 +278,11 @@ mod tests {
 
     fn complete(bytes: &[u8]) -> ClientHelloInfo {
         match parse_client_hello(bytes) {
-            HelloParse::Complete(info) => info,
+            // The random is checked on its own (`keeps_the_client_random`).
+            HelloParse::Complete(info) => ClientHelloInfo {
+                random: [0; 32],
+                ..info
+            },
             other => panic!("expected a ClientHello, got {other:?}"),
         }
     }
@@ -281,7 +291,18 @@ mod tests {
         ClientHelloInfo {
             server_name: sni.map(str::to_owned),
             alpn: alpn.iter().map(|s| s.to_string()).collect(),
+            random: [0; 32],
         }
+    }
+
+    #[test]
+    fn keeps_the_client_random() {
+        // Record header (5), handshake header (4), legacy version (2), then the random.
+        let HelloParse::Complete(info) = parse_client_hello(OPENSSL_H2) else {
+            panic!("curl's ClientHello parses");
+        };
+        assert_eq!(&info.random[..], &OPENSSL_H2[11..43]);
+        assert_ne!(info.random, [0; 32]);
     }
 
     /// Every strict prefix is `NeedMore`, the whole is `want`.

@@ -22,7 +22,10 @@ use doh_trace_common::Stat;
 
 use doh_trace::{
     clock::{monotonic_ns, Clock},
-    conn::policy::{self, CaptureDecision},
+    conn::{
+        binding::BindChange,
+        policy::{self, CaptureDecision},
+    },
     hooks::table::Stack,
     lookup::resolvers::ResolverList,
     output::{
@@ -102,6 +105,20 @@ fn handle_waiting(
         pipeline.handle_record(&item);
         let new = decisions.len();
         decisions.extend(pipeline.drain_decisions());
+        for change in pipeline.drain_bind_changes() {
+            // Not applied: the object's plaintext keeps coming keyed by the object, which the
+            // pipeline maps to its socket all the same (only unminimised).
+            let _ = tracer.apply_binding(&change);
+            if let Some(rec) = recording.as_mut() {
+                match change {
+                    BindChange::Bound { meta, tls_obj, fd } => rec
+                        .recorder
+                        .bound(&meta, tls_obj, fd, &mut rec.file)
+                        .context("writing the recording")?,
+                    BindChange::Unbound { pid, tls_obj } => rec.recorder.unbound(pid, tls_obj),
+                }
+            }
+        }
         if let Some(rec) = recording.as_mut() {
             let learnt = std::mem::take(&mut *facts.borrow_mut());
             rec.recorder

@@ -2,9 +2,14 @@
 //! running processes at start and in processes started later, hooked once per file identity
 //! (or once per file and process when the user filters by `--pid`, so that other
 //! processes pay no uprobe cost), and released when no process uses them any more.
+//!
+//! Every file is opened once (`doh_trace::hooks::procs`), inspected and its functions' offsets
+//! read from that descriptor, and the uprobes attached by offset through it
+//! (`/proc/self/fd/N`): what is hooked is the file that was looked at, whatever the process
+//! exec'd or mapped since.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap, HashSet, VecDeque},
     num::NonZeroU32,
     path::{Path, PathBuf},
     time::{Duration, Instant},
@@ -13,14 +18,14 @@ use std::{
 use anyhow::{anyhow, Context as _, Result};
 use aya::{
     programs::{
-        uprobe::{UProbeLinkId, UProbeScope},
+        uprobe::{UProbeAttachLocation, UProbeLinkId, UProbeScope},
         UProbe,
     },
     Ebpf,
 };
 
 use doh_trace::hooks::{
-    executable::{self, Carried},
+    executable::{self, Carried, Resolved},
     go_binary::GoTlsProbes,
     procs::{self, FileId, ProcFile},
     table::{Stack, SymbolStack, GO_READ_ENTER, GO_RETURN, GO_WRITE_ENTER, SYMBOL_STACKS},
@@ -33,6 +38,8 @@ const RESCAN_AFTER: &[Duration] = &[
     Duration::from_millis(500),
     Duration::from_secs(3),
 ];
+/// Most executables remembered as carrying nothing to hook.
+const MAX_INSPECTED: usize = 4096;
 /// How often hooks of files no process uses any more are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
@@ -82,8 +89,12 @@ pub struct Hooks {
     scope: HookScope,
     proc: PathBuf,
     attached: HashMap<HookKey, Attachment>,
-    /// Executables inspected that carry nothing to hook (or nothing hookable).
+    /// The enabled stacks' libraries on the tracer's own system, opened once.
+    system_libs: Vec<(&'static SymbolStack, ProcFile)>,
+    /// Executables inspected that carry nothing to hook (or nothing hookable), and the order
+    /// they were inspected in (the oldest are forgotten beyond [`MAX_INSPECTED`]).
     inspected: HashMap<FileId, Option<(String, String)>>,
+    inspected_order: VecDeque<FileId>,
     uncovered: Vec<Uncovered>,
     rescans: Vec<(Instant, u32)>,
     last_sweep: Instant,
@@ -102,18 +113,23 @@ impl Hooks {
             scope,
             proc: PathBuf::from("/proc"),
             attached: HashMap::new(),
+            system_libs: Vec::new(),
             inspected: HashMap::new(),
+            inspected_order: VecDeque::new(),
             uncovered: Vec::new(),
             rescans: Vec::new(),
             last_sweep: Instant::now(),
             messages: Vec::new(),
             uprobes: 0,
         };
+        for stack in hooks.symbol_stacks().collect::<Vec<_>>() {
+            for lib in procs::system_libraries(stack.sonames) {
+                hooks.system_libs.push((stack, lib));
+            }
+        }
         if hooks.scope.everyone() {
-            for stack in hooks.symbol_stacks().collect::<Vec<_>>() {
-                for lib in procs::system_libraries(stack.sonames) {
-                    hooks.hook_symbols(ebpf, &lib, stack, None, None, true);
-                }
+            for (stack, lib) in hooks.system_libs.clone() {
+                hooks.hook_library(ebpf, &lib, stack, None, None, true);
             }
         }
         let me = std::process::id();
@@ -209,10 +225,8 @@ impl Hooks {
         };
         if per_process.is_some() {
             // The system libraries too, before the process maps them.
-            for stack in self.symbol_stacks().collect::<Vec<_>>() {
-                for lib in procs::system_libraries(stack.sonames) {
-                    self.hook_symbols(ebpf, &lib, stack, per_process, Some(pid), false);
-                }
+            for (stack, lib) in self.system_libs.clone() {
+                self.hook_library(ebpf, &lib, stack, per_process, Some(pid), false);
             }
         }
         for lib in &files.libs {
@@ -220,7 +234,7 @@ impl Hooks {
             let Some(stack) = self.symbol_stacks().find(|s| s.sonames.contains(&name)) else {
                 continue;
             };
-            self.hook_symbols(ebpf, lib, stack, per_process, Some(pid), false);
+            self.hook_library(ebpf, lib, stack, per_process, Some(pid), false);
         }
         if let Some(exe) = &files.exe {
             self.hook_executable(ebpf, exe, per_process, pid, &files.comm, at_start);
@@ -262,15 +276,12 @@ impl Hooks {
                 }
                 return;
             }
-            None => executable::inspect(&exe.open_path, &self.stacks).unwrap_or(Carried::Nothing),
+            None => executable::inspect(&exe.file, &self.stacks).unwrap_or(Carried::Nothing),
         };
         match carried {
-            Carried::Nothing => {
-                self.inspected.insert(exe.id, None);
-            }
+            Carried::Nothing => self.remember_inspected(exe.id, None),
             Carried::Unhookable(what, why) => {
-                self.inspected
-                    .insert(exe.id, Some((what.clone(), why.clone())));
+                self.remember_inspected(exe.id, Some((what.clone(), why.clone())));
                 let u = Uncovered {
                     pid,
                     comm: comm.to_string(),
@@ -289,20 +300,34 @@ impl Hooks {
                 }
             }
             Carried::Static(stacks) => {
-                for stack in stacks {
-                    self.hook_symbols(ebpf, exe, stack, per_process, Some(pid), false);
+                for resolved in stacks {
+                    self.hook_symbols(ebpf, exe, &resolved, per_process, Some(pid), false);
                 }
             }
             Carried::Go(probes) => self.hook_go(ebpf, exe, &probes, per_process, pid),
         }
     }
 
-    /// Attaches a symbol stack's probes to one file (required ones all, or none).
-    fn hook_symbols(
+    /// Remembers what an executable carries that needs no hook (bounded: the oldest are
+    /// forgotten, and inspected again should they run again).
+    fn remember_inspected(&mut self, id: FileId, verdict: Option<(String, String)>) {
+        if self.inspected.insert(id, verdict).is_none() {
+            self.inspected_order.push_back(id);
+        }
+        while self.inspected_order.len() > MAX_INSPECTED {
+            if let Some(old) = self.inspected_order.pop_front() {
+                self.inspected.remove(&old);
+            }
+        }
+    }
+
+    /// Attaches a symbol stack's probes to a shared library, its functions found in its own
+    /// symbol tables.
+    fn hook_library(
         &mut self,
         ebpf: &mut Ebpf,
         file: &ProcFile,
-        stack: &SymbolStack,
+        stack: &'static SymbolStack,
         per_process: Option<u32>,
         user: Option<u32>,
         permanent: bool,
@@ -312,16 +337,51 @@ impl Hooks {
             a.users.extend(user);
             return;
         }
+        match executable::resolve_library(&file.file, stack) {
+            Ok(resolved) => self.hook_symbols(ebpf, file, &resolved, per_process, user, permanent),
+            Err(why) => self.messages.push(format!(
+                "could not hook {} in {}: {why}",
+                stack.stack.name(),
+                file.shown
+            )),
+        }
+    }
+
+    /// Attaches a symbol stack's probes to one file at the offsets found in it (required ones
+    /// all, or none), through the descriptor the file was inspected with.
+    fn hook_symbols(
+        &mut self,
+        ebpf: &mut Ebpf,
+        file: &ProcFile,
+        resolved: &Resolved,
+        per_process: Option<u32>,
+        user: Option<u32>,
+        permanent: bool,
+    ) {
+        let stack = resolved.stack;
+        let key = (file.id, per_process, stack.stack);
+        if let Some(a) = self.attached.get_mut(&key) {
+            a.users.extend(user);
+            return;
+        }
         let mut links = Vec::new();
         let mut symbols: Vec<&str> = Vec::new();
         let mut failure = None;
+        let target = file.fd_path();
         for spec in stack.probes {
             let symbol = spec.hook.symbol();
+            let Some(offset) = resolved.offset(symbol) else {
+                if spec.required {
+                    failure = Some(format!("{symbol}: not defined"));
+                    break;
+                }
+                continue;
+            };
             match attach(
                 ebpf,
                 spec.program,
-                symbol.into(),
-                &file.open_path,
+                UProbeAttachLocation::AbsoluteOffset(offset),
+                &target,
                 per_process,
             ) {
                 Ok(link) => {
@@ -367,7 +427,13 @@ impl Hooks {
         plan.extend(probes.write.returns.iter().map(|&o| (GO_RETURN, o)));
         plan.extend(probes.read.returns.iter().map(|&o| (GO_RETURN, o)));
         for (program, offset) in plan {
-            match attach(ebpf, program, offset.into(), &exe.open_path, per_process) {
+            match attach(
+                ebpf,
+                program,
+                UProbeAttachLocation::AbsoluteOffset(offset),
+                &exe.fd_path(),
+                per_process,
+            ) {
                 Ok(link) => links.push((program, link)),
                 Err(e) => {
                     detach_all(ebpf, links);
@@ -457,11 +523,12 @@ impl Hooks {
     }
 }
 
-/// Attaches one uprobe program at a symbol or file offset.
+/// Attaches one uprobe program at a file offset of the open file `path` names
+/// (`/proc/self/fd/N`: the kernel resolves it to that very file).
 fn attach(
     ebpf: &mut Ebpf,
     program: &str,
-    location: aya::programs::uprobe::UProbeAttachLocation<'_>,
+    location: UProbeAttachLocation<'_>,
     path: &Path,
     per_process: Option<u32>,
 ) -> Result<UProbeLinkId> {

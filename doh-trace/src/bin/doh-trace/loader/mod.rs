@@ -13,10 +13,13 @@ use aya::{
 };
 use doh_trace_common::{
     names::{globals, maps, programs},
-    Capture, Stat, SCOPE_INLINE_PIDS, STAT_COUNT, TRACEPOINTS,
+    Capture, Stat, TlsObjKey, SCOPE_INLINE_PIDS, STAT_COUNT, TRACEPOINTS,
 };
 
-use doh_trace::{conn::policy::KernelCapture, hooks::table::Stack};
+use doh_trace::{
+    conn::{binding::BindChange, policy::KernelCapture},
+    hooks::table::Stack,
+};
 use hooks::{HookScope, Hooks};
 
 /// The eBPF object produced by `cargo xtask build-ebpf` (empty if it was missing at build time).
@@ -172,6 +175,30 @@ impl Tracer {
         let mut draining: Array<&mut MapData, u32> =
             Array::try_from(map_mut(&mut self.ebpf, maps::DRAINING)?)?;
         draining.set(0, u32::from(on), 0)?;
+        Ok(())
+    }
+
+    /// Tells the eBPF side that a TLS object's later calls are socket `fd`'s (its plaintext is
+    /// then minimised by the socket's capture policy, as an object's without a socket cannot
+    /// be), or are no socket's any more. An object or process gone already is not an error.
+    pub fn apply_binding(&mut self, change: &BindChange) -> Result<()> {
+        let (pid, tls_obj, fd) = match *change {
+            BindChange::Bound { meta, tls_obj, fd } => (meta.pid, tls_obj, Some(fd)),
+            BindChange::Unbound { pid, tls_obj } => (pid, tls_obj, None),
+        };
+        let key = TlsObjKey {
+            tgid: pid,
+            _pad: 0,
+            tls_obj,
+        };
+        let mut fds: BpfHashMap<&mut MapData, TlsObjKey, i32> =
+            BpfHashMap::try_from(map_mut(&mut self.ebpf, maps::TLS_FDS)?)?;
+        match fd {
+            Some(fd) => fds.insert(key, fd, 0)?,
+            None => {
+                let _ = fds.remove(&key);
+            }
+        }
         Ok(())
     }
 
