@@ -131,11 +131,18 @@ fn bind_dig_over_doh_and_dot_names_the_resolver_and_is_not_also_opaque() {
 }
 
 /// Node.js 20: OpenSSL inside the `node` executable (resolved from that file's own symbol
-/// table), on Node's own BIO. Started after the tracer, so its executable is hooked at exec.
+/// table), on Node's own BIO. A node process running when the tracer starts has the executable
+/// hooked at start (hooks are per file), so the short-lived client that follows is traced from
+/// its first call; a node started alone after the tracer is hooked when its exec is seen, which
+/// can be after a client this quick has finished.
 #[test]
 fn node_http2_doh_is_hooked_in_its_own_executable_and_names_the_resolver() {
     require_e2e!("node");
     let lab = Lab::with_unbound().unwrap();
+    let mut keeper = lab.command("node");
+    keeper.args(["-e", "setTimeout(() => {}, 120000)"]);
+    let mut keeper = keeper.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
     let mut tracer = Tracer::start(&[]).unwrap();
     let mut node = lab.command("node");
     node.arg(concat!(
@@ -183,4 +190,6 @@ fn node_http2_doh_is_hooked_in_its_own_executable_and_names_the_resolver() {
         ]
     );
     none_opaque(&tracer.seen, pid);
+    let _ = keeper.kill();
+    let _ = keeper.wait();
 }

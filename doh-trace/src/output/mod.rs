@@ -9,6 +9,7 @@ pub mod filter;
 pub mod json_line;
 pub mod metrics;
 pub mod pcapng;
+pub mod private_file;
 pub mod recording;
 pub mod summary;
 pub mod synthesize;

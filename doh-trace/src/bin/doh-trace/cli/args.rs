@@ -28,6 +28,10 @@ pub struct Cli {
     /// No start-up report, status lines or exit summary on stderr.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Overwrite an existing file given to -w or `record -o` (files are created mode 0600 and
+    /// never through a symbolic link; without this an existing file is an error).
+    #[arg(long, global = true)]
+    pub force: bool,
     /// Colour the text output.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
     pub color: ColorChoice,

@@ -15,7 +15,7 @@ use clap::{CommandFactory as _, Parser};
 use doh_trace::{
     hooks::table::Stack,
     lookup::resolvers::ResolverList,
-    output::{filter::Filter, OutputOptions, Outputs},
+    output::{filter::Filter, private_file::create_private, OutputOptions, Outputs},
     pipeline::replay::replay_into_with,
 };
 
@@ -88,7 +88,8 @@ impl Cli {
     fn output_options(&self) -> Result<OutputOptions> {
         let pcapng = match &self.pcapng {
             Some(path) => Some(
-                File::create(path).with_context(|| format!("cannot write {}", path.display()))?,
+                create_private(path, self.force)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
             ),
             None => None,
         };
@@ -135,7 +136,13 @@ fn live(cli: &Cli, record: Option<&Path>) -> Result<ExitCode> {
         quiet: cli.quiet,
         metrics: cli.metrics,
         resolvers: cli.resolver_list()?,
-        record: record.map(Path::to_path_buf),
+        record: match record {
+            Some(path) => Some(
+                create_private(path, cli.force)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+            ),
+            None => None,
+        },
     };
     let outputs = cli.outputs()?;
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -5,7 +5,6 @@ use std::{
     cell::RefCell,
     fs::File,
     io::{BufWriter, Write as _},
-    path::PathBuf,
     process::ExitCode,
     rc::Rc,
     time::Duration,
@@ -58,8 +57,8 @@ pub struct LiveOptions {
     pub metrics: Option<std::net::SocketAddr>,
     /// The well-known resolvers.
     pub resolvers: ResolverList,
-    /// Write a recording here.
-    pub record: Option<PathBuf>,
+    /// Write a recording to this file (created by `output::private_file`).
+    pub record: Option<File>,
 }
 
 /// A recording in progress.
@@ -137,10 +136,8 @@ fn handle_waiting(
 /// Traces until SIGINT/SIGTERM; with `record`, also writes DNS connections' events there.
 pub async fn trace(opts: LiveOptions, mut output: Outputs) -> Result<ExitCode> {
     let clock = Clock::now();
-    let mut recording = match &opts.record {
-        Some(path) => {
-            let file =
-                File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut recording = match opts.record {
+        Some(file) => {
             let mut file = BufWriter::new(file);
             recording::write_header(
                 &mut file,
