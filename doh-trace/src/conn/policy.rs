@@ -37,7 +37,7 @@ impl CaptureDecision {
     pub fn fd(&self) -> Option<(u32, i32)> {
         match self.key.id {
             ConnId::Fd(fd) => Some((self.key.pid, fd)),
-            ConnId::TlsObject(_) => None,
+            ConnId::TlsObject(_) | ConnId::Flow(_) => None,
         }
     }
 

@@ -13,6 +13,7 @@
 //! (connections opening and ending, processes, time), `report` (exchanges into records).
 
 mod bytes;
+pub mod capture;
 mod lifecycle;
 pub mod replay;
 mod report;
@@ -25,7 +26,9 @@ use crate::{
         table::ConnTable,
     },
     counters::DecodeCounters,
-    lookup::{connection::ConnectionRecord, relay::RelayIndex, resolvers::ResolverList, Lookup},
+    lookup::{
+        connection::ConnectionRecord, relay::RelayIndex, resolvers::ResolverList, Lookup, Origin,
+    },
     process::ProcessInfo,
     proto::Exchanges,
     source::{kernel, Event},
@@ -57,6 +60,8 @@ pub struct Pipeline {
     last_tick_ns: u64,
     resolvers: ResolverList,
     relay: RelayIndex,
+    /// Whether the events come from processes or from a packet capture.
+    origin: Origin,
 }
 
 impl Pipeline {
@@ -74,7 +79,13 @@ impl Pipeline {
             last_tick_ns: 0,
             resolvers: ResolverList::builtin(),
             relay: RelayIndex::default(),
+            origin: Origin::Process,
         }
+    }
+
+    /// The events come from a packet capture: records say that no process is known.
+    pub fn set_origin(&mut self, origin: Origin) {
+        self.origin = origin;
     }
 
     /// Uses this list of well-known resolvers (built-in plus the user's) for opaque
