@@ -42,8 +42,39 @@ pub struct Progress {
 pub struct CaptureReport {
     pub decode: DecodeCounters,
     pub capture: CaptureCounters,
-    /// TLS key log text: given, and embedded in the file.
+    pub tls: TlsCounters,
+}
+
+/// TLS connections of a capture: decrypted, or why not.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TlsCounters {
+    /// Connections whose socket bytes were TLS records.
+    pub connections: u64,
+    /// TLS key log text: given, and embedded in the file (bytes).
     pub key_log_bytes: usize,
+    /// Connections decrypted with the key log.
+    pub decrypted: u64,
+    /// Not decrypted: no key for its client random, a cipher suite not implemented, the
+    /// handshake not captured.
+    pub no_key: u64,
+    pub unsupported_cipher: u64,
+    pub missing_handshake: u64,
+}
+
+impl std::fmt::Display for TlsCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} connections, {} decrypted; not decrypted: {} no key, {} unsupported cipher, {} \
+             handshake not captured ({} bytes of key log)",
+            self.connections,
+            self.decrypted,
+            self.no_key,
+            self.unsupported_cipher,
+            self.missing_handshake,
+            self.key_log_bytes
+        )
+    }
 }
 
 /// The only process facts a capture has: each flow's ends.
@@ -132,10 +163,18 @@ pub fn read_capture(
     });
     let _ = pipeline.drain_decisions();
     after_each(&mut pipeline)?;
-    Ok(CaptureReport {
-        decode: pipeline.counters().clone(),
-        capture: source.counters(),
+    let decode = pipeline.counters().clone();
+    let tls = TlsCounters {
+        connections: decode.tls_on_socket_conns,
         key_log_bytes: key_log.len(),
+        // Without a decryptor every one lacks a key.
+        no_key: decode.tls_on_socket_conns,
+        ..TlsCounters::default()
+    };
+    Ok(CaptureReport {
+        decode,
+        capture: source.counters(),
+        tls,
     })
 }
 

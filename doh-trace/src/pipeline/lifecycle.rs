@@ -25,6 +25,12 @@ pub(super) fn seen(meta: &Meta) -> Seen {
 impl Pipeline {
     /// A socket connected or accepted.
     pub(super) fn on_open(&mut self, c: ConnInfo) {
+        // A capture's flow: its packets gave both ends (asked before the flow's id is
+        // forgotten below; flow ids are never reused).
+        let flow_local = match c.id {
+            ConnId::Flow(flow) => self.procs.flow_ends(flow).map(|e| e.local),
+            ConnId::Fd(_) | ConnId::TlsObject(_) => None,
+        };
         // A new socket on a reused fd: whatever was there before has ended.
         self.end_id(c.meta.pid, c.id, seen(&c.meta), ClosedBy::Replaced);
         self.make_room();
@@ -34,10 +40,7 @@ impl Pipeline {
             layer: Layer::Socket,
         };
         let mut conn = Conn::new(Some(c.peer), c.sock_type);
-        if let ConnId::Flow(flow) = c.id {
-            // A capture's flow: its packets gave both ends.
-            conn.ends.local = self.procs.flow_ends(flow).map(|e| e.local);
-        }
+        conn.ends.local = flow_local;
         conn.times.opened_ns = Some(c.meta.ts_ns);
         conn.uid = c.meta.uid;
         conn.thread_comm = c.comm;
@@ -110,8 +113,8 @@ impl Pipeline {
     fn end_id(&mut self, pid: u32, id: ConnId, seen: Seen, how: ClosedBy) {
         match id {
             ConnId::Fd(fd) => self.procs.forget_socket(pid, fd),
-            ConnId::Flow(flow) => self.procs.forget_flow(flow),
-            ConnId::TlsObject(_) => {}
+            ConnId::Flow(flow) if how != ClosedBy::Replaced => self.procs.forget_flow(flow),
+            ConnId::Flow(_) | ConnId::TlsObject(_) => {}
         }
         for layer in [Layer::Tls, Layer::Socket] {
             self.end_conn(ConnKey { pid, id, layer }, seen, how);

@@ -246,8 +246,9 @@ impl Flows {
     fn open(&mut self, t: &Transport<'_>, ts_ns: u64, sink: &mut dyn Sink) -> Option<Flow> {
         let (client_is_src, tcp) = match t.kind {
             Kind::Tcp { flags: f, .. } => {
-                if f & flags::RST != 0 {
-                    // A reset of a flow never seen: nothing to report.
+                if f & flags::RST != 0 || (f & flags::SYN == 0 && t.wire_len == 0) {
+                    // A reset, or a bare ACK or FIN (the last of a flow just closed): no
+                    // connection to report.
                     return None;
                 }
                 let c = match (f & flags::SYN != 0, f & flags::ACK != 0) {
