@@ -188,7 +188,7 @@ impl Flows {
         match t.kind {
             Kind::Udp => {
                 if flow.skip {
-                    withhold(flow, dir, t.wire_len, &mut self.counters);
+                    withhold(&mut flow.withheld, dir, t.wire_len, &mut self.counters);
                     return;
                 }
                 self.counters.delivered_bytes += t.payload.len() as u64;
@@ -202,10 +202,10 @@ impl Flows {
                     bytes: t.payload,
                 }));
             }
-            Kind::Tcp { seq, flags: f } => {
-                let stream = match dir {
-                    Direction::Egress => &mut flow.to_server,
-                    Direction::Ingress => &mut flow.to_client,
+            Kind::Tcp { seq, ack, flags: f } => {
+                let (stream, other) = match dir {
+                    Direction::Egress => (&mut flow.to_server, &mut flow.to_client),
+                    Direction::Ingress => (&mut flow.to_client, &mut flow.to_server),
                 };
                 if f & flags::SYN != 0 {
                     stream.syn(seq);
@@ -216,13 +216,21 @@ impl Flows {
                     seq
                 };
                 if flow.skip {
-                    withhold(flow, dir, t.wire_len, &mut self.counters);
+                    withhold(&mut flow.withheld, dir, t.wire_len, &mut self.counters);
                 } else if t.wire_len > 0 {
                     let (id, counters) = (flow.id, &mut self.counters);
                     stream.segment(data_seq, t.payload, t.wire_len, &mut |d| {
                         counters.delivered_bytes += d.bytes.len() as u64;
                         sink.event(data_event(m, id, dir, d));
                     });
+                }
+                if !flow.skip {
+                    if f & flags::FIN != 0 {
+                        stream.fin(data_seq.wrapping_add(t.wire_len as u32));
+                    }
+                    if f & flags::ACK != 0 && other.started() {
+                        other.acked(ack);
+                    }
                 }
                 let done = f & flags::RST != 0 || {
                     if f & flags::FIN != 0 {
@@ -400,11 +408,11 @@ impl Flows {
 }
 
 /// Counts bytes of a flow the pipeline has no use for.
-fn withhold(flow: &mut Flow, dir: Direction, len: usize, counters: &mut FlowCounters) {
+fn withhold(withheld: &mut (u64, u64), dir: Direction, len: usize, counters: &mut FlowCounters) {
     counters.skipped_bytes += len as u64;
     match dir {
-        Direction::Egress => flow.withheld.0 += len as u64,
-        Direction::Ingress => flow.withheld.1 += len as u64,
+        Direction::Egress => withheld.0 += len as u64,
+        Direction::Ingress => withheld.1 += len as u64,
     }
 }
 

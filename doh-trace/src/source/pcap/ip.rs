@@ -51,7 +51,7 @@ pub struct Transport<'a> {
 /// TCP with its header fields, or UDP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    Tcp { seq: u32, flags: u8 },
+    Tcp { seq: u32, ack: u32, flags: u8 },
     Udp,
 }
 
@@ -310,11 +310,12 @@ fn parse_transport(
         TCP => {
             let h = p.get(..20)?;
             let seq = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
+            let ack = u32::from_be_bytes([h[8], h[9], h[10], h[11]]);
             let header = usize::from(h[12] >> 4) * 4;
             if header < 20 || header > wire_len || header > p.len() {
                 return None;
             }
-            (Kind::Tcp { seq, flags: h[13] }, header)
+            (Kind::Tcp { seq, ack, flags: h[13] }, header)
         }
         UDP => {
             let len = usize::from(port(4)?);

@@ -48,6 +48,10 @@ pub struct Stream {
     held_bytes: usize,
     /// Bytes before the next delivery are missing.
     hole_pending: bool,
+    /// Where the stream ends, once its FIN was seen.
+    fin_at: Option<u64>,
+    /// The furthest position the other side acknowledged.
+    acked_to: u64,
     pub counters: StreamCounters,
 }
 
@@ -56,6 +60,31 @@ impl Stream {
     pub fn syn(&mut self, seq: u32) {
         if self.base.is_none() {
             self.base = Some(seq.wrapping_add(1));
+        }
+    }
+
+    /// The FIN, at `seq` (after the segment's payload): bytes before it not seen by the
+    /// stream's end are a hole.
+    pub fn fin(&mut self, seq: u32) {
+        self.fin_at = self.position(seq);
+    }
+
+    /// The other side acknowledged up to `ack`: bytes before it not seen by the stream's end
+    /// are a hole (a segment the capture missed, with nothing after it to show it). Only
+    /// judged at the end: an acknowledgement may be captured before the data it acknowledges.
+    pub fn acked(&mut self, ack: u32) {
+        if let Some(at) = self.position(ack) {
+            if at > self.acked_to && at.saturating_sub(self.next) <= 1 << 30 {
+                self.acked_to = at;
+            }
+        }
+    }
+
+    /// The stream is known to reach `at`: with nothing held, what lies before is missing.
+    fn reached(&mut self, at: u64) {
+        if at > self.next && self.held.is_empty() && at - self.next <= 1 << 30 {
+            self.hole(at - self.next);
+            self.next = at;
         }
     }
 
@@ -192,6 +221,12 @@ impl Stream {
         while !self.held.is_empty() {
             self.skip_hole(out);
         }
+        // The FIN takes a sequence number of its own, which the other side acknowledges.
+        let end = match self.fin_at {
+            Some(fin) => fin.max(self.acked_to.saturating_sub(1)),
+            None => self.acked_to,
+        };
+        self.reached(end);
     }
 }
 
