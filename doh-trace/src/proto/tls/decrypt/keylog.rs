@@ -5,7 +5,8 @@
 //! labels kept are `CLIENT_RANDOM` (the TLS 1.2 master secret, 48 bytes) and the TLS 1.3
 //! `CLIENT_HANDSHAKE_TRAFFIC_SECRET`, `SERVER_HANDSHAKE_TRAFFIC_SECRET`,
 //! `CLIENT_TRAFFIC_SECRET_0` and `SERVER_TRAFFIC_SECRET_0` (32 or 48 bytes). The early-data,
-//! exporter and `RSA` lines are well formed but not needed: counted as ignored. Anything else
+//! exporter, later traffic secret (OpenSSL's `CLIENT_TRAFFIC_SECRET_N` after a KeyUpdate) and
+//! `RSA` lines are well formed but not needed: counted as ignored. Anything else
 //! is counted as malformed. Nothing here panics; the table holds at most [`MAX_ENTRIES`]
 //! client randoms and a line longer than [`MAX_LINE`] is malformed.
 
@@ -201,6 +202,13 @@ impl KeyLog {
             | b"EARLY_EXPORTER_MASTER_SECRET"
             | b"EXPORTER_SECRET"
             | b"RSA" => Label::Ignored,
+            // OpenSSL logs the secrets after each KeyUpdate as `…_TRAFFIC_SECRET_N`; they are
+            // derived here from `…_0`.
+            l if l.starts_with(b"CLIENT_TRAFFIC_SECRET_")
+                || l.starts_with(b"SERVER_TRAFFIC_SECRET_") =>
+            {
+                Label::Ignored
+            }
             _ => {
                 stats.malformed += 1;
                 return;

@@ -49,4 +49,6 @@ pub use connection::{
 pub use keylog::{KeyLog, KeyLogStats, Secrets};
 
 #[cfg(test)]
+mod real_tests;
+#[cfg(test)]
 mod tests;
