@@ -194,7 +194,6 @@ pub struct TlsDecryptor {
     alpn: Option<String>,
     resumed: bool,
     counters: DecryptCounters,
-    scratch: Vec<u8>,
 }
 
 impl Default for TlsDecryptor {
@@ -219,7 +218,6 @@ impl TlsDecryptor {
             alpn: None,
             resumed: false,
             counters: DecryptCounters::default(),
-            scratch: Vec::new(),
         }
     }
 
@@ -249,6 +247,8 @@ impl TlsDecryptor {
         if self.final_status.is_none() {
             self.check_buffers();
         }
+        self.client.records.compact();
+        self.server.records.compact();
         if self.final_status.is_some() {
             let dropped = self.client.records.buffered() + self.server.records.buffered();
             self.counters.dropped_bytes += dropped as u64;
@@ -365,8 +365,10 @@ impl TlsDecryptor {
         start: usize,
     ) -> bool {
         let mut progress = false;
+        // One record's copy, decrypted in place (not kept between calls: a connection waiting
+        // for bytes holds no more than its partial record).
+        let mut scratch = Vec::new();
         while self.final_status.is_none() {
-            let mut scratch = std::mem::take(&mut self.scratch);
             let side = if client { &self.client } else { &self.server };
             let header = match side.records.peek() {
                 Ok(Some((header, fragment))) => {
@@ -374,10 +376,7 @@ impl TlsDecryptor {
                     scratch.extend_from_slice(fragment);
                     header
                 }
-                Ok(None) => {
-                    self.scratch = scratch;
-                    break;
-                }
+                Ok(None) => break,
                 Err(FramingError::ContentType | FramingError::Version | FramingError::TooLong) => {
                     let status = if side.records_seen == 0 {
                         DecryptStatus::NotTls
@@ -389,7 +388,6 @@ impl TlsDecryptor {
                 }
             };
             let step = self.record(client, header, &mut scratch, keys, out, start);
-            self.scratch = scratch;
             let side = self.side_mut(client);
             match step {
                 Step::Consumed => {

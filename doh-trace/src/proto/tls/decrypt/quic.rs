@@ -390,6 +390,62 @@ mod tests {
         }
     }
 
+    /// A client Initial packet holding `frames`, protected as a client would (for tests).
+    fn seal_initial(dcid: &[u8], pn: u8, frames: &[u8]) -> Vec<u8> {
+        let keys = client_initial_keys(dcid, false);
+        let mut payload = frames.to_vec();
+        payload.resize(payload.len().max(20), 0); // PADDING, so there is a sample
+        let mut packet = vec![0xc0, 0, 0, 0, 1, dcid.len() as u8];
+        packet.extend_from_slice(dcid);
+        let length = (1 + payload.len() + TAG_LEN) as u16 | 0x4000;
+        packet.extend_from_slice(&[0, 0]); // no source connection id, no token
+        packet.extend_from_slice(&length.to_be_bytes());
+        let pn_offset = packet.len();
+        packet.push(pn);
+        let mut nonce = keys.iv;
+        nonce[11] ^= pn;
+        let key = LessSafeKey::new(UnboundKey::new(&aead::AES_128_GCM, &keys.key).unwrap());
+        let tag = key
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(&packet),
+                &mut payload,
+            )
+            .unwrap();
+        packet.extend_from_slice(&payload);
+        packet.extend_from_slice(tag.as_ref());
+        let hp = quic::HeaderProtectionKey::new(&quic::AES_128, &keys.hp).unwrap();
+        let mask = hp.new_mask(&packet[pn_offset + 4..pn_offset + 20]).unwrap();
+        packet[0] ^= mask[0] & 0x0f;
+        packet[pn_offset] ^= mask[1];
+        packet
+    }
+
+    #[test]
+    fn client_hello_over_two_datagrams_out_of_order() {
+        let hello = initial_client_hello(&a2_packet()).unwrap();
+        let dcid = hex("0011223344556677");
+        let crypto = |offset: usize, data: &[u8]| {
+            let mut f = vec![0x06, 0x40 | (offset >> 8) as u8, offset as u8];
+            f.extend_from_slice(&[0x40 | (data.len() >> 8) as u8, data.len() as u8]);
+            f.extend_from_slice(data);
+            f
+        };
+        let second = seal_initial(&dcid, 1, &crypto(100, &hello[100..]));
+        let first = seal_initial(&dcid, 0, &[&[0x01][..], &crypto(0, &hello[..100])].concat());
+        assert_eq!(initial_client_hello(&second), None);
+        let mut reassembly = InitialCrypto::default();
+        assert_eq!(reassembly.push_datagram(&second), 1);
+        assert_eq!(reassembly.client_hello(), None);
+        // The first packet coalesced with a Handshake packet after it (skipped).
+        let mut datagram = first.clone();
+        datagram.extend_from_slice(&[0xe0, 0, 0, 0, 1, 0, 0, 0x40, 0x02, 0xaa, 0xbb]);
+        assert_eq!(reassembly.push_datagram(&datagram), 1);
+        assert_eq!(reassembly.client_hello(), Some(hello.clone()));
+        let info = client_hello_info(&hello).unwrap();
+        assert_eq!(info.server_name.as_deref(), Some("example.com"));
+    }
+
     #[test]
     fn crypto_frames_out_of_order() {
         let mut crypto = InitialCrypto::default();

@@ -106,8 +106,12 @@ impl RecordReader {
         self.pos = 0;
     }
 
-    fn compact(&mut self) {
-        if self.pos > 0 {
+    /// Drops the consumed bytes (and a large buffer with nothing in it).
+    pub fn compact(&mut self) {
+        if self.pos == self.buf.len() && self.buf.capacity() > 4096 {
+            // Nothing waits: give a large buffer back rather than hold it per connection.
+            self.clear();
+        } else if self.pos > 0 {
             self.buf.drain(..self.pos);
             self.pos = 0;
         }
