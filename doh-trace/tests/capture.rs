@@ -19,7 +19,9 @@ use doh_trace::{
 };
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pcap").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/pcap")
+        .join(name)
 }
 
 /// A packet as the tests rewrite it.
@@ -52,8 +54,20 @@ fn packets(bytes: &[u8]) -> Vec<Pkt> {
 
 /// A legacy pcap file: little- or big-endian, micro- or nanosecond timestamps.
 fn pcap(pkts: &[Pkt], big_endian: bool, nanos: bool, snaplen: u32) -> Vec<u8> {
-    let u32b = |v: u32| if big_endian { v.to_be_bytes() } else { v.to_le_bytes() };
-    let u16b = |v: u16| if big_endian { v.to_be_bytes() } else { v.to_le_bytes() };
+    let u32b = |v: u32| {
+        if big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
+    let u16b = |v: u16| {
+        if big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
     let mut out = Vec::new();
     out.extend(u32b(if nanos { 0xa1b2_3c4d } else { 0xa1b2_c3d4 }));
     out.extend(u16b(2));
@@ -146,7 +160,11 @@ fn ours(lookups: &[Lookup]) -> BTreeSet<Answer> {
                 .collect();
             answers.sort();
             (
-                l.qname.as_deref().unwrap_or("").trim_end_matches('.').to_string(),
+                l.qname
+                    .as_deref()
+                    .unwrap_or("")
+                    .trim_end_matches('.')
+                    .to_string(),
                 qtype_number(l.qtype.as_deref().unwrap_or("")),
                 l.dns_id.unwrap_or(0),
                 rcode_number(l.rcode.as_deref().unwrap_or("")),
@@ -161,12 +179,23 @@ fn tshark(path: &PathBuf) -> Option<BTreeSet<Answer>> {
     let out = Command::new("tshark")
         .arg("-r")
         .arg(path)
-        .args(["-Y", "dns.flags.response == 1", "-T", "fields", "-E", "aggregator=,"])
+        .args([
+            "-Y",
+            "dns.flags.response == 1",
+            "-T",
+            "fields",
+            "-E",
+            "aggregator=,",
+        ])
         .args(["-e", "dns.qry.name", "-e", "dns.qry.type", "-e", "dns.id"])
         .args(["-e", "dns.flags.rcode", "-e", "dns.a", "-e", "dns.aaaa"])
         .output()
         .ok()?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     Some(
         text.lines()
@@ -199,7 +228,11 @@ fn binary_json(path: &PathBuf) -> Vec<serde_json::Value> {
         .args(["--json", "-q"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -234,8 +267,14 @@ fn the_same_answers_as_tshark() {
         let got: BTreeSet<Answer> = json.iter().filter_map(from_json).collect();
         for v in &json {
             assert_eq!(v["origin"], "capture", "{v}");
-            assert!(v["pid"].is_null() && v["comm"].is_null() && v["uid"].is_null(), "{v}");
-            assert!(v["client"]["port"].as_u64().is_some(), "the client from the packets: {v}");
+            assert!(
+                v["pid"].is_null() && v["comm"].is_null() && v["uid"].is_null(),
+                "{v}"
+            );
+            assert!(
+                v["client"]["port"].as_u64().is_some(),
+                "the client from the packets: {v}"
+            );
         }
         let doh = json.iter().filter(|v| v["transport"] == "doh").count();
         assert_eq!(doh, want_doh, "{name}: DoH lookups");
@@ -289,7 +328,10 @@ fn every_link_type_gives_the_same_lookups() {
     let (want, _) = read(original.clone());
     let want = ours(&want);
     let pkts = packets(&original);
-    assert!(pkts.iter().all(|p| p.linktype == 1), "dumpcap on lo writes Ethernet");
+    assert!(
+        pkts.iter().all(|p| p.linktype == 1),
+        "dumpcap on lo writes Ethernet"
+    );
     let relink = |linktype: i32, head: &dyn Fn(&[u8]) -> Vec<u8>| -> Vec<Pkt> {
         pkts.iter()
             .map(|p| {
@@ -319,7 +361,11 @@ fn every_link_type_gives_the_same_lookups() {
         h
     };
     let sll2 = |ip: &[u8]| {
-        let mut h = if v6(ip) { vec![0x86, 0xdd] } else { vec![0x08, 0x00] };
+        let mut h = if v6(ip) {
+            vec![0x86, 0xdd]
+        } else {
+            vec![0x08, 0x00]
+        };
         h.extend([0u8; 18]);
         h
     };
@@ -354,7 +400,11 @@ fn assert_no_wrong_lookup(what: &str, got: &[Lookup], original: &[Lookup]) {
             panic!("{what}: a lookup the capture does not hold: {l:?}");
         };
         if l.rcode.is_some() {
-            assert_eq!((&l.rcode, &l.answers), (&o.rcode, &o.answers), "{what}: {l:?}");
+            assert_eq!(
+                (&l.rcode, &l.answers),
+                (&o.rcode, &o.answers),
+                "{what}: {l:?}"
+            );
         }
     }
 }
@@ -424,7 +474,10 @@ fn damaged_captures_lose_lookups_never_invent_them() {
 
         // A hole with bytes after it reaches the pipeline as a gap.
         assert!(pipeline_gaps > 0, "{name}");
-        assert!(all_holes * 2 >= data.len() as u64, "{name}: {all_holes} holes");
+        assert!(
+            all_holes * 2 >= data.len() as u64,
+            "{name}: {all_holes} holes"
+        );
 
         // Every data segment duplicated, and each pair of neighbours swapped: the same
         // lookups as the original.
@@ -446,7 +499,10 @@ fn damaged_captures_lose_lookups_never_invent_them() {
             }
             let (got, report) = read(pcap(&swapped, false, false, 262_144));
             assert_no_wrong_lookup("swapped", &got, &original);
-            assert_eq!(report.capture.flows.streams.holes, 0, "{name} swapped at {i}");
+            assert_eq!(
+                report.capture.flows.streams.holes, 0,
+                "{name} swapped at {i}"
+            );
         }
     }
 }

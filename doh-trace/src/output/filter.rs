@@ -25,12 +25,11 @@ impl Filter {
             process.then_some(&*l.comm),
             process.then_some(l.uid),
             l.transport,
-        )
-            && (self.containers.is_empty()
-                || l.context
-                    .container_id
-                    .as_deref()
-                    .is_some_and(|id| self.containers.iter().any(|c| id.starts_with(c.as_str()))))
+        ) && (self.containers.is_empty()
+            || l.context
+                .container_id
+                .as_deref()
+                .is_some_and(|id| self.containers.iter().any(|c| id.starts_with(c.as_str()))))
             && (self.qnames.is_empty()
                 || self
                     .qnames

@@ -160,16 +160,19 @@ impl Feed<'_> {
     fn decrypt(&mut self, d: &DataChunk<'_>) {
         let ConnId::Flow(flow) = d.id else { return };
         let counters = &mut *self.counters;
-        let state = self.flows.entry(flow).or_insert_with(|| {
-            match (d.offset, d.bytes.first()) {
+        let state = self
+            .flows
+            .entry(flow)
+            .or_insert_with(|| match (d.offset, d.bytes.first()) {
                 (0, Some(0x16 | 0x17)) => {
                     counters.connections += 1;
                     TlsFlow::Decrypting(Box::new(TlsDecryptor::new()))
                 }
                 _ => TlsFlow::Plain,
-            }
-        });
-        let TlsFlow::Decrypting(dec) = state else { return };
+            });
+        let TlsFlow::Decrypting(dec) = state else {
+            return;
+        };
         if d.offset != 0 {
             // A hole in the stream: its records cannot be framed any more.
             counters.failed += 1;
@@ -312,7 +315,9 @@ fn apply_decisions(
     tls: &mut TlsCounters,
 ) {
     for d in pipeline.drain_decisions() {
-        let ConnId::Flow(flow) = d.key.id else { continue };
+        let ConnId::Flow(flow) = d.key.id else {
+            continue;
+        };
         let decrypting = matches!(tls_flows.get(&flow), Some(TlsFlow::Decrypting(_)));
         match d.key.layer {
             Layer::Socket if !decrypting => source.set_policy(flow, d.policy),

@@ -12,9 +12,7 @@ use std::{
     },
 };
 
-use pcap_parser::{
-    pcapng::Block, traits::PcapReaderIterator, Linktype, PcapBlockOwned, PcapError,
-};
+use pcap_parser::{pcapng::Block, traits::PcapReaderIterator, Linktype, PcapBlockOwned, PcapError};
 
 /// A block the reader holds whole: the largest packet or key log it can take.
 pub const MAX_BLOCK: usize = 4 << 20;
@@ -305,7 +303,11 @@ mod tests {
         assert_eq!(units_per_sec(6), 1_000_000);
         assert_eq!(units_per_sec(9), 1_000_000_000);
         assert_eq!(units_per_sec(0x80 | 10), 1024);
-        assert_eq!(units_per_sec(0x7f), 1_000_000, "10^127 does not fit: the default");
+        assert_eq!(
+            units_per_sec(0x7f),
+            1_000_000,
+            "10^127 does not fit: the default"
+        );
         assert_eq!(to_unix_ns(1_500_000, 1_000_000, 0), 1_500_000_000);
         assert_eq!(to_unix_ns(512, 1024, 10), 10_500_000_000);
         assert_eq!(to_unix_ns(u64::MAX, 1, i64::MAX), u64::MAX);

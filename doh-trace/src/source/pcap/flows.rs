@@ -5,10 +5,7 @@
 //! start its call), datagrams ([`Event::Datagram`]), byte totals and the close. Flows end on
 //! FIN from both sides or RST, after an idle time, or when the table is full (counted).
 
-use std::{
-    collections::HashMap,
-    net::SocketAddr,
-};
+use std::{collections::HashMap, net::SocketAddr};
 
 use doh_trace_common::{CAPTURE_SOCK_FULL, CAPTURE_SOCK_SKIP, COMM_LEN};
 
@@ -29,7 +26,9 @@ pub const MAX_FLOWS: usize = 65_536;
 
 /// Ports servers listen on: the side using one is the server of a flow whose start was not
 /// captured.
-const SERVER_PORTS: [u16; 12] = [53, 80, 443, 853, 5353, 8053, 8080, 8443, 5053, 3000, 784, 8853];
+const SERVER_PORTS: [u16; 12] = [
+    53, 80, 443, 853, 5353, 8053, 8080, 8443, 5053, 3000, 784, 8853,
+];
 
 /// What the flow table counts.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -153,7 +152,9 @@ impl Flows {
 
     /// The pipeline's decision about a flow's socket bytes (`CAPTURE_*` bits).
     pub fn set_policy(&mut self, flow: u64, policy: u32) {
-        let Some(key) = self.ids.get(&flow) else { return };
+        let Some(key) = self.ids.get(&flow) else {
+            return;
+        };
         if let Some(f) = self.flows.get_mut(key) {
             if policy & CAPTURE_SOCK_SKIP != 0 {
                 f.skip = true;
@@ -177,7 +178,9 @@ impl Flows {
             self.ids.insert(flow.id, key);
             self.flows.insert(key, flow);
         }
-        let Some(flow) = self.flows.get_mut(&key) else { return };
+        let Some(flow) = self.flows.get_mut(&key) else {
+            return;
+        };
         flow.last_ns = ts_ns;
         let dir = if t.src == flow.client {
             Direction::Egress

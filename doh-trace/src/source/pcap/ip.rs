@@ -315,7 +315,14 @@ fn parse_transport(
             if header < 20 || header > wire_len || header > p.len() {
                 return None;
             }
-            (Kind::Tcp { seq, ack, flags: h[13] }, header)
+            (
+                Kind::Tcp {
+                    seq,
+                    ack,
+                    flags: h[13],
+                },
+                header,
+            )
         }
         UDP => {
             let len = usize::from(port(4)?);

@@ -37,14 +37,21 @@ pub fn network(linktype: i32, frame: &[u8]) -> Network<'_> {
     match linktype {
         linktype::ETHERNET => ethernet(frame),
         linktype::LINUX_SLL => match (frame.get(14..16), frame.get(16..)) {
-            (Some(proto), Some(rest)) => by_ethertype(u16::from_be_bytes([proto[0], proto[1]]), rest),
+            (Some(proto), Some(rest)) => {
+                by_ethertype(u16::from_be_bytes([proto[0], proto[1]]), rest)
+            }
             _ => Network::Truncated,
         },
         linktype::LINUX_SLL2 => match (frame.get(0..2), frame.get(20..)) {
-            (Some(proto), Some(rest)) => by_ethertype(u16::from_be_bytes([proto[0], proto[1]]), rest),
+            (Some(proto), Some(rest)) => {
+                by_ethertype(u16::from_be_bytes([proto[0], proto[1]]), rest)
+            }
             _ => Network::Truncated,
         },
-        linktype::RAW | linktype::RAW_OPENBSD | linktype::RAW_BSD | linktype::IPV4
+        linktype::RAW
+        | linktype::RAW_OPENBSD
+        | linktype::RAW_BSD
+        | linktype::IPV4
         | linktype::IPV6 => raw(frame),
         linktype::NULL | linktype::LOOP => {
             let Some(family) = frame.get(0..4) else {

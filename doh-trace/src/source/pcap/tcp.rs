@@ -263,7 +263,10 @@ mod tests {
     fn a_lost_segment_is_a_hole_reported_once() {
         let mut s = Stream::default();
         // Joined mid-stream near the wrap of sequence numbers.
-        assert_eq!(run(&mut s, u32::MAX - 1, b"ab"), vec![(b"ab".to_vec(), false)]);
+        assert_eq!(
+            run(&mut s, u32::MAX - 1, b"ab"),
+            vec![(b"ab".to_vec(), false)]
+        );
         assert!(run(&mut s, 3, b"xyz").is_empty());
         let mut got = Vec::new();
         s.finish(&mut |d| got.push((d.bytes.to_vec(), d.after_hole)));
@@ -276,8 +279,12 @@ mod tests {
         let mut s = Stream::default();
         s.syn(0);
         let mut got = Vec::new();
-        s.segment(1, b"ab", 5, &mut |d| got.push((d.bytes.to_vec(), d.after_hole)));
-        s.segment(6, b"cd", 2, &mut |d| got.push((d.bytes.to_vec(), d.after_hole)));
+        s.segment(1, b"ab", 5, &mut |d| {
+            got.push((d.bytes.to_vec(), d.after_hole))
+        });
+        s.segment(6, b"cd", 2, &mut |d| {
+            got.push((d.bytes.to_vec(), d.after_hole))
+        });
         assert_eq!(got, vec![(b"ab".to_vec(), false), (b"cd".to_vec(), true)]);
         assert_eq!(s.counters.missing_bytes, 3);
     }
