@@ -166,7 +166,7 @@ impl Feed<'_> {
             .or_insert_with(|| match (d.offset, d.bytes.first()) {
                 (0, Some(0x16 | 0x17)) => {
                     counters.connections += 1;
-                    TlsFlow::Decrypting(Box::new(TlsDecryptor::new()))
+                    TlsFlow::Decrypting(Box::default())
                 }
                 _ => TlsFlow::Plain,
             });
