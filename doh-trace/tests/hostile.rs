@@ -369,7 +369,7 @@ fn decided(ds: &[CaptureDecision]) -> Vec<(i32, u32)> {
         .iter()
         .map(|d| match d.key.id {
             ConnId::Fd(fd) => (fd, d.policy),
-            ConnId::TlsObject(_) => panic!("no fd in {d:?}"),
+            ConnId::TlsObject(_) | ConnId::Flow(_) => panic!("no fd in {d:?}"),
         })
         .collect();
     v.sort();

@@ -64,7 +64,7 @@ impl TlsBinder {
     pub fn socket_of(&self, pid: u32, id: ConnId) -> ConnId {
         match id {
             ConnId::TlsObject(obj) => self.bound.get(&(pid, obj)).map_or(id, |&fd| ConnId::Fd(fd)),
-            ConnId::Fd(_) => id,
+            ConnId::Fd(_) | ConnId::Flow(_) => id,
         }
     }
 

@@ -26,9 +26,10 @@ pub enum ClosedBy {
 pub struct ConnectionRecord {
     /// When the connection ended (RFC 3339, UTC).
     pub time: Rfc3339,
-    pub pid: u32,
-    pub uid: u32,
-    pub comm: Arc<str>,
+    /// The process; null for a connection read from a packet capture (no process is known).
+    pub pid: Option<u32>,
+    pub uid: Option<u32>,
+    pub comm: Option<Arc<str>>,
     /// `doh`, `dot`, `dns-udp`, `dns-tcp` or an opaque transport.
     pub transport: &'static str,
     /// `"h2"` or `"http/1.1"` (the last one used, after an h2c upgrade "h2"); None without HTTP.

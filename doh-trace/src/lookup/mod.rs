@@ -52,6 +52,25 @@ impl Status {
     }
 }
 
+/// Where a record's facts come from: a traced process, or packets read from a capture file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    /// A process the tracer saw (live, or a recording of it): pid, tid, uid and comm are real.
+    #[default]
+    Process,
+    /// Packets of a capture file: no process is known, so pid, tid, uid and comm are written
+    /// as null (their numbers in the record are placeholders, never shown).
+    Capture,
+}
+
+impl Origin {
+    /// Whether the record's process fields are real.
+    pub fn is_process(&self) -> bool {
+        *self == Origin::Process
+    }
+}
+
 /// A resolver address. The text is shared: every lookup on a connection carries the same.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Endpoint {
@@ -161,6 +180,10 @@ pub struct Lookup {
     /// More than one candidate matched the relay link (so it may be wrong).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub relay_ambiguous: Option<bool>,
+    /// `"capture"` for records read from a packet capture (whose pid, tid, uid and comm are
+    /// null); absent for traced processes.
+    #[serde(skip_serializing_if = "Origin::is_process")]
+    pub origin: Origin,
     /// Executable, command line, user, parent, cgroup and container of the process.
     #[serde(flatten)]
     pub context: Arc<ProcessContext>,
@@ -177,6 +200,11 @@ pub struct Lookup {
 }
 
 impl Lookup {
+    /// Whether the record comes from a process the tracer saw (not from a capture file).
+    pub fn has_process(&self) -> bool {
+        self.origin.is_process()
+    }
+
     /// The question name, or "" when unknown (opaque transports).
     pub fn name(&self) -> &str {
         self.qname.as_deref().unwrap_or("")

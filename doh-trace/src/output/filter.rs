@@ -19,12 +19,17 @@ pub struct Filter {
 impl Filter {
     /// Whether `l` passes every filter given.
     pub fn matches(&self, l: &Lookup) -> bool {
-        self.matches_process(l.pid, &l.comm, l.uid, l.transport)
-            && (self.containers.is_empty()
-                || l.context
-                    .container_id
-                    .as_deref()
-                    .is_some_and(|id| self.containers.iter().any(|c| id.starts_with(c.as_str()))))
+        let process = l.has_process();
+        self.matches_process(
+            process.then_some(l.pid),
+            process.then_some(&*l.comm),
+            process.then_some(l.uid),
+            l.transport,
+        ) && (self.containers.is_empty()
+            || l.context
+                .container_id
+                .as_deref()
+                .is_some_and(|id| self.containers.iter().any(|c| id.starts_with(c.as_str()))))
             && (self.qnames.is_empty()
                 || self
                     .qnames
@@ -33,11 +38,18 @@ impl Filter {
     }
 
     /// Whether a record of this process and transport passes the process filters (also used
-    /// for connection records, which have no name or container).
-    pub fn matches_process(&self, pid: u32, comm: &str, uid: u32, transport: &str) -> bool {
-        (self.pids.is_empty() || self.pids.contains(&pid))
-            && (self.comms.is_empty() || self.comms.iter().any(|c| c == comm))
-            && (self.uids.is_empty() || self.uids.contains(&uid))
+    /// for connection records, which have no name or container). A record without a process
+    /// (read from a packet capture) matches no process filter.
+    pub fn matches_process(
+        &self,
+        pid: Option<u32>,
+        comm: Option<&str>,
+        uid: Option<u32>,
+        transport: &str,
+    ) -> bool {
+        (self.pids.is_empty() || pid.is_some_and(|p| self.pids.contains(&p)))
+            && (self.comms.is_empty() || comm.is_some_and(|n| self.comms.iter().any(|c| c == n)))
+            && (self.uids.is_empty() || uid.is_some_and(|u| self.uids.contains(&u)))
             && (self.transports.is_empty() || self.transports.iter().any(|t| t == transport))
     }
 }

@@ -4,14 +4,16 @@
 //! together for a record with every field set), only cheaper: keys are constants, and a string
 //! value with nothing to escape is copied whole. Whatever needs escaping, numbers, and the rare
 //! nested values (relay peers, ALPN, command lines) go through serde_json itself, so JSON
-//! escaping and number formatting stay serde_json's.
+//! escaping and number formatting stay serde_json's. One difference: a record read from a
+//! packet capture ([`Origin::Capture`]) has no process, and its `pid`, `tid`, `uid` and `comm`
+//! are written as null here (serde would write the placeholders).
 
 use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::{
-    lookup::{Endpoint, Lookup},
+    lookup::{Endpoint, Lookup, Origin},
     process::context::ProcessContext,
     proto::dns::Mnemonic,
 };
@@ -45,6 +47,7 @@ macro_rules! key_opt_string {
 /// are written together, in this order).
 #[derive(Debug)]
 struct ConnFields {
+    origin: Origin,
     uid: u32,
     comm: Arc<str>,
     transport: &'static str,
@@ -60,6 +63,7 @@ struct ConnFields {
 impl ConnFields {
     fn of(l: &Lookup) -> Self {
         ConnFields {
+            origin: l.origin,
             uid: l.uid,
             comm: l.comm.clone(),
             transport: l.transport,
@@ -82,7 +86,8 @@ impl ConnFields {
                 (a, b) => a.is_none() && b.is_none(),
             }
         }
-        self.uid == l.uid
+        self.origin == l.origin
+            && self.uid == l.uid
             && self.comm == l.comm
             && same(Some(self.transport), Some(l.transport))
             && self.server == l.server
@@ -139,10 +144,14 @@ impl JsonWriter {
             }
             None => string_rest(out, &l.time),
         }
-        key!(out, "pid");
-        value(out, &l.pid);
-        key!(out, "tid");
-        value(out, &l.tid);
+        if l.has_process() {
+            key!(out, "pid");
+            value(out, &l.pid);
+            key!(out, "tid");
+            value(out, &l.tid);
+        } else {
+            out.extend_from_slice(b",\"pid\":null,\"tid\":null");
+        }
         copy_or_render(
             &mut self.shared,
             out,
@@ -164,9 +173,13 @@ impl JsonWriter {
 
 /// The [`ConnFields`] of `l`.
 fn write_conn_fields(out: &mut Vec<u8>, l: &Lookup) {
-    key!(out, "uid");
-    value(out, &l.uid);
-    key_string!(out, "comm", &l.comm);
+    if l.has_process() {
+        key!(out, "uid");
+        value(out, &l.uid);
+        key_string!(out, "comm", &l.comm);
+    } else {
+        out.extend_from_slice(b",\"uid\":null,\"comm\":null");
+    }
     key_string!(out, "transport", l.transport);
     key!(out, "server");
     endpoint(out, l.server.as_ref());
@@ -237,6 +250,10 @@ fn write_rest(out: &mut Vec<u8>, l: &Lookup) {
     if let Some(v) = &l.relay_ambiguous {
         key!(out, "relay_ambiguous");
         value(out, v);
+    }
+    if !l.origin.is_process() {
+        key!(out, "origin");
+        value(out, &l.origin);
     }
 }
 
@@ -410,6 +427,7 @@ mod tests {
                 server_name: Some("https://x/dns-query".into()),
             }]),
             relay_ambiguous: Some(true),
+            origin: Origin::Process,
             context: Arc::new(ProcessContext {
                 exe: Some("/usr/bin/x (deleted)".into()),
                 cmdline: Some(vec!["x".into(), "--a=\"b\"".into(), "\u{7f}".into()]),
@@ -444,6 +462,27 @@ mod tests {
         l.time = crate::clock::Clock::with_offset(0).rfc3339(1_700_000_000_123_456_000);
         assert!(l.time.inline().is_some());
         assert_eq!(ours(&l), serdes(&l));
+    }
+
+    /// A capture's record: what serde writes, but with null for the four process fields.
+    #[test]
+    fn a_capture_record_has_no_process() {
+        let mut l = full_lookup();
+        l.origin = Origin::Capture;
+        let mut want: serde_json::Value = serde_json::from_str(&serdes(&l)).unwrap();
+        for k in ["pid", "tid", "uid", "comm"] {
+            want[k] = serde_json::Value::Null;
+        }
+        let line = ours(&l);
+        let got: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(got, want);
+        assert!(line.contains(",\"origin\":\"capture\""), "{line}");
+        // A run: the shared fields of a process record are not reused for a capture's.
+        let mut w = JsonWriter::default();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        w.write_lookup(&mut a, &full_lookup());
+        w.write_lookup(&mut b, &l);
+        assert_eq!(String::from_utf8(b).unwrap(), line);
     }
 
     /// One writer, a run of lookups: each line is what serde_json writes, whichever of the

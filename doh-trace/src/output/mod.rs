@@ -130,7 +130,7 @@ impl Outputs {
     pub fn write_connection(&mut self, c: &ConnectionRecord) -> io::Result<()> {
         let wanted = self
             .filter
-            .matches_process(c.pid, &c.comm, c.uid, c.transport);
+            .matches_process(c.pid, c.comm.as_deref(), c.uid, c.transport);
         if !self.connections || !wanted {
             return Ok(());
         }

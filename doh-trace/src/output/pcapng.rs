@@ -318,11 +318,14 @@ fn describe(l: &Lookup, time_ok: bool) -> String {
         false => format!("{}:{}", e.ip, e.port),
     });
     let num = |n: Option<u32>| n.map(|n| n.to_string());
+    // A capture's record has no process; it says where it came from instead.
+    let process = l.has_process();
     let fields = [
-        ("pid", num(Some(l.pid))),
-        ("tid", num(Some(l.tid))),
-        ("uid", num(Some(l.uid))),
-        ("comm", Some(l.comm.to_string())),
+        ("pid", num(process.then_some(l.pid))),
+        ("tid", num(process.then_some(l.tid))),
+        ("uid", num(process.then_some(l.uid))),
+        ("comm", process.then(|| l.comm.to_string())),
+        ("origin", (!process).then(|| "capture".to_string())),
         ("transport", Some(l.transport.into())),
         ("server", server),
         ("authority", l.authority.as_deref().map(str::to_owned)),

@@ -154,7 +154,7 @@ impl Recorder {
                 },
                 None => key,
             },
-            ConnId::Fd(_) => key,
+            ConnId::Fd(_) | ConnId::Flow(_) => key,
         });
         let Some(key) = key else {
             if let Event::Exec { meta } = ev {

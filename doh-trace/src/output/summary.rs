@@ -52,15 +52,21 @@ fn percentile(values: &mut [f64], p: f64) -> Option<f64> {
 impl Summary {
     /// Counts one lookup.
     pub fn add(&mut self, l: &Lookup) {
+        // A capture's records have no process: counted per client address (pid shown as -).
+        let (key_pid, key_comm) = match (l.has_process(), &l.client) {
+            (true, _) => (l.pid, l.comm.clone()),
+            (false, Some(client)) => (0, client.ip.clone()),
+            (false, None) => (0, Arc::from("?")),
+        };
         let same = |&i: &usize| {
             let (pid, comm) = &self.processes[i].0;
-            *pid == l.pid && *comm == l.comm
+            *pid == key_pid && *comm == key_comm
         };
         let i = match self.last.filter(same) {
             Some(i) => i,
             None => {
                 let known = self.processes.len();
-                match self.index.entry((l.pid, l.comm.clone())) {
+                match self.index.entry((key_pid, key_comm)) {
                     Entry::Occupied(i) => *i.get(),
                     Entry::Vacant(_) if known >= MAX_PROCESSES => {
                         self.others += 1;
@@ -110,6 +116,10 @@ impl Summary {
             "PID", "PROCESS", "LOOKUPS", "FAILED", "P50", "P99"
         )];
         for ((pid, comm), p) in rows {
+            let pid = match pid {
+                0 => "-".to_string(),
+                pid => pid.to_string(),
+            };
             let mut lat = p.latencies_ms.clone();
             let fmt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |ms| format!("{ms:.1}ms"));
             out.push(format!(

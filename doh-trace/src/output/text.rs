@@ -52,6 +52,12 @@ pub fn lookup_line(l: &Lookup, color: bool) -> String {
     if let Some(up) = l.upstream.as_ref().and_then(|u| u.first()) {
         answers = format!("{answers} ⇢ {} {}", up.transport, up.comm);
     }
+    // A capture knows no process: the client's address stands where the process would.
+    let (pid, comm) = match (l.has_process(), &l.client) {
+        (true, _) => (l.pid.to_string(), l.comm.to_string()),
+        (false, Some(c)) => ("-".to_string(), fmt_endpoint(&c.ip, c.port)),
+        (false, None) => ("-".to_string(), "?".to_string()),
+    };
     let latency = l
         .latency_ms
         .map_or_else(|| "-".to_string(), |ms| format!("{ms:.1}ms"));
@@ -64,8 +70,7 @@ pub fn lookup_line(l: &Lookup, color: bool) -> String {
     };
     format!(
         "{time} {pid:>7} {comm} {transport} {resolver} {qname} {qtype} {result} {answers} {latency:>8}",
-        pid = l.pid,
-        comm = column(&l.comm, 15),
+        comm = column(&comm, 15),
         transport = column(l.transport, 10),
         resolver = column(&resolver, 21),
         qname = column(l.qname.as_deref().unwrap_or("?"), 30),
@@ -84,8 +89,12 @@ pub fn connection_line(c: &ConnectionRecord) -> String {
     format!(
         "{} {:>7} {:<15} {} {} {} lookups={} handshake={} lifetime={} idle={} closed-by={}{}",
         c.time.get(11..23).unwrap_or(&c.time),
-        c.pid,
-        c.comm,
+        c.pid.map_or_else(|| "-".to_string(), |p| p.to_string()),
+        match (&c.comm, &c.client) {
+            (Some(comm), _) => comm.to_string(),
+            (None, Some(client)) => fmt_endpoint(&client.ip, client.port),
+            (None, None) => "?".to_string(),
+        },
         c.transport,
         server,
         c.http_version.unwrap_or("-"),

@@ -231,11 +231,14 @@ impl Pipeline {
         // The process and connection are alive right now: learn what /proc knows.
         let _ = self.procs.leader_comm(key.pid);
         let _ = self.procs.context(key.pid, conn.uid);
-        if let ConnId::Fd(fd) = key.id {
-            if let Some(ends) = self.procs.socket_ends(key.pid, fd) {
-                conn.ends.peer = conn.ends.peer.or(Some(ends.remote));
-                conn.ends.local = Some(ends.local);
-            }
+        let ends = match key.id {
+            ConnId::Fd(fd) => self.procs.socket_ends(key.pid, fd),
+            ConnId::Flow(flow) => self.procs.flow_ends(flow),
+            ConnId::TlsObject(_) => None,
+        };
+        if let Some(ends) = ends {
+            conn.ends.peer = conn.ends.peer.or(Some(ends.remote));
+            conn.ends.local = Some(ends.local);
         }
         for p in pieces {
             let bytes = Bytes {

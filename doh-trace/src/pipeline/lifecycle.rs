@@ -25,6 +25,12 @@ pub(super) fn seen(meta: &Meta) -> Seen {
 impl Pipeline {
     /// A socket connected or accepted.
     pub(super) fn on_open(&mut self, c: ConnInfo) {
+        // A capture's flow: its packets gave both ends (asked before the flow's id is
+        // forgotten below; flow ids are never reused).
+        let flow_local = match c.id {
+            ConnId::Flow(flow) => self.procs.flow_ends(flow).map(|e| e.local),
+            ConnId::Fd(_) | ConnId::TlsObject(_) => None,
+        };
         // A new socket on a reused fd: whatever was there before has ended.
         self.end_id(c.meta.pid, c.id, seen(&c.meta), ClosedBy::Replaced);
         self.make_room();
@@ -34,6 +40,7 @@ impl Pipeline {
             layer: Layer::Socket,
         };
         let mut conn = Conn::new(Some(c.peer), c.sock_type);
+        conn.ends.local = flow_local;
         conn.times.opened_ns = Some(c.meta.ts_ns);
         conn.uid = c.meta.uid;
         conn.thread_comm = c.comm;
@@ -156,8 +163,10 @@ impl Pipeline {
 
     /// Both layers of a connection end.
     fn end_id(&mut self, pid: u32, id: ConnId, seen: Seen, how: ClosedBy) {
-        if let ConnId::Fd(fd) = id {
-            self.procs.forget_socket(pid, fd);
+        match id {
+            ConnId::Fd(fd) => self.procs.forget_socket(pid, fd),
+            ConnId::Flow(flow) if how != ClosedBy::Replaced => self.procs.forget_flow(flow),
+            ConnId::Flow(_) | ConnId::TlsObject(_) => {}
         }
         for layer in [Layer::Tls, Layer::Socket] {
             self.end_conn(ConnKey { pid, id, layer }, seen, how);
@@ -202,11 +211,12 @@ impl Pipeline {
         let times = &conn.times;
         let start = times.opened_ns.or(times.first_data_ns).unwrap_or(end_ns);
         let comm = self.process_name(key.pid, conn);
+        let process = self.origin.is_process();
         ConnectionRecord {
             time: self.clock.rfc3339(end_ns),
-            pid: key.pid,
-            uid: conn.uid,
-            comm,
+            pid: process.then_some(key.pid),
+            uid: process.then_some(conn.uid),
+            comm: process.then_some(comm),
             transport: conn.tls.opaque.or(conn.reported.transport).unwrap_or("doh"),
             http_version: conn.reported.http_version,
             tls: key.layer == Layer::Tls,

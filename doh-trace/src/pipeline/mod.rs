@@ -15,6 +15,7 @@
 
 mod binding;
 mod bytes;
+pub mod capture;
 mod lifecycle;
 pub mod replay;
 mod report;
@@ -28,7 +29,9 @@ use crate::{
         table::ConnTable,
     },
     counters::DecodeCounters,
-    lookup::{connection::ConnectionRecord, relay::RelayIndex, resolvers::ResolverList, Lookup},
+    lookup::{
+        connection::ConnectionRecord, relay::RelayIndex, resolvers::ResolverList, Lookup, Origin,
+    },
     process::ProcessInfo,
     proto::Exchanges,
     source::{kernel, ConnId, Event},
@@ -62,6 +65,8 @@ pub struct Pipeline {
     relay: RelayIndex,
     /// TLS objects on memory and custom BIOs, bound to their sockets.
     binder: TlsBinder,
+    /// Whether the events come from processes or from a packet capture.
+    origin: Origin,
 }
 
 impl Pipeline {
@@ -80,7 +85,13 @@ impl Pipeline {
             resolvers: ResolverList::builtin(),
             relay: RelayIndex::default(),
             binder: TlsBinder::default(),
+            origin: Origin::Process,
         }
+    }
+
+    /// The events come from a packet capture: records say that no process is known.
+    pub fn set_origin(&mut self, origin: Origin) {
+        self.origin = origin;
     }
 
     /// Uses this list of well-known resolvers (built-in plus the user's) for opaque

@@ -79,6 +79,7 @@ impl Pipeline {
     fn emit(&mut self, mut lookup: Box<Lookup>, conn: &mut Conn) {
         self.counters.lookups += 1;
         conn.reported.lookups += 1;
+        lookup.origin = self.origin;
         lookup.tls_library = conn.tls.library;
         // The ClientHello's name, when there was one, else what the record already says.
         let hello_name = conn.tls.hello.as_ref().map(|h| h.server_name.as_deref());

@@ -48,6 +48,14 @@ pub trait ProcessInfo {
     fn read_memory(&mut self, _pid: u32, _addr: u64, _buf: &mut [u8]) -> usize {
         0
     }
+    /// The addresses of a packet capture's flow (`ConnId::Flow`), as its packets gave them.
+    fn flow_ends(&mut self, _flow: u64) -> Option<SocketEnds> {
+        None
+    }
+    /// The capture's flow is gone.
+    fn forget_flow(&mut self, _flow: u64) {}
+    /// A capture's flow and its ends, as its packets gave them; other sources ignore it.
+    fn remember_flow(&mut self, _flow: u64, _ends: SocketEnds) {}
 }
 
 /// No /proc at all: replays and unit tests. Names fall back to the kernel's thread names.

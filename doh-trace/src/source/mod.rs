@@ -6,15 +6,18 @@
 //!
 //! - [`kernel`]: the eBPF programs' ring-buffer records (the live tracer) — one encoding of
 //!   these events, decoded record by record;
-//! - [`recording`]: the same records written to a file by `doh-trace record`, read back.
+//! - [`recording`]: the same records written to a file by `doh-trace record`, read back;
+//! - [`pcap`]: packets of a pcap or pcapng file (`doh-trace read`): TCP reassembled, UDP,
+//!   no process.
 //!
-//! A new source (a packet capture, say) produces [`Event`]s and hands them to
+//! A new source produces [`Event`]s and hands them to
 //! [`crate::pipeline::Pipeline::handle_event`]; nothing downstream needs to know where they
 //! came from. What the pipeline decides about a connection comes back as
 //! [`crate::conn::policy::CaptureDecision`]s, which a source may use to stop delivering the
 //! bytes of connections that carry no DNS.
 
 pub mod kernel;
+pub mod pcap;
 pub mod recording;
 
 use std::net::SocketAddr;
@@ -59,6 +62,8 @@ pub enum ConnId {
     Fd(i32),
     /// A TLS library object whose fd was never seen.
     TlsObject(u64),
+    /// A TCP or UDP flow of a packet capture (no process, no fd): numbered by the reader.
+    Flow(u64),
 }
 
 /// Identity of one layer of one connection: what the pipeline keeps state for.

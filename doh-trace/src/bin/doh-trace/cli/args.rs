@@ -14,7 +14,8 @@ Examples:
   sudo doh-trace -w dns.pcapng                   also write packets for Wireshark / tshark
   sudo doh-trace --metrics 127.0.0.1:9853 -q     Prometheus metrics at /metrics
   sudo doh-trace record -o cap.dtr               record DNS connections for later
-  doh-trace replay cap.dtr --json                replay them without root";
+  doh-trace replay cap.dtr --json                replay them without root
+  doh-trace read dump.pcapng --keylog keys.log   lookups out of a packet capture";
 
 /// Shows every DNS-over-HTTPS lookup on this host with the process that made it.
 #[derive(Debug, Parser)]
@@ -154,6 +155,16 @@ pub enum Command {
     Replay {
         /// A file written by `doh-trace record`.
         file: PathBuf,
+    },
+    /// Read DNS, DoT and DoH lookups out of a packet capture (pcap or pcapng, gzip
+    /// accepted), without root. A capture knows no process: pid, uid and comm are null.
+    Read {
+        /// The capture (tcpdump, dumpcap, Wireshark).
+        file: PathBuf,
+        /// TLS key log (`SSLKEYLOGFILE` format) to decrypt TLS connections with, besides the
+        /// keys the pcapng file embeds.
+        #[arg(long, value_name = "FILE")]
+        keylog: Option<PathBuf>,
     },
     /// Print a shell completion script.
     Completions {

@@ -2,6 +2,7 @@
 //! and `man`, and turning options into what the library's parts take.
 
 mod args;
+mod read;
 
 use std::{
     fs::File,
@@ -38,6 +39,7 @@ pub fn main() -> ExitCode {
 fn run(cli: &Cli) -> Result<ExitCode> {
     match &cli.command {
         Some(Command::Replay { file }) => replay(cli, file),
+        Some(Command::Read { file, keylog }) => read::read(cli, file, keylog.as_deref()),
         Some(Command::Record { output }) => live(cli, Some(output)),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(*shell, &mut Cli::command(), "doh-trace", &mut io::stdout());
