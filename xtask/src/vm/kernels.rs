@@ -1,11 +1,11 @@
 //! The kernels under test: Debian's stock packages, fetched with `apt-get download` and
 //! unpacked with `dpkg -x` under `target/vm/kernels/` (never installed on the host), and for
 //! each a small initrd of our own: busybox (Debian's busybox-static), the modules that reach
-//! the root disk (virtio-pci, virtio-blk, ext4 and what they need, from `modules.dep`), and an
+//! the root disk (virtio-pci, virtio-blk, ext4 and what they need, from their `.modinfo`), and an
 //! `/init` that loads them, mounts `/dev/vda` and switches to the guest script.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeSet, HashMap},
     fs,
     path::{Path, PathBuf},
     process::Command,
@@ -187,21 +187,31 @@ fn busybox(kernels_dir: &Path) -> Result<PathBuf> {
 /// The initrd: `/init`, `/bin/busybox`, the root disk's modules (decompressed) and the order to
 /// load them in, as a newc cpio archive.
 fn build_initrd(modules_dir: &Path, busybox: &Path, out: &Path) -> Result<()> {
-    let dep = fs::read_to_string(modules_dir.join("modules.dep"))
-        .with_context(|| format!("reading {}/modules.dep", modules_dir.display()))?;
     let builtin = fs::read_to_string(modules_dir.join("modules.builtin")).unwrap_or_default();
-    let order = load_order(&dep, &builtin)?;
+    let mut paths = HashMap::new();
+    index_modules(&modules_dir.join("kernel"), &mut paths)?;
+    // Packages ship no modules.dep (depmod makes it at install): each module's own
+    // `depends=` says what it needs.
+    let mut bytes: HashMap<String, Vec<u8>> = HashMap::new();
+    let order = load_order(&builtin, |name| {
+        let Some(path) = paths.get(name) else {
+            return Ok(None);
+        };
+        let data = decompressed(path)?;
+        let deps = modinfo_depends(&data);
+        bytes.insert(name.to_string(), data);
+        Ok(Some(deps))
+    })?;
     let mut archive = Cpio::default();
     archive.dir("bin");
     archive.dir("modules");
     archive.file("init", 0o755, INIT.as_bytes());
     archive.file("bin/busybox", 0o755, &fs::read(busybox)?);
     let mut names = String::new();
-    for rel in &order {
-        let bytes = decompressed(&modules_dir.join(rel))?;
-        let name = format!("{}.ko", module_name(rel));
-        archive.file(&format!("modules/{name}"), 0o644, &bytes);
-        names.push_str(&name);
+    for name in &order {
+        let file = format!("{name}.ko");
+        archive.file(&format!("modules/{file}"), 0o644, &bytes[name]);
+        names.push_str(&file);
         names.push('\n');
     }
     archive.file("modules.order", 0o644, names.as_bytes());
@@ -211,19 +221,41 @@ fn build_initrd(modules_dir: &Path, busybox: &Path, out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The module files (paths in `modules.dep`) to load, dependencies first.
-fn load_order(dep: &str, builtin: &str) -> Result<Vec<String>> {
-    let deps: Vec<(String, Vec<String>)> = dep
-        .lines()
-        .filter_map(|l| {
-            let (m, d) = l.split_once(':')?;
-            Some((
-                m.trim().to_string(),
-                d.split_whitespace().map(str::to_string).collect(),
-            ))
-        })
-        .collect();
-    let find = |name: &str| deps.iter().find(|(m, _)| module_name(m) == name);
+/// Every module file below `dir`, by module name.
+fn index_modules(dir: &Path, into: &mut HashMap<String, PathBuf>) -> Result<()> {
+    for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            index_modules(&path, into)?;
+        } else if path.to_string_lossy().contains(".ko") {
+            into.insert(module_name(&path.to_string_lossy()), path);
+        }
+    }
+    Ok(())
+}
+
+/// The modules a module needs, from its `.modinfo` (`depends=a,b`).
+fn modinfo_depends(elf: &[u8]) -> Vec<String> {
+    let key = b"\0depends=";
+    let Some(at) = elf.windows(key.len()).position(|w| w == key) else {
+        return Vec::new();
+    };
+    let rest = &elf[at + key.len()..];
+    let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+    String::from_utf8_lossy(&rest[..end])
+        .split(',')
+        .filter(|d| !d.is_empty())
+        .map(module_name)
+        .collect()
+}
+
+/// The modules to load, what each needs first. `deps(name)` gives a module's dependencies, or
+/// `None` when the kernel has no such module file.
+fn load_order(
+    builtin: &str,
+    mut deps: impl FnMut(&str) -> Result<Option<Vec<String>>>,
+) -> Result<Vec<String>> {
     let is_builtin = |name: &str| builtin.lines().any(|l| module_name(l) == name);
     let mut order = Vec::new();
     let mut seen = BTreeSet::new();
@@ -231,17 +263,29 @@ fn load_order(dep: &str, builtin: &str) -> Result<Vec<String>> {
         .iter()
         .map(|m| (m, true))
         .chain(EXTRA_MODULES.iter().map(|m| (m, false)));
+    // Depth-first, dependencies before the module that needs them.
+    let mut stack: Vec<(String, bool, bool)> = Vec::new();
     for (name, required) in wanted {
-        let Some((path, needs)) = find(name) else {
-            if required && !is_builtin(name) {
-                bail!("the kernel has neither a module nor a built-in {name}");
+        stack.push(((*name).to_string(), required, false));
+        while let Some((name, required, expanded)) = stack.pop() {
+            if expanded {
+                order.push(name);
+                continue;
             }
-            continue;
-        };
-        // modules.dep lists a module's whole closure, the one loaded first last.
-        for d in needs.iter().rev().chain(std::iter::once(path)) {
-            if seen.insert(d.clone()) {
-                order.push(d.clone());
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            match deps(&name)? {
+                Some(needs) => {
+                    stack.push((name, required, true));
+                    for d in needs.into_iter().rev() {
+                        stack.push((d, true, false));
+                    }
+                }
+                None if required && !is_builtin(&name) => {
+                    bail!("the kernel has neither a module nor a built-in {name}")
+                }
+                None => {}
             }
         }
     }
@@ -363,17 +407,30 @@ mod tests {
 
     #[test]
     fn modules_load_after_what_they_need_and_built_ins_are_skipped() {
-        let dep = "kernel/fs/ext4/ext4.ko.xz: kernel/lib/crc16.ko.xz kernel/fs/mbcache.ko.xz kernel/fs/jbd2/jbd2.ko.xz\n\
-                   kernel/drivers/block/virtio_blk.ko.xz: kernel/drivers/virtio/virtio_ring.ko.xz\n\
-                   kernel/lib/crc16.ko.xz:\n";
+        let deps: HashMap<&str, &[&str]> = HashMap::from([
+            ("ext4", &["crc16", "mbcache", "jbd2"][..]),
+            ("jbd2", &[][..]),
+            ("mbcache", &[][..]),
+            ("crc16", &[][..]),
+            ("virtio_blk", &["virtio_ring"][..]),
+            ("virtio_ring", &[][..]),
+        ]);
+        let lookup = |n: &str| Ok(deps.get(n).map(|d| d.iter().map(|s| s.to_string()).collect()));
         let builtin = "kernel/drivers/virtio/virtio_pci.ko\n";
-        let order = load_order(dep, builtin).unwrap();
-        let names: Vec<String> = order.iter().map(|p| module_name(p)).collect();
+        let order = load_order(builtin, lookup).unwrap();
         assert_eq!(
-            names,
-            ["virtio_ring", "virtio_blk", "jbd2", "mbcache", "crc16", "ext4"]
+            order,
+            ["virtio_ring", "virtio_blk", "crc16", "mbcache", "jbd2", "ext4"]
         );
-        assert!(load_order("", "").is_err());
+        assert!(load_order("", |_| Ok(None)).is_err());
+    }
+
+    #[test]
+    fn a_modules_dependencies_come_from_its_modinfo() {
+        let elf = b"\x7fELF...\0license=GPL\0depends=jbd2,crc16,mbcache\0intree=Y\0";
+        assert_eq!(modinfo_depends(elf), ["jbd2", "crc16", "mbcache"]);
+        assert!(modinfo_depends(b"\0depends=\0").is_empty());
+        assert_eq!(module_name("kernel/arch/x86/crypto/crc32c-intel.ko.xz"), "crc32c_intel");
     }
 
     #[test]
