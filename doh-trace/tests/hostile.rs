@@ -1165,7 +1165,10 @@ fn dns_compression_loops_and_pointer_chains_are_malformed_never_a_panic() {
 // ===== 7. hostile kernel records =====
 
 /// A data record laid out as the eBPF side writes it, with every field chosen.
-#[allow(clippy::too_many_arguments, reason = "a test helper that states one frame sequence in full")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "a test helper that states one frame sequence in full"
+)]
 fn raw_data(
     kind: u32,
     fd: i32,

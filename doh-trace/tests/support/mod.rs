@@ -1,7 +1,10 @@
 //! Test support: real HTTP/2 traffic from the `h2` crate (an independent implementation),
 //! recorded at the client's I/O boundary exactly as TLS-call plaintext would be, and fed to the
 //! pipeline as kernel data events.
-#![allow(dead_code, reason = "each test binary uses its own part of the shared support module")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses its own part of the shared support module"
+)]
 
 pub mod frames;
 pub mod kernel;

@@ -48,9 +48,10 @@ pub struct Boot {
 }
 
 /// Whether KVM can run a guest here: `$DOH_TRACE_VM_ACCEL` (`kvm`/`tcg`) decides, else a
-/// kernel is booted with KVM until it panics for want of a root disk (a second or two when
-/// KVM works; QEMU aborts at once where it cannot set the guest's MSRs).
-pub fn pick_accel(kernel: &Kernel, logs: &Path) -> Accel {
+/// kernel is booted with KVM until it panics for want of a root disk (a few seconds when KVM
+/// works; here QEMU either aborts, unable to set the guest's MSRs, or the guest hangs). A
+/// failure is remembered in `target/vm/kvm-unusable`, so later runs go straight to TCG.
+pub fn pick_accel(kernel: &Kernel, vm_dir: &Path) -> Accel {
     match std::env::var("DOH_TRACE_VM_ACCEL").as_deref() {
         Ok("kvm") => return Accel::Kvm,
         Ok("tcg") => return Accel::Tcg,
@@ -59,7 +60,16 @@ pub fn pick_accel(kernel: &Kernel, logs: &Path) -> Accel {
     if !Path::new("/dev/kvm").exists() {
         return Accel::Tcg;
     }
-    let log = logs.join("kvm-probe.log");
+    let marker = vm_dir.join("kvm-unusable");
+    if let Ok(why) = fs::read_to_string(&marker) {
+        eprintln!(
+            "vm-test: emulating (TCG): KVM failed here before ({}; delete {} to try again)",
+            why.trim(),
+            marker.display()
+        );
+        return Accel::Tcg;
+    }
+    let log = vm_dir.join("logs/kvm-probe.log");
     let Ok(out) = File::create(&log) else {
         return Accel::Tcg;
     };
@@ -79,7 +89,7 @@ pub fn pick_accel(kernel: &Kernel, logs: &Path) -> Accel {
     let Ok(mut child) = child else {
         return Accel::Tcg;
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let ok = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status.success(),
@@ -97,9 +107,13 @@ pub fn pick_accel(kernel: &Kernel, logs: &Path) -> Accel {
     } else {
         let why = said
             .lines()
-            .find(|l| l.contains("qemu") || l.contains("KVM") || l.contains("kvm"))
-            .unwrap_or("no guest output");
+            .find(|l| l.contains("failed") || l.contains("error"))
+            .map_or_else(
+                || "the guest did not get past its boot loader in 30 s".to_string(),
+                |l| l.trim().to_string(),
+            );
         eprintln!("vm-test: KVM unusable here ({why}); emulating (TCG)");
+        let _ = fs::write(&marker, format!("{why}\n"));
         Accel::Tcg
     }
 }
@@ -132,22 +146,29 @@ pub fn boot(
     let out = File::create(&log)?;
     let err = out.try_clone()?;
     let append = format!(
-        "root=/dev/vda rw console=ttyS0 init=/vm-test.sh loglevel=4 panic=1 vmtest.kernel={}",
+        "root=/dev/vda rw console=ttyS0 init=/vm-test.sh loglevel=4 panic=1 mitigations=off \
+         vmtest.kernel={}",
         kernel.label
     );
     let started = Instant::now();
     let mut child = Command::new("qemu-system-x86_64")
         .args(accel.args())
-        .args(["-m", "4G", "-smp", "2", "-nic", "none", "-nographic", "-no-reboot"])
+        .args([
+            "-m",
+            "4G",
+            "-smp",
+            "2",
+            "-nic",
+            "none",
+            "-nographic",
+            "-no-reboot",
+        ])
         .arg("-kernel")
         .arg(&kernel.vmlinuz)
         .arg("-initrd")
         .arg(&kernel.initrd)
         .arg("-drive")
-        .arg(format!(
-            "file={},if=virtio,format=qcow2",
-            overlay.display()
-        ))
+        .arg(format!("file={},if=virtio,format=qcow2", overlay.display()))
         .arg("-drive")
         .arg(format!(
             "file={},if=virtio,format=raw,readonly=on",

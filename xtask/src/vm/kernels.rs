@@ -415,12 +415,23 @@ mod tests {
             ("virtio_blk", &["virtio_ring"][..]),
             ("virtio_ring", &[][..]),
         ]);
-        let lookup = |n: &str| Ok(deps.get(n).map(|d| d.iter().map(|s| s.to_string()).collect()));
+        let lookup = |n: &str| {
+            Ok(deps
+                .get(n)
+                .map(|d| d.iter().map(|s| s.to_string()).collect()))
+        };
         let builtin = "kernel/drivers/virtio/virtio_pci.ko\n";
         let order = load_order(builtin, lookup).unwrap();
         assert_eq!(
             order,
-            ["virtio_ring", "virtio_blk", "crc16", "mbcache", "jbd2", "ext4"]
+            [
+                "virtio_ring",
+                "virtio_blk",
+                "crc16",
+                "mbcache",
+                "jbd2",
+                "ext4"
+            ]
         );
         assert!(load_order("", |_| Ok(None)).is_err());
     }
@@ -430,7 +441,10 @@ mod tests {
         let elf = b"\x7fELF...\0license=GPL\0depends=jbd2,crc16,mbcache\0intree=Y\0";
         assert_eq!(modinfo_depends(elf), ["jbd2", "crc16", "mbcache"]);
         assert!(modinfo_depends(b"\0depends=\0").is_empty());
-        assert_eq!(module_name("kernel/arch/x86/crypto/crc32c-intel.ko.xz"), "crc32c_intel");
+        assert_eq!(
+            module_name("kernel/arch/x86/crypto/crc32c-intel.ko.xz"),
+            "crc32c_intel"
+        );
     }
 
     #[test]

@@ -79,7 +79,7 @@ pub fn run(opts: &Options) -> Result<()> {
         bail!("no kernel to boot");
     };
     std::fs::create_dir_all(vm_dir.join("logs"))?;
-    let accel = boot::pick_accel(first, &vm_dir.join("logs"));
+    let accel = boot::pick_accel(first, &vm_dir);
     let prepared = started.elapsed();
     eprintln!(
         "vm-test: image {} ({:.0} s), payload and kernels ready at {:.0} s; booting {} with {}",

@@ -90,10 +90,7 @@ pub fn build(workspace: &Path, vm_dir: &Path, only: &[String]) -> Result<PathBuf
     fs::write(dir.join("plan"), plan)?;
     copy_dir(&workspace.join("tests/lab"), &dir.join("lab"))?;
     // The test binaries find tests/lab below the workspace path they were built in.
-    fs::write(
-        dir.join("workspace"),
-        format!("{}\n", workspace.display()),
-    )?;
+    fs::write(dir.join("workspace"), format!("{}\n", workspace.display()))?;
     // bpftool shows at most 15 characters of a program's name.
     let names: String = programs::ALL
         .iter()

@@ -70,11 +70,7 @@ impl KernelReport {
     /// The lines printed for this kernel.
     pub fn render(&self, label: &str, package: &str, elapsed: Duration, timed_out: bool) -> String {
         let passed = self.results.iter().filter(|r| r.ok).count();
-        let verdict = if self.passed() {
-            "PASSED"
-        } else {
-            "FAILED"
-        };
+        let verdict = if self.passed() { "PASSED" } else { "FAILED" };
         let mut out = format!(
             "vm-test: {label} ({package}, guest {}): {verdict}, {passed}/{} tests passed in {:.0} s",
             self.release.as_deref().unwrap_or("never reached the tests"),
