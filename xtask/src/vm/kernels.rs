@@ -167,7 +167,8 @@ fn download(kernels_dir: &Path, package: &str) -> Result<PathBuf> {
     eprintln!("vm-test: downloading {package}");
     run_checked(
         Command::new("apt-get")
-            .args(["download", "-q", package])
+            // As root apt drops to its sandbox user, which cannot write into target/.
+            .args(["download", "-q", "-o", "APT::Sandbox::User=root", package])
             .current_dir(&debs),
     )?;
     find()?.with_context(|| format!("apt-get download left no {package}_*.deb"))
@@ -367,7 +368,7 @@ impl Cpio {
     }
 
     fn pad(&mut self) {
-        while self.bytes.len() % 4 != 0 {
+        while !self.bytes.len().is_multiple_of(4) {
             self.bytes.push(0);
         }
     }
