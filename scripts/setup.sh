@@ -16,6 +16,10 @@
 #     openssl (test PKI), iproute2 (network namespaces), bpftool (probe checks), tshark
 #     (reads the pcapng output), nghttp2-client (h2load) and bpftrace (the bare-uprobe floor)
 #     for `cargo xtask bench`, which also compiles a C TLS loop against libssl-dev.
+#   - the kernel matrix (`cargo xtask vm-test`, test suite only): qemu-system-x86 (boots
+#     Debian's stock kernels under emulation), qemu-utils (qemu-img: copy-on-write overlays),
+#     debootstrap (the guest's root file system), e2fsprogs (mkfs.ext4 -d), xz-utils + zstd
+#     (the kernel modules put into the guest's initrd are decompressed).
 set -euo pipefail
 
 LLVM_MAJOR=22
@@ -28,7 +32,8 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
 
 build_pkgs=(build-essential pkg-config "llvm-${LLVM_MAJOR}-dev" zlib1g-dev libzstd-dev libssl-dev ca-certificates)
-test_pkgs=(unbound dnsdist curl openssl iproute2 bpftool tshark bind9-dnsutils knot-dnsutils python3 python3-dnspython python3-httpx python3-h2 dnss firefox-esr libnss3-tools nghttp2-client bpftrace)
+test_pkgs=(unbound dnsdist curl openssl iproute2 bpftool tshark bind9-dnsutils knot-dnsutils python3 python3-dnspython python3-httpx python3-h2 dnss firefox-esr libnss3-tools nghttp2-client bpftrace
+  debootstrap e2fsprogs xz-utils zstd)
 want=("${build_pkgs[@]}")
 [ "$build_only" = 1 ] || want+=("${test_pkgs[@]}")
 
@@ -51,6 +56,31 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 else
   log "Debian packages already present"
+fi
+
+# QEMU for `cargo xtask vm-test`. A qemu-utils newer than the distribution's (e.g. 10.x from
+# backports) Breaks the distribution's qemu-system-common, and a plain install would remove it:
+# take qemu-system-x86 of the same version when a configured source has it, else install the
+# distribution's qemu-system-x86 together with its own qemu-utils, so qemu-img and
+# qemu-system-x86_64 both work afterwards.
+if [ "$build_only" = 0 ] && ! { command -v qemu-system-x86_64 >/dev/null 2>&1 && command -v qemu-img >/dev/null 2>&1; }; then
+  export DEBIAN_FRONTEND=noninteractive
+  [ -n "${missing[*]}" ] || $SUDO apt-get update -q
+  qemu=(qemu-system-x86 qemu-utils)
+  have_utils=$(dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null || true)
+  if [ -n "$have_utils" ] && dpkg-query -W -f='${Status}' qemu-utils 2>/dev/null | grep -q 'install ok installed'; then
+    if apt-cache madison qemu-system-x86 | awk -F'|' '{gsub(/ /,"",$2); print $2}' | grep -qxF "$have_utils"; then
+      qemu=("qemu-system-x86=$have_utils")
+    else
+      distro=$(apt-cache policy qemu-system-x86 | sed -n 's/^ *Candidate: //p')
+      if [ -n "$distro" ] && dpkg --compare-versions "$have_utils" ne "$distro"; then
+        log "qemu-utils $have_utils does not go with qemu-system-x86 $distro: installing both at $distro"
+        qemu=(qemu-system-x86 "qemu-utils=$distro")
+      fi
+    fi
+  fi
+  log "installing ${qemu[*]}"
+  $SUDO apt-get install -y -q --no-install-recommends --allow-downgrades "${qemu[@]}"
 fi
 
 if ! command -v rustup >/dev/null 2>&1; then

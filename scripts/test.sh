@@ -4,7 +4,9 @@
 #   2. a short fuzz run of every fuzz target (FUZZ_SECONDS each, default 20),
 #   3. lint: rustfmt, clippy (userspace and eBPF) and the module graph (cargo xtask lint),
 #   4. the privileged end-to-end tests: the real tracer and eBPF programs, real DoH servers
-#      (unbound, dnsdist) and real clients (curl, python3) in a private network namespace.
+#      (unbound, dnsdist) and real clients (curl, python3) in a private network namespace,
+#   5. the kernel matrix: Debian's 6.1 and 6.12 kernels booted under QEMU, each running the
+#      tracer and a subset of those tests (cargo xtask vm-test; DOH_TRACE_VM_KERNELS="6.1 6.12").
 # The privileged tier may not skip: DOH_TRACE_E2E=require turns any skip into a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,3 +35,8 @@ scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
 echo "== privileged end-to-end tests"
 DOH_TRACE_BIN="$PWD/target/release/doh-trace" \
   cargo test --locked -p doh-trace-tests -- --test-threads=1
+
+# Debian's stock kernels booted under QEMU, the tracer and a subset of the end-to-end tests in
+# each (DOH_TRACE_VM_KERNELS picks them; the guest image is cached under target/vm).
+echo "== kernel matrix under QEMU (${DOH_TRACE_VM_KERNELS:-6.1 6.12})"
+cargo xtask vm-test

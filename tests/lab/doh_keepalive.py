@@ -24,6 +24,6 @@ with httpx.Client(http2=True, verify=ca, limits=httpx.Limits(keepalive_expiry=30
         print(parts[0], parts[1], dns.rcode.to_text(r.rcode()), ",".join(answers), flush=True)
         if i == 0:
             print("first done", flush=True)
-            deadline = time.time() + 60
+            deadline = time.time() + 300
             while not os.path.exists(go) and time.time() < deadline:
                 time.sleep(0.05)

@@ -1,10 +1,12 @@
 //! Developer tasks: `cargo xtask build-ebpf` builds the eBPF object the tracer embeds;
 //! `cargo xtask nightly` names the nightly toolchain it uses; `cargo xtask lint` runs fmt,
 //! clippy and the module-graph check; `cargo xtask bench` measures the tracer's overhead and
-//! behaviour under load (root).
+//! behaviour under load (root); `cargo xtask vm-test` boots Debian's stock kernels under QEMU
+//! and runs a subset of the end-to-end tests in each (root).
 mod bench;
 mod build_ebpf;
 mod lint;
+mod vm;
 
 use std::process::ExitCode;
 
@@ -27,6 +29,8 @@ enum Command {
     Lint,
     /// Measure the release tracer (root): hooked-call overhead vs bare uprobes, DoH load.
     Bench(bench::Options),
+    /// Boot Debian's 6.1 and 6.12 kernels under QEMU and run end-to-end tests in each (root).
+    VmTest(vm::Options),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +42,7 @@ fn main() -> ExitCode {
             .map_err(Into::into),
         Command::Bench(opts) => bench::run(&opts),
         Command::Lint => lint::run(),
+        Command::VmTest(opts) => vm::run(&opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

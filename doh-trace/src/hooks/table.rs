@@ -184,6 +184,19 @@ pub const GO_WRITE_ENTER: &str = programs::GO_TLS_WRITE_ENTER;
 pub const GO_READ_ENTER: &str = programs::GO_TLS_READ_ENTER;
 pub const GO_RETURN: &str = programs::GO_TLS_RETURN;
 
+/// The TLS stack a uprobe program serves: the programs a kernel's verifier may refuse without
+/// stopping the tracer (that stack is turned off, the rest goes on). `None` for everything
+/// else (the syscall tracepoints): a refused one is fatal.
+pub fn optional_program_stack(program: &str) -> Option<Stack> {
+    if [GO_WRITE_ENTER, GO_READ_ENTER, GO_RETURN].contains(&program) {
+        return Some(Stack::Go);
+    }
+    SYMBOL_STACKS
+        .iter()
+        .find(|s| s.probes.iter().any(|p| p.program == program))
+        .map(|s| s.stack)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,5 +213,31 @@ mod tests {
         let mut all = programs::ALL.to_vec();
         all.sort_unstable();
         assert_eq!(named, all);
+    }
+
+    #[test]
+    fn every_uprobe_program_is_optional_for_its_stack_and_tracepoints_are_required() {
+        for name in programs::ALL {
+            assert!(
+                optional_program_stack(name).is_some(),
+                "{name} has no stack"
+            );
+        }
+        assert_eq!(
+            optional_program_stack(programs::OPENSSL_SSL_EXIT),
+            Some(Stack::Openssl)
+        );
+        assert_eq!(
+            optional_program_stack(programs::GNUTLS_RECORD_UNCORK_ENTER),
+            Some(Stack::Gnutls)
+        );
+        assert_eq!(
+            optional_program_stack(programs::NSPR_RECV_ENTER),
+            Some(Stack::Nss)
+        );
+        assert_eq!(optional_program_stack(GO_RETURN), Some(Stack::Go));
+        for tp in doh_trace_common::TRACEPOINTS {
+            assert_eq!(optional_program_stack(tp.name), None, "{}", tp.name);
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context as _, Result};
 use aya::{
     maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
-    programs::{TracePoint, UProbe},
+    programs::{ProgramError, TracePoint, UProbe},
     Ebpf, EbpfLoader,
 };
 use doh_trace_common::{
@@ -18,7 +18,7 @@ use doh_trace_common::{
 
 use doh_trace::{
     conn::{binding::BindChange, policy::KernelCapture},
-    hooks::table::Stack,
+    hooks::table::{optional_program_stack, Stack},
 };
 use hooks::{HookScope, Hooks};
 
@@ -63,8 +63,9 @@ pub fn preflight() -> Result<Vec<String>> {
     }
     if !Path::new("/sys/kernel/btf/vmlinux").exists() {
         warnings.push(
-            "kernel has no BTF (/sys/kernel/btf/vmlinux): the OpenSSL and syscall hooks work \
-             without it, but a kernel built with CONFIG_DEBUG_INFO_BTF=y is recommended"
+            "kernel has no BTF (/sys/kernel/btf/vmlinux): the syscall programs call \
+             bpf_get_current_task_btf, which needs it (CONFIG_DEBUG_INFO_BTF=y); expect them \
+             to be refused"
                 .to_string(),
         );
     }
@@ -124,18 +125,39 @@ impl Tracer {
 
         for tp in TRACEPOINTS {
             let prog: &mut TracePoint = program(&mut ebpf, tp.name)?.try_into()?;
-            prog.load()
-                .with_context(|| format!("loading {}", tp.name))?;
+            prog.load().map_err(|e| {
+                let (why, tail) = refusal(tp.name, &e);
+                anyhow!(with_verifier_tail(
+                    format!("{why} (a required syscall program)"),
+                    &tail
+                ))
+            })?;
             prog.attach(tp.category, tp.name)
                 .with_context(|| format!("attaching tracepoint {}:{}", tp.category, tp.name))?;
             report.tracepoints += 1;
         }
 
+        // A uprobe program the verifier refuses turns its TLS stack off, not the tracer.
+        let mut stacks = stacks.to_vec();
+        let mut off = Vec::new();
         for name in programs::ALL {
+            let stack = optional_program_stack(name)
+                .ok_or_else(|| anyhow!("program {name} belongs to no TLS stack"))?;
+            if off.contains(&stack) {
+                continue;
+            }
             let prog: &mut UProbe = program(&mut ebpf, name)?.try_into()?;
-            prog.load().with_context(|| format!("loading {name}"))?;
+            if let Err(e) = prog.load() {
+                let (why, tail) = refusal(name, &e);
+                report.warnings.push(with_verifier_tail(
+                    format!("{} hooks off: {why}", stack.name()),
+                    &tail,
+                ));
+                off.push(stack);
+                stacks.retain(|s| *s != stack);
+            }
         }
-        let hooks = Hooks::start(&mut ebpf, stacks, scope);
+        let hooks = Hooks::start(&mut ebpf, &stacks, scope);
         if hooks.files() == 0 {
             report.warnings.push(
                 "no TLS library or executable could be hooked: only classic DNS and opaque \
@@ -282,6 +304,59 @@ fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::programs::
         .ok_or_else(|| anyhow!("program {name} missing from the eBPF object"))
 }
 
+/// How many of the verifier log's last lines a refusal shows.
+const VERIFIER_TAIL_LINES: usize = 6;
+
+/// Why the kernel refused to load `name`: one line, and the verifier log's last lines (where
+/// it says what it stopped at) when it gave one.
+fn refusal(name: &str, e: &ProgramError) -> (String, Vec<String>) {
+    match e {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => describe_refusal(name, io_error, &verifier_log.to_string()),
+        other => (
+            format!("loading program {name} failed: {other}"),
+            Vec::new(),
+        ),
+    }
+}
+
+/// The refusal of `name` with the load's error and the verifier's log.
+fn describe_refusal(name: &str, error: &dyn std::fmt::Display, log: &str) -> (String, Vec<String>) {
+    (
+        format!("the kernel refused program {name} ({error})"),
+        log_tail(log, VERIFIER_TAIL_LINES),
+    )
+}
+
+/// A refusal's line followed by the verifier's last lines, indented.
+fn with_verifier_tail(mut text: String, tail: &[String]) -> String {
+    for line in tail {
+        text.push_str("\n  verifier: ");
+        text.push_str(line);
+    }
+    text
+}
+
+/// The last `n` non-blank lines of a verifier log, without the statistics line aya asks for
+/// (`processed N insns …`) when something else precedes it.
+fn log_tail(log: &str, n: usize) -> Vec<String> {
+    let lines: Vec<&str> = log
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    let lines = match lines.split_last() {
+        Some((last, rest)) if last.starts_with("processed ") && !rest.is_empty() => rest,
+        _ => &lines[..],
+    };
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| (*l).to_string())
+        .collect()
+}
+
 fn load_error_advice(e: anyhow::Error) -> anyhow::Error {
     let text = format!("{e:#}");
     if text.contains("Operation not permitted") || text.contains("EPERM") {
@@ -289,7 +364,7 @@ fn load_error_advice(e: anyhow::Error) -> anyhow::Error {
             "loading the eBPF object was refused: doh-trace needs root (CAP_BPF, CAP_PERFMON)",
         )
     } else {
-        e.context("loading the eBPF object (needs Linux ≥ 5.8 with BPF ring buffers)")
+        e.context("loading the eBPF object (needs Linux ≥ 5.15 with BTF and BPF ring buffers)")
     }
 }
 
@@ -298,6 +373,31 @@ mod tests {
     use object::{Object as _, ObjectSymbol as _};
 
     use super::*;
+
+    #[test]
+    fn a_refusal_shows_the_verifier_logs_last_lines() {
+        let log = "0: R1=ctx() R10=fp0\n1: (85) call bpf_task_pt_regs#175\n\
+                   unknown func bpf_task_pt_regs#175\n\nprocessed 2 insns (limit 1000000)\n";
+        assert_eq!(
+            log_tail(log, 2),
+            [
+                "1: (85) call bpf_task_pt_regs#175",
+                "unknown func bpf_task_pt_regs#175"
+            ]
+        );
+        assert_eq!(log_tail("processed 0 insns", 6), ["processed 0 insns"]);
+        assert!(log_tail("", 6).is_empty());
+        let (why, tail) = describe_refusal(
+            "go_tls_return",
+            &std::io::Error::from_raw_os_error(libc::EINVAL),
+            log,
+        );
+        assert!(
+            why.starts_with("the kernel refused program go_tls_return ("),
+            "{why}"
+        );
+        assert_eq!(tail.last().unwrap(), "unknown func bpf_task_pt_regs#175");
+    }
 
     #[test]
     fn the_embedded_object_was_built_from_the_sources_in_the_tree() {
