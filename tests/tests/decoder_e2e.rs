@@ -156,7 +156,14 @@ fn record_then_replay_without_root_gives_the_same_lookups_and_no_other_plaintext
         "non-DNS plaintext was recorded"
     );
 
-    // Replay as an unprivileged user: no root, no eBPF.
+    // The recording holds every user's DNS data: created 0600, owned by root.
+    let meta = std::fs::metadata(&file).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o600
+    );
+    // Handed to an unprivileged user (as `sudo chown` would), replayed there: no root, no eBPF.
+    std::os::unix::fs::chown(&file, Some(65534), Some(65534)).unwrap();
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
         .arg(tracer_binary())
