@@ -518,3 +518,56 @@ fn garbage_is_an_error_not_a_panic() {
     )
     .is_err());
 }
+
+/// A pcapng file of `pkts` on one Ethernet interface with nanosecond times, each packet at
+/// `ts(i)` raw units.
+fn pcapng_ns(pkts: &[Pkt], ts: impl Fn(usize) -> u64) -> Vec<u8> {
+    fn block(out: &mut Vec<u8>, kind: u32, body: &[u8]) {
+        let padded = body.len().div_ceil(4) * 4;
+        let len = (12 + padded) as u32;
+        out.extend(kind.to_le_bytes());
+        out.extend(len.to_le_bytes());
+        out.extend(body);
+        out.resize(out.len() + padded - body.len(), 0);
+        out.extend(len.to_le_bytes());
+    }
+    let mut out = Vec::new();
+    let mut shb = vec![0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0];
+    shb.extend([0xff; 8]);
+    block(&mut out, 0x0a0d_0d0a, &shb);
+    // Ethernet, no snap length, option if_tsresol (9) = 9: nanoseconds.
+    let mut idb = vec![1, 0, 0, 0, 0, 0, 0, 0];
+    idb.extend([9, 0, 1, 0, 9, 0, 0, 0, 0, 0, 0, 0]);
+    block(&mut out, 1, &idb);
+    for (i, p) in pkts.iter().enumerate() {
+        let t = ts(i);
+        let mut body = Vec::new();
+        body.extend(0u32.to_le_bytes());
+        body.extend(((t >> 32) as u32).to_le_bytes());
+        body.extend((t as u32).to_le_bytes());
+        body.extend((p.data.len() as u32).to_le_bytes());
+        body.extend(p.orig_len.to_le_bytes());
+        body.extend(&p.data);
+        block(&mut out, 6, &body);
+    }
+    out
+}
+
+/// Times past what nanoseconds in an i64 hold (a damaged or hostile file; the fuzzer's find)
+/// are clamped and counted: the lookups are still all there, and nothing overflows.
+#[test]
+fn far_future_times_are_clamped_and_counted() {
+    let original = std::fs::read(fixture("do53.pcapng")).unwrap();
+    let (want, _) = read(original.clone());
+    let pkts = packets(&original);
+    let base = u64::MAX - 10_000_000_000;
+    let (got, report) = read(pcapng_ns(&pkts, |i| base + i as u64 * 1_000));
+    assert_eq!(ours(&got), ours(&want));
+    assert_eq!(report.capture.clamped_times, pkts.len() as u64);
+    assert!(report.capture.to_string().contains("clamped"), "{}", report.capture);
+    assert!(got.iter().all(|l| l.time.starts_with("2262-04-11")), "{:?}", got[0].time);
+    // Times near the end of the range but valid are taken as they are.
+    let (got, report) = read(pcapng_ns(&pkts, |i| (i64::MAX as u64) - 1_000_000 + i as u64));
+    assert_eq!(ours(&got), ours(&want));
+    assert_eq!(report.capture.clamped_times, 0);
+}

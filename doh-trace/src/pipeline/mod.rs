@@ -151,7 +151,7 @@ impl Pipeline {
     /// Handles one event of any source.
     pub fn handle_event(&mut self, ev: Event<'_>) {
         let ts = ev.meta().ts_ns;
-        if ts > self.last_tick_ns + 1_000_000_000 {
+        if ts > self.last_tick_ns.saturating_add(1_000_000_000) {
             self.tick(ts);
         }
         match ev {

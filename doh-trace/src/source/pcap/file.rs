@@ -97,6 +97,23 @@ pub struct CaptureFile {
     pub bad_blocks: u64,
     /// Packets of an interface the section never described.
     pub unknown_interface: u64,
+    /// Packets whose time lay past [`MAX_TS_NS`] (taken as that time).
+    pub clamped_times: u64,
+}
+
+/// The latest packet time accepted (2262-04-11, `i64::MAX` ns): later times in a hostile or
+/// damaged file are clamped, which leaves the pipeline's deadlines (a time plus a timeout)
+/// centuries of room.
+pub const MAX_TS_NS: u64 = i64::MAX as u64;
+
+/// `ts_ns` within [`MAX_TS_NS`], counting a clamp.
+fn sane(ts_ns: u64, clamped: &mut u64) -> u64 {
+    if ts_ns > MAX_TS_NS {
+        *clamped += 1;
+        MAX_TS_NS
+    } else {
+        ts_ns
+    }
 }
 
 impl CaptureFile {
@@ -132,6 +149,7 @@ impl CaptureFile {
             truncated: false,
             bad_blocks: 0,
             unknown_interface: 0,
+            clamped_times: 0,
         })
     }
 
@@ -152,6 +170,7 @@ impl CaptureFile {
                         &mut self.interfaces,
                         &mut self.last_ts_ns,
                         &mut self.unknown_interface,
+                        &mut self.clamped_times,
                     );
                     on(item);
                     self.reader.consume(used);
@@ -194,6 +213,7 @@ fn on_block<'a>(
     interfaces: &mut Vec<Interface>,
     last_ts_ns: &mut u64,
     unknown_interface: &mut u64,
+    clamped: &mut u64,
 ) -> Item<'a> {
     match block {
         PcapBlockOwned::LegacyHeader(h) => {
@@ -207,9 +227,12 @@ fn on_block<'a>(
             } else {
                 u64::from(b.ts_usec).saturating_mul(1000)
             };
-            let ts_ns = u64::from(b.ts_sec)
-                .saturating_mul(1_000_000_000)
-                .saturating_add(frac);
+            let ts_ns = sane(
+                u64::from(b.ts_sec)
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(frac),
+                clamped,
+            );
             *last_ts_ns = ts_ns;
             let data = cut(b.data, b.caplen);
             Item::Packet(Packet {
@@ -240,7 +263,10 @@ fn on_block<'a>(
                     return Item::Other;
                 };
                 let raw = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
-                let ts_ns = to_unix_ns(raw, iface.units_per_sec, iface.offset_secs);
+                let ts_ns = sane(
+                    to_unix_ns(raw, iface.units_per_sec, iface.offset_secs),
+                    clamped,
+                );
                 *last_ts_ns = ts_ns;
                 Item::Packet(Packet {
                     ts_ns,

@@ -62,6 +62,8 @@ pub struct CaptureCounters {
     pub file_truncated: bool,
     /// Packets of interfaces the file never described.
     pub unknown_interface: u64,
+    /// Packets dated past 2262 (clamped to it).
+    pub clamped_times: u64,
 }
 
 impl CaptureSource {
@@ -155,6 +157,7 @@ impl CaptureSource {
             flows: self.flows.counters.clone(),
             file_truncated: self.file.truncated,
             unknown_interface: self.file.unknown_interface,
+            clamped_times: self.file.clamped_times,
         }
     }
 
@@ -191,6 +194,7 @@ impl fmt::Display for CaptureCounters {
         note(p.link_truncated, "frames shorter than their link header");
         note(p.unknown_link_type, "frames of unknown link types");
         note(self.unknown_interface, "packets of undescribed interfaces");
+        note(self.clamped_times, "packet times past 2262 (clamped)");
         note(fl.idle_closed, "flows closed idle");
         note(fl.evicted, "flows evicted (table full)");
         note(p.key_logs, "embedded key logs");
