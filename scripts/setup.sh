@@ -12,7 +12,8 @@
 #   - cargo-fuzz (test suite only): short fuzz runs of every parser.
 #   - test peers: unbound, dnsdist (DoH servers, local relays), curl, dig (bind9-dnsutils), kdig
 #     (knot-dnsutils: GnuTLS), python3 httpx/h2/dnspython (clients), dnss (a Go DoH proxy:
-#     Go crypto/tls), firefox-esr + libnss3-tools (NSS; certutil for the test CA),
+#     Go crypto/tls), firefox-esr + libnss3-tools (NSS; certutil for the test CA), chromium
+#     (static BoringSSL: decrypted with its key log, `--keylog`),
 #     openssl (test PKI), iproute2 (network namespaces), bpftool (probe checks), tshark
 #     (reads the pcapng output), nghttp2-client (h2load) and bpftrace (the bare-uprobe floor)
 #     for `cargo xtask bench`, which also compiles a C TLS loop against libssl-dev.
@@ -32,7 +33,7 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
 
 build_pkgs=(build-essential pkg-config "llvm-${LLVM_MAJOR}-dev" zlib1g-dev libzstd-dev libssl-dev ca-certificates)
-test_pkgs=(unbound dnsdist curl openssl iproute2 bpftool tshark bind9-dnsutils knot-dnsutils python3 python3-dnspython python3-httpx python3-h2 dnss firefox-esr libnss3-tools nghttp2-client bpftrace
+test_pkgs=(unbound dnsdist curl openssl iproute2 bpftool tshark bind9-dnsutils knot-dnsutils python3 python3-dnspython python3-httpx python3-h2 dnss firefox-esr libnss3-tools chromium nghttp2-client bpftrace
   debootstrap e2fsprogs xz-utils zstd)
 want=("${build_pkgs[@]}")
 [ "$build_only" = 1 ] || want+=("${test_pkgs[@]}")

@@ -63,6 +63,9 @@ pub struct DecodeCounters {
     pub tls_unbound: u64,
     /// TLS object bindings forgotten because too many were kept.
     pub tls_bindings_evicted: u64,
+    /// TLS plaintext chunks dropped because another source (a hook, or the key log) already
+    /// delivered that connection's plaintext.
+    pub tls_source_conflicts: u64,
     /// Lookups reported.
     pub lookups: u64,
 }
@@ -130,6 +133,10 @@ impl DecodeCounters {
                 self.tls_unbound,
             ),
             ("TLS object bindings evicted", self.tls_bindings_evicted),
+            (
+                "TLS plaintext chunks from a second source",
+                self.tls_source_conflicts,
+            ),
         ]
         .into_iter()
         .filter(|(_, n)| *n > 0)

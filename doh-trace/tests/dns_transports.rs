@@ -372,3 +372,39 @@ fn a_hooked_tls_connection_to_a_listed_resolver_is_not_opaque() {
     assert_eq!(got[0].server_name.as_deref(), Some("cloudflare-dns.com"));
     assert_eq!(got[0].resolver.as_deref(), Some("Cloudflare DNS"));
 }
+
+/// A TLS server's accepted socket (it sends the ServerHello) whose peer has a listed
+/// resolver's address is no client of that resolver: no opaque record. The hellos are a real
+/// connection's (OpenSSL `s_client` to a Python `ssl` server, tests/fixtures/tls).
+#[test]
+fn a_tls_server_socket_with_a_listed_peer_is_not_opaque() {
+    let trace = include_str!("fixtures/tls/tls13-aes128gcm.trace");
+    let hex = |l: &str| -> Vec<u8> {
+        let h = &l[2..];
+        (0..h.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+            .collect()
+    };
+    let client_hello = hex(trace.lines().find(|l| l.starts_with("c ")).unwrap());
+    let server_hello = hex(trace.lines().find(|l| l.starts_with("s ")).unwrap());
+    let mut p = pipeline();
+    let mut server = Proc::new(90, "unbound");
+    let meta = server.meta();
+    p.handle_event(Event::Conn(ConnInfo {
+        meta,
+        id: ConnId::Fd(9),
+        accepted: true,
+        sock_type: SocketType::Stream,
+        peer: "1.1.1.1:40342".parse().unwrap(),
+        comm: server.comm,
+    }));
+    server.io(&mut p, 9, Source::Socket, Direction::Ingress, &client_hello);
+    server.io(&mut p, 9, Source::Socket, Direction::Egress, &server_hello);
+    let d: Vec<_> = p.drain_decisions().collect();
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].policy, CAPTURE_SOCK_SKIP, "not even counted");
+    server.close(&mut p, 9);
+    assert!(lookups(&mut p).is_empty());
+    assert_eq!(p.counters().opaque_conns, 0);
+}

@@ -34,6 +34,10 @@ impl<V> ConnTable<V> {
         self.map.contains_key(key)
     }
 
+    pub fn get(&self, key: &ConnKey) -> Option<&V> {
+        self.map.get(key)
+    }
+
     pub fn get_mut(&mut self, key: &ConnKey) -> Option<&mut V> {
         self.map.get_mut(key)
     }

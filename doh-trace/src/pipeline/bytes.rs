@@ -31,6 +31,16 @@ impl Pipeline {
         let key = ConnKey { pid, id, layer };
         if !self.conns.contains(&key) {
             self.make_room();
+        } else if layer == Layer::Tls
+            && self
+                .conns
+                .get(&key)
+                .is_some_and(|c| c.tls.library.is_some() && c.tls.library != chunk.library)
+        {
+            // One source owns a connection's plaintext: a hook attached in the middle of a
+            // connection the key log decrypts (or the other way round) would repeat it.
+            self.counters.tls_source_conflicts += 1;
+            return;
         }
         // TLS plaintext inherits the peer, open time and TLS server name learnt on the socket.
         let socket = self.conns.get_mut(&ConnKey {
@@ -328,6 +338,7 @@ impl Pipeline {
         let Proto::TlsHello(buf) = &conn.proto else {
             return;
         };
+        let mut server = false;
         match parse_client_hello(buf) {
             HelloParse::NeedMore => return,
             HelloParse::Complete(hello) => conn.tls.hello = Some(hello),
@@ -337,11 +348,18 @@ impl Pipeline {
                 if buf.first() == Some(&0x16) && buf.get(5) == Some(&1) {
                     self.counters.bad_client_hellos += 1;
                 }
+                server = buf.first() == Some(&0x16) && buf.get(5) == Some(&2);
             }
         }
         conn.proto = Proto::Ignored;
-        let candidate =
-            opaque::tls_candidate(&self.resolvers, conn.ends.peer, conn.tls.hello.as_ref());
+        // A TLS server (this side sent the ServerHello) is no client of a resolver, even
+        // when its peer's address is a listed one.
+        let candidate = match server {
+            true => None,
+            false => {
+                opaque::tls_candidate(&self.resolvers, conn.ends.peer, conn.tls.hello.as_ref())
+            }
+        };
         conn.tls.opaque = candidate;
         self.policy
             .skip_counting(key, &mut conn.capture, candidate.is_some());

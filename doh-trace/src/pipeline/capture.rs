@@ -13,7 +13,7 @@ use crate::{
     clock::Clock,
     counters::DecodeCounters,
     lookup::{resolvers::ResolverList, Origin},
-    pipeline::Pipeline,
+    pipeline::{keylog::plaintext_chunk, Pipeline},
     process::{ProcessInfo, SocketEnds},
     proto::tls::decrypt::{DecryptStatus, KeyLog, Plaintext, TlsDecryptor},
     source::{
@@ -190,22 +190,8 @@ impl Feed<'_> {
             *state = TlsFlow::Plain;
         }
         for p in std::mem::take(&mut self.plaintext) {
-            let len = p.bytes.len().min(u32::MAX as usize) as u32;
-            self.pipeline.handle_event(Event::Data(DataChunk {
-                meta: d.meta,
-                id: d.id,
-                layer: Layer::Tls,
-                library: Some("keylog"),
-                direction: if p.from_client {
-                    Direction::Egress
-                } else {
-                    Direction::Ingress
-                },
-                total_len: len,
-                offset: 0,
-                comm: d.comm,
-                bytes: &p.bytes[..len as usize],
-            }));
+            self.pipeline
+                .handle_event(Event::Data(plaintext_chunk(d.meta, d.id, d.comm, &p)));
         }
     }
 }

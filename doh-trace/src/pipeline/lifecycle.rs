@@ -190,7 +190,7 @@ impl Pipeline {
         };
         conn.stop_decoding(seen, &mut self.exchanges);
         self.flush_finished(key, &mut conn);
-        if conn.tls.opaque.is_some() && !conn.tls.plaintext_seen {
+        if conn.tls.opaque.is_some() && !conn.tls.plaintext_seen && !conn.tls.decrypted {
             self.report_opaque(key, &mut conn, seen);
         }
         if conn.reported.lookups > 0 {

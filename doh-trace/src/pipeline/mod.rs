@@ -16,6 +16,7 @@
 mod binding;
 mod bytes;
 pub mod capture;
+pub mod keylog;
 mod lifecycle;
 pub mod replay;
 mod report;
@@ -34,14 +35,26 @@ use crate::{
     },
     process::ProcessInfo,
     proto::Exchanges,
-    source::{kernel, ConnId, Event},
+    source::{kernel, ConnId, ConnKey, Event, Layer},
 };
 use state::Conn;
+use std::net::SocketAddr;
 
 /// A DoH exchange without an answer after this long is reported as timed out.
 pub const STREAM_TIMEOUT_NS: u64 = 30_000_000_000;
 /// A mid-stream connection whose first this many exchanges were not DNS is dropped.
 const MID_STREAM_PATIENCE: u32 = 8;
+
+/// What the pipeline knows of one socket (see [`Pipeline::socket_view`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketView {
+    /// Its peer, when known.
+    pub peer: Option<SocketAddr>,
+    /// TLS plaintext of it came in (from a hook, or decrypted with a key log).
+    pub plaintext_seen: bool,
+    /// Bytes of it sent and received that were copied to the tracer.
+    pub copied: (u64, u64),
+}
 
 /// Source events → lookups and capture decisions.
 pub struct Pipeline {
@@ -141,11 +154,48 @@ impl Pipeline {
 
     /// Handles one raw ring-buffer record (the live tracer's and a recording's encoding).
     pub fn handle_record(&mut self, raw: &[u8]) {
+        if let Some(ev) = self.decode_record(raw) {
+            self.handle_event(ev);
+        }
+    }
+
+    /// Decodes one raw ring-buffer record, counting it (and it if it is malformed), for a
+    /// caller that handles the event itself (the key-log decryption beside the pipeline).
+    pub fn decode_record<'a>(&mut self, raw: &'a [u8]) -> Option<Event<'a>> {
         self.counters.events += 1;
         match kernel::decode(raw) {
-            Ok(ev) => self.handle_event(ev),
-            Err(_) => self.counters.bad_events += 1,
+            Ok(ev) => Some(ev),
+            Err(_) => {
+                self.counters.bad_events += 1;
+                None
+            }
         }
+    }
+
+    /// The socket `id` of process `pid` had its TLS decrypted with a key log: its plaintext
+    /// was in reach, so it is not reported as an opaque connection (whatever it carried).
+    pub fn socket_decrypted(&mut self, pid: u32, id: ConnId) {
+        if let Some(conn) = self.conns.get_mut(&ConnKey {
+            pid,
+            id,
+            layer: Layer::Socket,
+        }) {
+            conn.tls.decrypted = true;
+        }
+    }
+
+    /// What is known of the socket `id` of process `pid`, if it is tracked.
+    pub fn socket_view(&self, pid: u32, id: ConnId) -> Option<SocketView> {
+        let conn = self.conns.get(&ConnKey {
+            pid,
+            id,
+            layer: Layer::Socket,
+        })?;
+        Some(SocketView {
+            peer: conn.ends.peer,
+            plaintext_seen: conn.tls.plaintext_seen,
+            copied: conn.tls.copied,
+        })
     }
 
     /// Handles one event of any source.

@@ -81,6 +81,9 @@ pub(super) struct Times {
 pub(super) struct TlsFacts {
     /// Socket layer: TLS plaintext of this socket was seen from a hooked library.
     pub plaintext_seen: bool,
+    /// Socket layer: its TLS was decrypted with a key log (even if it carried no data): not
+    /// an opaque connection.
+    pub decrypted: bool,
     /// TLS layer: the library whose plaintext this is.
     pub library: Option<&'static str>,
     /// The TLS ClientHello this process sent (socket layer; inherited by the TLS layer).

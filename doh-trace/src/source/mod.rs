@@ -17,6 +17,7 @@
 //! bytes of connections that carry no DNS.
 
 pub mod kernel;
+pub mod keylog_file;
 pub mod pcap;
 pub mod recording;
 

@@ -48,6 +48,12 @@ pub struct Cli {
     /// (127.0.0.1:PORT).
     #[arg(long, value_name = "ADDR|PORT", value_parser = parse_listen_addr)]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Live: decrypt, with the TLS key log written here, the DoH/DoT connections whose TLS no
+    /// hook covers (Chromium, Java, rustls…: point their SSLKEYLOGFILE at it). A path that does
+    /// not exist becomes a FIFO, mode 0600, removed at exit; an existing FIFO or file is read
+    /// as it grows. Lookups found so say `tls_library: keylog`.
+    #[arg(long, value_name = "PATH")]
+    pub keylog: Option<PathBuf>,
     /// Only lookups of this process id (repeatable).
     #[arg(short = 'p', long = "pid", value_name = "PID", global = true)]
     pub pids: Vec<u32>,

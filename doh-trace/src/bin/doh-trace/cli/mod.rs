@@ -18,6 +18,7 @@ use doh_trace::{
     lookup::resolvers::ResolverList,
     output::{filter::Filter, private_file::create_private, OutputOptions, Outputs},
     pipeline::replay::replay_into_with,
+    source::keylog_file::KeylogFile,
 };
 
 pub use args::{Cli, ColorChoice, Command};
@@ -138,6 +139,13 @@ fn live(cli: &Cli, record: Option<&Path>) -> Result<ExitCode> {
         quiet: cli.quiet,
         metrics: cli.metrics,
         resolvers: cli.resolver_list()?,
+        keylog: match &cli.keylog {
+            Some(path) => Some(
+                KeylogFile::open(path)
+                    .with_context(|| format!("cannot read the key log {}", path.display()))?,
+            ),
+            None => None,
+        },
         record: match record {
             Some(path) => Some(
                 create_private(path, cli.force)

@@ -31,10 +31,11 @@ use doh_trace::{
         recording::{Recorder, TappedProcessInfo},
         Outputs,
     },
-    pipeline::Pipeline,
+    pipeline::{keylog::LiveDecryption, Pipeline},
     process::{LiveProcessInfo, ProcessInfo},
     source::{
         kernel,
+        keylog_file::KeylogFile,
         recording::{self, Header},
     },
 };
@@ -59,6 +60,8 @@ pub struct LiveOptions {
     pub resolvers: ResolverList,
     /// Write a recording to this file (created by `output::private_file`).
     pub record: Option<File>,
+    /// Decrypt unhooked DoH/DoT candidates with the TLS key log read from here.
+    pub keylog: Option<KeylogFile>,
 }
 
 /// A recording in progress.
@@ -82,15 +85,22 @@ enum Step {
     Second,
     /// SIGINT or SIGTERM: the ring is read a last time.
     Stop,
+    /// Key log text came (the ring is read first, so the key finds the records it opens).
+    Keys(Vec<u8>),
 }
 
 /// Handles every record waiting in the ring buffer: an exec's hook discovery, the pipeline,
 /// and the recording (with the /proc facts and capture decisions each record led to). Returns
 /// how many there were.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the loop's state, borrowed apart for one pass"
+)]
 fn handle_waiting(
     rb: &mut RingBuf<MapData>,
     tracer: &mut Tracer,
     pipeline: &mut Pipeline,
+    decryption: &mut Option<LiveDecryption>,
     decisions: &mut Vec<CaptureDecision>,
     recording: &mut Option<Recording>,
     facts: &RefCell<Vec<recording::Record>>,
@@ -101,7 +111,10 @@ fn handle_waiting(
         if let Some(pid) = kernel::exec_pid(&item) {
             tracer.on_exec(pid);
         }
-        pipeline.handle_record(&item);
+        match decryption.as_mut() {
+            Some(d) => d.handle_record(pipeline, &item),
+            None => pipeline.handle_record(&item),
+        }
         let new = decisions.len();
         decisions.extend(pipeline.drain_decisions());
         for change in pipeline.drain_bind_changes() {
@@ -198,6 +211,13 @@ pub async fn trace(opts: LiveOptions, mut output: Outputs) -> Result<ExitCode> {
     let mut drain = DrainTimer::default();
     let mut shown = Shown::default();
     let mut decisions: Vec<CaptureDecision> = Vec::new();
+    let (mut keys, mut decryption, _fifo) = match opts.keylog {
+        Some(k) => {
+            let (rx, fifo) = k.spawn_reader().context("reading the key log")?;
+            (Some(rx), Some(LiveDecryption::default()), Some(fifo))
+        }
+        None => (None, None, None),
+    };
 
     eprintln!(
         "ready: {} uprobes on {} files, {} tracepoints (in {:.1} s)",
@@ -218,6 +238,9 @@ pub async fn trace(opts: LiveOptions, mut output: Outputs) -> Result<ExitCode> {
             _ = tick.tick() => Step::Second,
             _ = sigint.recv() => Step::Stop,
             _ = sigterm.recv() => Step::Stop,
+            Some(text) = async { keys.as_mut()?.recv().await }, if keys.is_some() => {
+                Step::Keys(text)
+            }
         };
         let timed = matches!(step, Step::Timed);
         loop {
@@ -225,6 +248,7 @@ pub async fn trace(opts: LiveOptions, mut output: Outputs) -> Result<ExitCode> {
                 ring.get_mut(),
                 &mut tracer,
                 &mut pipeline,
+                &mut decryption,
                 &mut decisions,
                 &mut recording,
                 &facts,
@@ -233,9 +257,16 @@ pub async fn trace(opts: LiveOptions, mut output: Outputs) -> Result<ExitCode> {
                 break;
             }
         }
+        if let (Step::Keys(text), Some(d)) = (&step, decryption.as_mut()) {
+            d.add_keys(&mut pipeline, text);
+            decisions.extend(pipeline.drain_decisions());
+        }
         if matches!(step, Step::Second) {
             tracer.tick_hooks();
             pipeline.tick(monotonic_ns());
+            if let Some(d) = decryption.as_mut() {
+                d.tick(&mut pipeline, monotonic_ns());
+            }
             // Timeouts can classify a connection too (its first lookup timed out).
             let new = decisions.len();
             decisions.extend(pipeline.drain_decisions());
@@ -248,7 +279,7 @@ pub async fn trace(opts: LiveOptions, mut output: Outputs) -> Result<ExitCode> {
             }
             let kernel = tracer.kernel_counters().unwrap_or_default();
             if !opts.quiet {
-                shown.report_new_problems(&kernel, &pipeline);
+                shown.report_new_problems(&kernel, &pipeline, decryption.as_ref());
             }
             if let Some(m) = &output.metrics {
                 m.lock().unwrap_or_else(|e| e.into_inner()).set_counters(
@@ -262,6 +293,10 @@ pub async fn trace(opts: LiveOptions, mut output: Outputs) -> Result<ExitCode> {
             if let Some(rec) = recording.as_mut() {
                 rec.file.flush().context("writing the recording")?;
             }
+        }
+        if let Some(d) = decryption.as_mut() {
+            // After the recording saw them: it keeps what the pipeline decided.
+            d.kernel_decisions(&pipeline, &mut decisions);
         }
         policy::apply(&decisions, &mut tracer);
         decisions.clear();
@@ -300,6 +335,14 @@ pub async fn trace(opts: LiveOptions, mut output: Outputs) -> Result<ExitCode> {
         for (label, n) in kernel.problems() {
             eprintln!("doh-trace: {n} {label}");
         }
+        if let Some(d) = &decryption {
+            eprintln!(
+                "doh-trace: key log: {} ({} lines read, {} secrets added)",
+                d.counters(),
+                d.key_stats().lines,
+                d.key_stats().added
+            );
+        }
         output.print_summary();
     }
     Ok(ExitCode::SUCCESS)
@@ -321,11 +364,21 @@ struct Shown {
 }
 
 impl Shown {
-    fn report_new_problems(&mut self, kernel: &KernelCounters, pipeline: &Pipeline) {
+    fn report_new_problems(
+        &mut self,
+        kernel: &KernelCounters,
+        pipeline: &Pipeline,
+        decryption: Option<&LiveDecryption>,
+    ) {
         let now: Vec<(&'static str, u64)> = kernel
             .problems()
             .into_iter()
             .chain(pipeline.counters().problems())
+            .chain(
+                decryption
+                    .map(|d| d.counters().problems())
+                    .unwrap_or_default(),
+            )
             .collect();
         for (label, n) in &now {
             let before = self
