@@ -173,7 +173,7 @@ async fn connection(v: usize, lookups: usize, batch: usize, open: bool) -> Resul
     let log = Arc::new(Mutex::new(Vec::new()));
     let (got_tx, mut got) = tokio::sync::mpsc::unbounded_channel();
     let server = tokio::spawn(serve(s, open, got_tx));
-    let tap = support::Recorder::new(c, log.clone());
+    let tap = support::h2_runner::Recorder::new(c, log.clone());
     let (client, conn) = h2::client::handshake(tap).await?;
     let conn_task = tokio::spawn(async move {
         let _ = conn.await;

@@ -2,27 +2,19 @@
 //!
 //! - crafted byte by byte: frame builders (RFC 9113 §4.1, §6) and header blocks encoded without
 //!   Huffman, by hand or with `loona_hpack::Encoder`;
-//! - re-framed: a recorded `h2` exchange split into frames per direction, each frame rewritten
-//!   (flags added, blocks split into CONTINUATIONs, frames inserted) and put back into calls
-//!   at the point where the original frame was complete, so causality between the directions
-//!   is kept;
-//! - recorded: `h2` client/server scenarios with arbitrary builders and handlers, recorded at
-//!   the client's I/O boundary like [`super::exchange`].
+//! - malformed on purpose: a frame head alone ([`raw_head`]), with any length, type and
+//!   stream bits, to put in front of whatever bytes a test wants;
+//! - re-framed: an exchange recorded by [`super::h2_runner`] split into frames per direction,
+//!   each frame rewritten (flags added, blocks split into CONTINUATIONs, frames inserted) and
+//!   put back into calls at the point where the original frame was complete, so causality
+//!   between the directions is kept.
 //!
 //! A structural HPACK walker ([`hpack_walk`]) finds where each field and string of a block lies
 //! (and whether the string is Huffman-coded), so that blocks can be split at chosen places.
 
-use std::{
-    future::Future,
-    pin::Pin,
-    sync::{Arc, Mutex},
-};
-
-use bytes::Bytes;
 use doh_trace::source::Direction;
-use tokio::io::DuplexStream;
 
-use super::{Call, Recorder};
+use super::Call;
 
 // ===== frame types and flags =====
 
@@ -82,10 +74,12 @@ impl Frame {
         let len = self.payload.len();
         assert!(len < 1 << 24, "frame payload of {len} bytes");
         let mut out = Vec::with_capacity(9 + len);
-        out.extend_from_slice(&(len as u32).to_be_bytes()[1..]);
-        out.push(self.kind);
-        out.push(self.flags);
-        out.extend_from_slice(&(self.stream & 0x7fff_ffff).to_be_bytes());
+        out.extend_from_slice(&raw_head(
+            len as u32,
+            self.kind,
+            self.flags,
+            self.stream & 0x7fff_ffff,
+        ));
         out.extend_from_slice(&self.payload);
         out
     }
@@ -135,7 +129,27 @@ pub fn encode_all(frames: &[Frame]) -> Vec<u8> {
     frames.iter().flat_map(Frame::encode).collect()
 }
 
+/// A frame head alone: the low 24 bits of `len`, and `stream` with its reserved bit as given,
+/// whatever follows it.
+pub fn raw_head(len: u32, kind: u8, flags: u8, stream: u32) -> [u8; 9] {
+    let l = len.to_be_bytes();
+    let s = stream.to_be_bytes();
+    [l[1], l[2], l[3], kind, flags, s[0], s[1], s[2], s[3]]
+}
+
 // ===== frame builders =====
+
+/// The client's first write: the preface and its SETTINGS.
+pub fn client_start(params: &[(u16, u32)]) -> Vec<u8> {
+    let mut b = PREFACE.to_vec();
+    b.extend(settings(params).encode());
+    b
+}
+
+/// The server's first write: its SETTINGS and the ACK of the client's.
+pub fn server_start(params: &[(u16, u32)]) -> Vec<u8> {
+    encode_all(&[settings(params), settings_ack()])
+}
 
 pub fn settings(params: &[(u16, u32)]) -> Frame {
     let mut p = Vec::new();
@@ -284,6 +298,14 @@ pub fn push_promise_frames(
         }
     }
     out
+}
+
+/// A whole message: HEADERS (END_HEADERS) with `block`, then one DATA frame with `body` and
+/// END_STREAM.
+pub fn message_frames(stream: u32, block: &[u8], body: &[u8]) -> Vec<Frame> {
+    let mut f = header_frames(stream, block, &[], HeadersOpts::default());
+    f.push(data(stream, body, true));
+    f
 }
 
 fn split_at_cuts<'a>(block: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
@@ -479,14 +501,12 @@ pub struct Script {
 }
 
 impl Script {
-    /// The client's first write: the preface and its SETTINGS.
+    /// The client's first write: the preface and its SETTINGS ([`client_start`]).
     pub fn client_preface(params: &[(u16, u32)]) -> Script {
-        let mut bytes = PREFACE.to_vec();
-        bytes.extend_from_slice(&settings(params).encode());
         Script {
             calls: vec![Call {
                 dir: Direction::Egress,
-                bytes,
+                bytes: client_start(params),
             }],
         }
     }
@@ -595,6 +615,27 @@ pub mod st {
     pub const CONTENT_TYPE: usize = 31;
     pub const SERVER: usize = 54;
     pub const USER_AGENT: usize = 58;
+}
+
+/// A DoH POST request block, never Huffman-coded, nothing indexed.
+pub fn plain_post_block() -> Vec<u8> {
+    [
+        hp_indexed(st::METHOD_POST),
+        hp_indexed(st::SCHEME_HTTPS),
+        hp_not_indexed(st::PATH_ROOT, b"/dns-query"),
+        hp_not_indexed(st::AUTHORITY, b"doh.test"),
+        hp_not_indexed(st::CONTENT_TYPE, b"application/dns-message"),
+    ]
+    .concat()
+}
+
+/// A 200 DoH response block, never Huffman-coded, nothing indexed.
+pub fn plain_response_block() -> Vec<u8> {
+    [
+        hp_indexed(st::STATUS_200),
+        hp_not_indexed(st::CONTENT_TYPE, b"application/dns-message"),
+    ]
+    .concat()
 }
 
 /// Encodes fields with `loona_hpack::Encoder` (never Huffman; it indexes fields whose name is
@@ -710,140 +751,4 @@ pub fn hpack_walk(block: &[u8]) -> Vec<HpField> {
         });
     }
     out
-}
-
-// ===== recorded h2 scenarios =====
-
-pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
-
-/// Lets the spawned connection tasks run until nothing more happens.
-pub async fn settle() {
-    for _ in 0..200 {
-        tokio::task::yield_now().await;
-    }
-}
-
-/// Runs an `h2` client and server in memory. `server` gets the server connection right after
-/// the handshake; `client` gets the client handle and the client connection's ping handle
-/// (the connection itself is driven by a task). Returns the client's calls once `client` is
-/// done and the connection has settled.
-pub fn record_h2(
-    client_builder: h2::client::Builder,
-    server_builder: h2::server::Builder,
-    server: impl FnOnce(h2::server::Connection<DuplexStream, Bytes>) -> BoxFuture + Send + 'static,
-    client: impl FnOnce(h2::client::SendRequest<Bytes>, h2::PingPong) -> BoxFuture,
-) -> Vec<Call> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        let (c, s) = tokio::io::duplex(1 << 16);
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let client_io = Recorder {
-            inner: c,
-            log: log.clone(),
-        };
-        let server_task = tokio::spawn(async move {
-            let conn = server_builder.handshake(s).await.unwrap();
-            server(conn).await;
-        });
-        let (send, mut conn) = client_builder
-            .handshake::<_, Bytes>(client_io)
-            .await
-            .unwrap();
-        let pings = conn.ping_pong().expect("ping handle");
-        let conn_task = tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        client(send, pings).await;
-        settle().await;
-        conn_task.abort();
-        server_task.abort();
-        let calls = log.lock().unwrap().clone();
-        calls
-    })
-}
-
-/// Serves every request with `handler`, each in its own task, until the connection ends.
-pub async fn serve<F, Fut>(mut conn: h2::server::Connection<DuplexStream, Bytes>, handler: F)
-where
-    F: Fn(http::Request<h2::RecvStream>, h2::server::SendResponse<Bytes>) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    while let Some(req) = conn.accept().await {
-        let Ok((req, respond)) = req else { break };
-        tokio::spawn(handler(req, respond));
-    }
-}
-
-/// Reads a request or response body to its end, releasing flow-control capacity.
-pub async fn read_body(body: &mut h2::RecvStream) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(chunk) = body.data().await {
-        let chunk = chunk.unwrap();
-        let _ = body.flow_control().release_capacity(chunk.len());
-        out.extend_from_slice(&chunk);
-    }
-    out
-}
-
-/// The DNS query of a DoH request: the `?dns=` parameter of a GET, else the body.
-pub fn doh_query(parts: &http::request::Parts, body: &[u8]) -> Vec<u8> {
-    use base64::Engine as _;
-    let pq = parts.uri.path_and_query().unwrap().as_str();
-    match pq.split_once("dns=") {
-        Some((_, b64)) if parts.method == http::Method::GET => {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(b64)
-                .unwrap()
-        }
-        _ => body.to_vec(),
-    }
-}
-
-/// A DoH POST request head as a client sends it.
-pub fn post_request() -> http::Request<()> {
-    http::Request::builder()
-        .method("POST")
-        .uri("https://doh.test:8443/dns-query")
-        .header("accept", "application/dns-message")
-        .header("content-type", "application/dns-message")
-        .body(())
-        .unwrap()
-}
-
-/// A DoH GET request head for `query`.
-pub fn get_request(query: &[u8]) -> http::Request<()> {
-    use base64::Engine as _;
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(query);
-    http::Request::builder()
-        .method("GET")
-        .uri(format!("https://doh.test:8443/dns-query?dns={b64}"))
-        .header("accept", "application/dns-message")
-        .body(())
-        .unwrap()
-}
-
-/// A response head with `status` and the DoH media type.
-pub fn dns_response_head(status: u16) -> http::Response<()> {
-    http::Response::builder()
-        .status(status)
-        .header("content-type", "application/dns-message")
-        .body(())
-        .unwrap()
-}
-
-/// Awaits a response and reads its body; `None` if the stream was reset.
-pub async fn response_body(resp: h2::client::ResponseFuture) -> Option<(u16, Vec<u8>)> {
-    let resp = resp.await.ok()?;
-    let status = resp.status().as_u16();
-    let mut body = resp.into_body();
-    let mut out = Vec::new();
-    while let Some(chunk) = body.data().await {
-        let chunk = chunk.ok()?;
-        let _ = body.flow_control().release_capacity(chunk.len());
-        out.extend_from_slice(&chunk);
-    }
-    Some((status, out))
 }

@@ -15,7 +15,7 @@ use doh_trace::{
 };
 use doh_trace_common::{Source, CHUNK_SIZE, COMM_LEN};
 
-use super::pipeline;
+use super::{expect::Expect, pipeline};
 
 /// One thing that happens, in order.
 #[derive(Debug, Clone)]
@@ -209,54 +209,6 @@ pub fn play(p: &mut Pipeline, conv: &Conv, slicing: Slicing) {
     }
 }
 
-/// The parts of a lookup the tests pin down.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Want {
-    pub qname: Option<String>,
-    pub qtype: Option<String>,
-    pub status: &'static str,
-    pub answers: Vec<String>,
-    pub rcode: Option<String>,
-    pub method: Option<String>,
-    pub http_version: Option<&'static str>,
-    pub stream_id: Option<u32>,
-    pub url: Option<String>,
-    pub authority: Option<String>,
-    pub headers_known: Option<bool>,
-    pub http_status: Option<u16>,
-    pub latency_ms: Option<f64>,
-    pub dns_id: Option<u16>,
-    pub pid: u32,
-    pub tid: u32,
-    pub comm: String,
-    pub server: Option<String>,
-}
-
-impl Want {
-    pub fn of(l: &Lookup) -> Want {
-        Want {
-            qname: l.qname.as_deref().map(str::to_owned),
-            qtype: l.qtype.as_deref().map(str::to_owned),
-            status: l.status.as_str(),
-            answers: l.answers.to_vec(),
-            rcode: l.rcode.as_deref().map(str::to_owned),
-            method: l.method.as_deref().map(str::to_owned),
-            http_version: l.http_version,
-            stream_id: l.stream_id,
-            url: l.url.as_deref().map(str::to_owned),
-            authority: l.authority.as_deref().map(str::to_owned),
-            headers_known: l.headers_known,
-            http_status: l.http_status,
-            latency_ms: l.latency_ms,
-            dns_id: l.dns_id,
-            pid: l.pid,
-            tid: l.tid,
-            comm: l.comm.to_string(),
-            server: l.server.as_ref().map(|s| format!("{}:{}", s.ip, s.port)),
-        }
-    }
-}
-
 /// What one run produced.
 #[derive(Debug)]
 pub struct Run {
@@ -281,7 +233,7 @@ pub fn run(conv: &Conv, slicing: Slicing) -> Run {
 /// decisions, may contain any of `secrets`.
 pub fn check(
     conv: &Conv,
-    want: &[Want],
+    want: &[Expect],
     counters: &DecodeCounters,
     decisions: &[CaptureDecision],
     secrets: &[&[u8]],
@@ -289,7 +241,7 @@ pub fn check(
     let mut runs = Vec::new();
     for slicing in SLICINGS {
         let r = run(conv, slicing);
-        let got: Vec<Want> = r.lookups.iter().map(Want::of).collect();
+        let got: Vec<Expect> = r.lookups.iter().map(Expect::of).collect();
         assert_eq!(got, want, "lookups, {slicing:?}; counters {:?}", r.counters);
         assert_eq!(&r.counters, counters, "counters, {slicing:?}");
         assert_eq!(r.decisions, decisions, "capture decisions, {slicing:?}");
