@@ -408,3 +408,40 @@ fn a_tls_server_socket_with_a_listed_peer_is_not_opaque() {
     assert!(lookups(&mut p).is_empty());
     assert_eq!(p.counters().opaque_conns, 0);
 }
+
+/// QUIC to a DoQ port: the first datagram, RFC 9001 Appendix A.2's client Initial (real
+/// protected bytes), is decrypted for the ClientHello's server name and ALPN, which the opaque
+/// record carries; then the socket is only counted.
+#[test]
+fn a_quic_candidates_initial_names_its_server_in_the_opaque_record() {
+    let hex = include_str!("fixtures/tls/rfc9001-a2-client-initial.hex").trim();
+    let initial: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    let mut p = pipeline();
+    let mut c = Proc::new(95, "doq-client");
+    c.connect(&mut p, 5, "127.0.0.1:853", SocketType::Datagram);
+    assert_eq!(p.drain_decisions().count(), 0, "undecided until its first datagram");
+    c.io(&mut p, 5, Source::Socket, Direction::Egress, &initial);
+    let d: Vec<_> = p.drain_decisions().collect();
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].policy, CAPTURE_SOCK_SKIP | CAPTURE_COUNT);
+    let meta = c.meta();
+    p.handle_event(Event::ConnBytes {
+        meta,
+        id: ConnId::Fd(5),
+        sent: 5000,
+        received: 3000,
+    });
+    c.close(&mut p, 5);
+    let got = lookups(&mut p);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    let l = &got[0];
+    assert_eq!(l.transport, "doq-opaque");
+    assert_eq!(l.status, Status::Opaque);
+    assert_eq!(l.server_name.as_deref(), Some("example.com"));
+    assert_eq!(l.alpn.as_deref(), Some(&["alpn".to_string()][..]));
+    assert_eq!(l.bytes_sent, Some(5000 + initial.len() as u64), "counted + copied");
+    assert_eq!(l.bytes_received, Some(3000));
+}

@@ -11,7 +11,7 @@ use crate::{
     proto::{
         dns::client::{DnsClient, Framing},
         doh::{client_h1::H1Client, client_h2::H2Client},
-        tls::{parse_client_hello, HelloParse},
+        tls::{client_hello, decrypt::quic::initial_client_hello, parse_client_hello, HelloParse},
         Bytes, ClientDecoder, Fed, FirstRequest, Seen,
     },
     source::{ConnId, ConnKey, DataChunk, Datagram, Direction, Layer, SocketType},
@@ -104,6 +104,11 @@ impl Pipeline {
             peer: None,
         };
         match &mut conn.proto {
+            Proto::Ignored if conn.tls.quic_initial_pending => {
+                if chunk.direction == Direction::Egress {
+                    self.read_quic_initial(key, &mut conn, chunk.bytes);
+                }
+            }
             Proto::Ignored => {}
             Proto::Sniffing(sniff) => {
                 let verdict = sniff.feed(&bytes, seen);
@@ -363,6 +368,20 @@ impl Pipeline {
         conn.tls.opaque = candidate;
         self.policy
             .skip_counting(key, &mut conn.capture, candidate.is_some());
+    }
+
+    /// The first datagram a QUIC candidate sent: its client Initial's ClientHello (decrypted
+    /// with the keys RFC 9001 §5.2 derives from the connection id) names the server and the
+    /// ALPN of the opaque record; then the socket is only counted.
+    fn read_quic_initial(&mut self, key: ConnKey, conn: &mut Conn, datagram: &[u8]) {
+        conn.tls.quic_initial_pending = false;
+        if let Some(message) = initial_client_hello(datagram) {
+            match client_hello::parse_message(&message) {
+                HelloParse::Complete(hello) => conn.tls.hello = Some(hello),
+                _ => self.counters.bad_client_hellos += 1,
+            }
+        }
+        self.policy.skip_counting(key, &mut conn.capture, true);
     }
 
     /// Judges finished DoH exchanges of a mid-stream connection that were not DNS: after

@@ -45,11 +45,12 @@ impl Pipeline {
         conn.uid = c.meta.uid;
         conn.thread_comm = c.comm;
         if c.sock_type == SocketType::Datagram {
-            // QUIC to a DoQ port or to a well-known resolver: opaque, only counted.
+            // QUIC to a DoQ port or to a well-known resolver: opaque, only counted once its
+            // first datagram (the client Initial: server name, ALPN) has been read.
             if let Some(transport) = opaque::quic_candidate(&self.resolvers, c.peer) {
                 conn.tls.opaque = Some(transport);
+                conn.tls.quic_initial_pending = true;
                 conn.proto = Proto::Ignored;
-                self.policy.skip_counting(key, &mut conn.capture, true);
             }
         }
         self.conns.insert(key, conn);

@@ -90,6 +90,9 @@ pub(super) struct TlsFacts {
     pub hello: Option<ClientHelloInfo>,
     /// Socket layer: reported as this opaque transport when it ends without plaintext.
     pub opaque: Option<&'static str>,
+    /// Socket layer: a QUIC candidate whose first datagram (the client Initial, read for its
+    /// server name and ALPN) has not been seen yet.
+    pub quic_initial_pending: bool,
     /// Bytes sent and received, from the kernel's count (opaque candidates).
     pub counted: Option<(u64, u64)>,
     /// Socket layer: bytes sent and received that were copied (before any capture decision).

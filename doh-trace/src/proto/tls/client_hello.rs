@@ -174,8 +174,9 @@ fn handshake_header(message: &[u8]) -> Result<Option<usize>, HelloParse> {
     Ok(Some(total))
 }
 
-/// Parses one whole ClientHello handshake message (header included).
-fn parse_message(message: &[u8]) -> HelloParse {
+/// Parses one whole ClientHello handshake message (header included), as QUIC carries it in
+/// CRYPTO frames rather than TLS records.
+pub fn parse_message(message: &[u8]) -> HelloParse {
     let not = HelloParse::NotClientHello;
     let body = message.get(HANDSHAKE_HEADER_LEN..).unwrap_or_default();
     let hello = match parse_tls_handshake_client_hello(body) {
