@@ -422,7 +422,11 @@ fn a_quic_candidates_initial_names_its_server_in_the_opaque_record() {
     let mut p = pipeline();
     let mut c = Proc::new(95, "doq-client");
     c.connect(&mut p, 5, "127.0.0.1:853", SocketType::Datagram);
-    assert_eq!(p.drain_decisions().count(), 0, "undecided until its first datagram");
+    assert_eq!(
+        p.drain_decisions().count(),
+        0,
+        "undecided until its first datagram"
+    );
     c.io(&mut p, 5, Source::Socket, Direction::Egress, &initial);
     let d: Vec<_> = p.drain_decisions().collect();
     assert_eq!(d.len(), 1);
@@ -442,6 +446,10 @@ fn a_quic_candidates_initial_names_its_server_in_the_opaque_record() {
     assert_eq!(l.status, Status::Opaque);
     assert_eq!(l.server_name.as_deref(), Some("example.com"));
     assert_eq!(l.alpn.as_deref(), Some(&["alpn".to_string()][..]));
-    assert_eq!(l.bytes_sent, Some(5000 + initial.len() as u64), "counted + copied");
+    assert_eq!(
+        l.bytes_sent,
+        Some(5000 + initial.len() as u64),
+        "counted + copied"
+    );
     assert_eq!(l.bytes_received, Some(3000));
 }

@@ -233,3 +233,41 @@ fn a_key_log_path_that_is_a_link_is_refused() {
     assert!(err.contains("cannot read the key log"), "{err}");
     assert_eq!(std::fs::read(&target).unwrap(), b"keep");
 }
+
+#[test]
+fn a_hooked_client_that_also_writes_a_key_log_is_reported_once_by_its_hook() {
+    require_e2e!();
+    let lab = Lab::with_unbound().unwrap();
+    let keys = fifo(&lab);
+    let keys_arg = keys.to_str().unwrap().to_owned();
+    let resolvers = lab.dir.join("resolvers");
+    std::fs::write(&resolvers, "127.0.0.1 Lab DoH\n").unwrap();
+    let resolvers_arg = resolvers.to_str().unwrap().to_owned();
+    let mut tracer =
+        Tracer::start(&["--keylog", &keys_arg, "--resolvers", &resolvers_arg]).unwrap();
+    let mut curl = doh_trace_tests::curl_doh(&lab, "www.doh.test");
+    curl.env("SSLKEYLOGFILE", &keys);
+    let (pid, _, _, _) = run_client(curl).unwrap();
+    tracer.wait_for(WAIT, |seen| of(seen, pid).len() >= 2);
+    tracer.wait_for(Duration::from_millis(1500), |_| false);
+    let stderr = tracer.stop_cleanly(libc::SIGINT);
+    let records = of(&tracer.seen, pid);
+    let mut qtypes: Vec<&str> = records.iter().filter_map(|l| l["qtype"].as_str()).collect();
+    qtypes.sort();
+    assert_eq!(qtypes, ["A", "AAAA"], "each lookup once: {records:#?}");
+    for l in &records {
+        assert_eq!(l["tls_library"], "openssl", "{l}");
+        assert_eq!(l["transport"], "doh", "{l}");
+    }
+    assert!(
+        !stderr.iter().any(|s| s.contains("from a second source")),
+        "{stderr:#?}"
+    );
+    // Its connections were candidates, then left to the hook that delivered their plaintext.
+    let summary = stderr
+        .iter()
+        .find(|s| s.contains("key log:"))
+        .unwrap_or_else(|| panic!("no key log summary: {stderr:#?}"));
+    assert!(summary.contains(" 0 decrypted"), "{summary}");
+    assert!(!summary.contains(" 0 left to hooks"), "{summary}");
+}

@@ -274,6 +274,15 @@ impl LiveDecryption {
                 );
                 pipeline.handle_event(ev);
             }
+            Event::Data(d) => {
+                // A hook's plaintext of a connection being decrypted: the hook has it.
+                let k = (d.meta.pid, d.id);
+                let hooked = self.conns.get(&k).is_some_and(|c| !c.emitted);
+                pipeline.handle_event(Event::Data(d));
+                if hooked {
+                    self.stop(k, Ended::Hooked);
+                }
+            }
             ev => pipeline.handle_event(ev),
         }
     }
@@ -406,9 +415,23 @@ impl LiveDecryption {
     fn close(&mut self, pipeline: &mut Pipeline, meta: Meta, id: ConnId) {
         if let Some(mut c) = self.conns.remove(&(meta.pid, id)) {
             c.dec.close();
-            self.ended(Ended::Status(c.dec.status()), &c);
+            let how = Self::how_it_ended(pipeline, meta.pid, id, &c);
+            self.ended(how, &c);
         }
         pipeline.handle_event(Event::Close { meta, id });
+    }
+
+    /// How a connection that ends now ended: given to a hook if one delivered its plaintext
+    /// (its socket's ciphertext then stops coming), else its decryption status.
+    fn how_it_ended(pipeline: &Pipeline, pid: u32, id: ConnId, c: &Decrypting) -> Ended {
+        let hooked = !c.emitted
+            && pipeline
+                .socket_view(pid, id)
+                .is_some_and(|v| v.plaintext_seen);
+        match hooked {
+            true => Ended::Hooked,
+            false => Ended::Status(c.dec.status()),
+        }
     }
 
     /// A process's exit, to the decryption and then to the pipeline.
@@ -421,7 +444,8 @@ impl LiveDecryption {
             .collect();
         for k in gone {
             if let Some(c) = self.conns.remove(&k) {
-                self.ended(Ended::Status(c.dec.status()), &c);
+                let how = Self::how_it_ended(pipeline, k.0, k.1, &c);
+                self.ended(how, &c);
             }
         }
         pipeline.handle_event(Event::Exit { meta });
