@@ -325,6 +325,10 @@ fn clients_before_and_after_the_tracer(docker: &dyn Engine, lab: &Lab, started: 
     );
     // A duplicate would arrive right behind the originals; give it the chance.
     tracer.wait_for(Duration::from_millis(1000), |_| false);
+    // Both detach at once (each takes seconds); a second SIGINT to a stopping tracer is
+    // harmless (its handler stays installed).
+    only_curl.signal(libc::SIGINT);
+    tracer.signal(libc::SIGINT);
     let (status, _) = only_curl.stop(libc::SIGINT).unwrap();
     assert!(status.success(), "filtered tracer: {status:?}");
     let stderr = tracer.stop_cleanly(libc::SIGINT);
