@@ -1,9 +1,10 @@
-//! Container engines for the end-to-end tests. A private Docker daemon: Debian's docker.io `dockerd` started inside
-//! a lab's network namespace and in a mount namespace of its own (so its overlay and netns
-//! mounts vanish with it), with its socket, data, exec root, pid file and configuration in a
-//! work directory — nothing of the host's Docker is touched. Images are made with
-//! `docker import` from a local root file system; no registry is ever asked. Podman the same
-//! way, without a daemon ([`Podman`]); both behind [`Engine`].
+//! Container engines for the end-to-end tests. A private Docker daemon: Debian's docker.io
+//! `dockerd` started inside a lab's network namespace and in a mount namespace of its own (so
+//! its overlay and netns mounts vanish with it, and a private /run takes what it writes
+//! there), with its socket, data, exec root, pid file and configuration in a work directory —
+//! nothing of the host's Docker is touched. Images are made with `docker import` from a local
+//! root file system; no registry is ever asked. Podman the same way, without a daemon
+//! ([`Podman`]); both behind [`Engine`].
 
 use std::{
     path::{Path, PathBuf},
@@ -36,7 +37,11 @@ impl Dockerd {
         let log = std::fs::File::create(dir.join("dockerd.log"))?;
         let d = |f: &str| dir.join(f);
         let mut cmd = lab.command("unshare");
-        cmd.args(["-m", "--propagation", "private", "--", DOCKERD])
+        // A tmpfs on /run in its mount namespace takes what dockerd and containerd write
+        // there whatever their flags (/run/docker/plugins, shim sockets in /run/containerd).
+        cmd.args(["-m", "--propagation", "private", "--", "sh", "-c"])
+            .arg("mount -t tmpfs -o mode=0755 doh-trace-e2e /run && exec \"$0\" \"$@\"")
+            .arg(DOCKERD)
             .args([
                 "--iptables=false",
                 "--ip6tables=false",
