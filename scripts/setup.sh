@@ -17,6 +17,11 @@
 #     openssl (test PKI), iproute2 (network namespaces), bpftool (probe checks), tshark
 #     (reads the pcapng output), nghttp2-client (h2load) and bpftrace (the bare-uprobe floor)
 #     for `cargo xtask bench`, which also compiles a C TLS loop against libssl-dev.
+#   - containers (test suite only): docker.io (Debian's dockerd, containerd and runc; the
+#     container test starts its own private dockerd in a network namespace and never the
+#     system service, which the policy-rc.d below keeps from starting on install) and podman
+#     (run with runc); the test's image is a debootstrap root (debootstrap, below) imported
+#     with `docker import` / `podman import`.
 #   - the kernel matrix (`cargo xtask vm-test`, test suite only): qemu-system-x86 (boots
 #     Debian's stock kernels under emulation), qemu-utils (qemu-img: copy-on-write overlays),
 #     debootstrap (the guest's root file system), e2fsprogs (mkfs.ext4 -d), xz-utils + zstd
@@ -34,7 +39,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
 
 build_pkgs=(build-essential pkg-config "llvm-${LLVM_MAJOR}-dev" zlib1g-dev libzstd-dev libssl-dev ca-certificates)
 test_pkgs=(unbound dnsdist curl openssl iproute2 bpftool tshark bind9-dnsutils knot-dnsutils python3 python3-dnspython python3-httpx python3-h2 dnss firefox-esr libnss3-tools chromium nghttp2-client bpftrace
-  debootstrap e2fsprogs xz-utils zstd)
+  debootstrap e2fsprogs xz-utils zstd docker.io podman)
 want=("${build_pkgs[@]}")
 [ "$build_only" = 1 ] || want+=("${test_pkgs[@]}")
 
@@ -47,7 +52,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   # tshark asks whether non-root users may capture; the default (no) is fine.
   echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections
-  # Debian's unbound package may start a system resolver on install; we never need it running.
+  # Debian's unbound and docker.io packages may start system services on install; we never need
+  # them running.
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
     $SUDO chmod +x /usr/sbin/policy-rc.d

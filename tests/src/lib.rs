@@ -5,6 +5,9 @@
 //! Skipping: a test whose prerequisites are missing prints `SKIPPED: <why>` — unless
 //! `DOH_TRACE_E2E=require` is set (CI sets it), in which case a missing prerequisite fails.
 
+pub mod debian;
+pub mod docker;
+
 use std::{
     ffi::OsStr,
     io::{BufRead as _, BufReader},
@@ -256,6 +259,11 @@ impl Lab {
             .arg("--")
             .arg(program);
         c
+    }
+
+    /// The namespace's `/proc/PID/ns/net` link (for `nsenter --net=`).
+    pub fn net_ns(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/ns/net", self.holder.id()))
     }
 
     /// The test CA certificate.

@@ -23,6 +23,8 @@ use std::{
     sync::Arc,
 };
 
+use super::identity::{self, HookId};
+
 /// (device, inode) of a file.
 pub type FileId = (u64, u64);
 
@@ -36,7 +38,10 @@ pub struct ProcFile {
     pub shown: String,
     /// The file's name (last path component).
     pub name: String,
+    /// (device, inode) as `stat` and the maps line show it.
     pub id: FileId,
+    /// What a hook on it lands on: the same file for every container of one image.
+    pub hook_id: HookId,
 }
 
 impl ProcFile {
@@ -107,6 +112,7 @@ pub fn scan(proc: &Path, pid: u32, sonames: &[&str]) -> Option<ProcFiles> {
         let (file, id) = open_regular(&exe_link)?;
         let target = target.to_string_lossy();
         Some(ProcFile {
+            hook_id: identity::hook_id(&file)?,
             file: Arc::new(file),
             shown: shown(&target),
             name: file_name(&target),
@@ -129,7 +135,11 @@ pub fn scan(proc: &Path, pid: u32, sonames: &[&str]) -> Option<ProcFiles> {
         let Some(file) = open_mapped(&dir, &mapped) else {
             continue;
         };
+        let Some(hook_id) = identity::hook_id(&file) else {
+            continue;
+        };
         libs.push(ProcFile {
+            hook_id,
             file: Arc::new(file),
             shown: shown(mapped.path),
             name: name.to_string(),
@@ -228,32 +238,68 @@ fn in_other_mount_ns(proc: &Path, pid: u32) -> bool {
     theirs.is_some() && theirs != ours
 }
 
+/// The standard library directories, where the dynamic loader finds a soname.
+const LIB_DIRS: &[&str] = &[
+    "/lib",
+    "/lib64",
+    "/usr/lib",
+    "/usr/lib64",
+    "/usr/local/lib",
+    "/usr/local/lib64",
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib/x86_64-linux-gnu",
+    "/lib/aarch64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
+];
+
 /// Library files named in `sonames` in the standard directories of the tracer's own system,
 /// opened (once each, by identity).
 pub fn system_libraries(sonames: &[&str]) -> Vec<ProcFile> {
-    const LIB_DIRS: &[&str] = &[
-        "/lib",
-        "/lib64",
-        "/usr/lib",
-        "/usr/lib64",
-        "/usr/local/lib",
-        "/usr/local/lib64",
-        "/lib/x86_64-linux-gnu",
-        "/usr/lib/x86_64-linux-gnu",
-        "/lib/aarch64-linux-gnu",
-        "/usr/lib/aarch64-linux-gnu",
-    ];
+    libraries_in(
+        sonames,
+        |path| open_regular(Path::new(path)),
+        str::to_string,
+    )
+}
+
+/// Library files named in `sonames` in the standard directories of the root process `pid`
+/// sees (a container's), opened inside that root: what the process will map when its dynamic
+/// loader gets to them, so they can be hooked before. Empty when `pid` shares the tracer's
+/// mount namespace ([`system_libraries`] are those) or is gone.
+pub fn root_libraries(proc: &Path, pid: u32, sonames: &[&str]) -> Vec<ProcFile> {
+    if !in_other_mount_ns(proc, pid) {
+        return Vec::new();
+    }
+    let root = proc.join(pid.to_string()).join("root");
+    libraries_in(
+        sonames,
+        |path| open_in_root(&root, path),
+        |path| format!("{path} (in the mount namespace of pid {pid})"),
+    )
+}
+
+/// The files `open` gives for each soname in each of [`LIB_DIRS`], once per hook identity
+/// (`/lib` often links to `/usr/lib`).
+fn libraries_in(
+    sonames: &[&str],
+    open: impl Fn(&str) -> Option<(File, FileId)>,
+    shown: impl Fn(&str) -> String,
+) -> Vec<ProcFile> {
     let mut found: Vec<ProcFile> = Vec::new();
     for dir in LIB_DIRS {
         for name in sonames {
-            let path = Path::new(dir).join(name);
-            let Some((file, id)) = open_regular(&path) else {
+            let path = format!("{dir}/{name}");
+            let Some((file, id)) = open(&path) else {
                 continue;
             };
-            if found.iter().all(|f| f.id != id) {
+            let Some(hook_id) = identity::hook_id(&file) else {
+                continue;
+            };
+            if found.iter().all(|f| f.hook_id != hook_id) {
                 found.push(ProcFile {
+                    hook_id,
                     file: Arc::new(file),
-                    shown: path.display().to_string(),
+                    shown: shown(&path),
                     name: name.to_string(),
                     id,
                 });
@@ -386,6 +432,46 @@ mod tests {
         );
         let _ = child.kill();
         let _ = child.wait();
+    }
+
+    #[test]
+    fn a_containers_own_libraries_are_found_inside_its_root_before_it_maps_them() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIPPED: a private mount namespace needs root");
+            return;
+        }
+        // A process in a mount namespace of its own, whose /usr/local/lib holds a library the
+        // tracer's own system does not have (a tmpfs only that namespace sees).
+        let name = format!("libdohtest{}.so.1", std::process::id());
+        let script = format!(
+            "mount -t tmpfs t /usr/local/lib && printf '\\177ELF' > /usr/local/lib/{name} && \
+             exec sleep 30"
+        );
+        let mut child = std::process::Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", &script])
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let proc = Path::new("/proc");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let found = loop {
+            let found = root_libraries(proc, pid, &[name.as_str()]);
+            if !found.is_empty() || std::time::Instant::now() > deadline {
+                break found;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(
+            found[0].shown,
+            format!("/usr/local/lib/{name} (in the mount namespace of pid {pid})")
+        );
+        assert!(system_libraries(&[name.as_str()]).is_empty());
+        // Our own mount namespace: the system libraries are those, nothing is added.
+        assert!(root_libraries(proc, std::process::id(), &["libc.so.6"]).is_empty());
     }
 
     #[test]

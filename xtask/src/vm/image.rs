@@ -55,7 +55,7 @@ pub fn ensure(vm_dir: &Path, suite: &str) -> Result<(PathBuf, bool)> {
     if root.exists() {
         fs::remove_dir_all(&root).with_context(|| format!("removing {}", root.display()))?;
     }
-    let mirror = mirror()?;
+    let mirror = doh_trace_tests::debian::mirror()?;
     eprintln!(
         "vm-test: building the guest image ({suite}, {} packages) with debootstrap",
         PACKAGES.len()
@@ -120,55 +120,6 @@ fn remove_stale(vm_dir: &Path, keep: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The Debian mirror this host's apt uses for its main suite (`$DOH_TRACE_VM_MIRROR` wins).
-fn mirror() -> Result<String> {
-    if let Ok(m) = std::env::var("DOH_TRACE_VM_MIRROR") {
-        return Ok(m);
-    }
-    let mut texts = Vec::new();
-    for file in ["/etc/apt/sources.list"] {
-        if let Ok(t) = fs::read_to_string(file) {
-            texts.push(t);
-        }
-    }
-    if let Ok(dir) = fs::read_dir("/etc/apt/sources.list.d") {
-        for entry in dir.flatten() {
-            let p = entry.path();
-            let name = p.to_string_lossy().into_owned();
-            if name.ends_with(".sources") || name.ends_with(".list") {
-                if let Ok(t) = fs::read_to_string(&p) {
-                    texts.push(t);
-                }
-            }
-        }
-    }
-    texts
-        .iter()
-        .find_map(|t| debian_uri(t))
-        .context("no Debian mirror in /etc/apt (set DOH_TRACE_VM_MIRROR)")
-}
-
-/// The first `/debian` URI (not the security archive) in a sources file of either format.
-fn debian_uri(text: &str) -> Option<String> {
-    text.lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .flat_map(|l| {
-            let l = l.trim();
-            let words: Vec<&str> = if let Some(rest) = l.strip_prefix("URIs:") {
-                rest.split_whitespace().collect()
-            } else if l.starts_with("deb ") {
-                l.split_whitespace()
-                    .filter(|w| w.contains("://"))
-                    .take(1)
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            words.into_iter().map(str::to_owned).collect::<Vec<_>>()
-        })
-        .find(|u| u.trim_end_matches('/').ends_with("/debian"))
-}
-
 fn du_mib(dir: &Path) -> Result<u64> {
     let out = Command::new("du")
         .args(["-sm", "--apparent-size"])
@@ -206,23 +157,6 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_mirror_is_read_from_either_sources_format() {
-        let deb822 = "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm\n\n\
-                      Types: deb\nURIs: http://mirror.example/debian-security\n";
-        assert_eq!(
-            debian_uri(deb822).as_deref(),
-            Some("http://mirror.example/debian")
-        );
-        let list = "# deb http://old.example/debian bookworm main\n\
-                    deb [arch=amd64] http://mirror.example/debian/ bookworm main\n";
-        assert_eq!(
-            debian_uri(list).as_deref(),
-            Some("http://mirror.example/debian/")
-        );
-        assert_eq!(debian_uri("deb http://x.example/ubuntu jammy main"), None);
-    }
 
     #[test]
     fn the_image_key_changes_with_the_guest_script_and_suite() {

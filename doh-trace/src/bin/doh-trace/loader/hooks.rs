@@ -27,7 +27,8 @@ use aya::{
 use doh_trace::hooks::{
     executable::{self, Carried, Resolved},
     go_binary::GoTlsProbes,
-    procs::{self, FileId, ProcFile},
+    identity::HookId,
+    procs::{self, ProcFile},
     table::{Stack, SymbolStack, GO_READ_ENTER, GO_RETURN, GO_WRITE_ENTER, SYMBOL_STACKS},
 };
 
@@ -58,7 +59,7 @@ impl HookScope {
 }
 
 /// One stack's uprobes on one file, for every process (None) or one.
-type HookKey = (FileId, Option<u32>, Stack);
+type HookKey = (HookId, Option<u32>, Stack);
 
 /// The uprobes on one file (for one process, when hooks are per process).
 struct Attachment {
@@ -93,8 +94,8 @@ pub struct Hooks {
     system_libs: Vec<(&'static SymbolStack, ProcFile)>,
     /// Executables inspected that carry nothing to hook (or nothing hookable), and the order
     /// they were inspected in (the oldest are forgotten beyond [`MAX_INSPECTED`]).
-    inspected: HashMap<FileId, Option<(String, String)>>,
-    inspected_order: VecDeque<FileId>,
+    inspected: HashMap<HookId, Option<(String, String)>>,
+    inspected_order: VecDeque<HookId>,
     uncovered: Vec<Uncovered>,
     rescans: Vec<(Instant, u32)>,
     last_sweep: Instant,
@@ -181,6 +182,7 @@ impl Hooks {
         // Per-process hooks stay: a perf uprobe bound to a process follows it across exec, and
         // the sweep releases them once it is gone.
         if self.cover(ebpf, pid, false) {
+            self.cover_root(ebpf, pid);
             let now = Instant::now();
             self.rescans
                 .extend(RESCAN_AFTER.iter().map(|d| (now + *d, pid)));
@@ -242,6 +244,25 @@ impl Hooks {
         true
     }
 
+    /// Hooks the libraries in the standard directories of a process's own root when it lives
+    /// in another mount namespace (a container): the process maps them only once its dynamic
+    /// loader runs, and a short-lived client's first TLS call can come before any rescan. Each
+    /// file is hooked once (by [`HookId`]), for every container that has it.
+    fn cover_root(&mut self, ebpf: &mut Ebpf, pid: u32) {
+        let per_process = if self.scope.everyone() {
+            None
+        } else if self.scope.pids.contains(&pid) {
+            Some(pid)
+        } else {
+            return;
+        };
+        for stack in self.symbol_stacks().collect::<Vec<_>>() {
+            for lib in procs::root_libraries(&self.proc, pid, stack.sonames) {
+                self.hook_library(ebpf, &lib, stack, per_process, Some(pid), false);
+            }
+        }
+    }
+
     fn hook_executable(
         &mut self,
         ebpf: &mut Ebpf,
@@ -253,7 +274,7 @@ impl Hooks {
     ) {
         let mut known = false;
         for (key, a) in self.attached.iter_mut() {
-            if key.0 == exe.id && key.1 == per_process {
+            if key.0 == exe.hook_id && key.1 == per_process {
                 a.users.insert(pid);
                 known = true;
             }
@@ -261,7 +282,7 @@ impl Hooks {
         if known {
             return;
         }
-        let carried = match self.inspected.get(&exe.id) {
+        let carried = match self.inspected.get(&exe.hook_id) {
             Some(None) => return,
             // Told once already; at start, every process running it is listed.
             Some(Some((what, why))) => {
@@ -279,9 +300,9 @@ impl Hooks {
             None => executable::inspect(&exe.file, &self.stacks).unwrap_or(Carried::Nothing),
         };
         match carried {
-            Carried::Nothing => self.remember_inspected(exe.id, None),
+            Carried::Nothing => self.remember_inspected(exe.hook_id.clone(), None),
             Carried::Unhookable(what, why) => {
-                self.remember_inspected(exe.id, Some((what.clone(), why.clone())));
+                self.remember_inspected(exe.hook_id.clone(), Some((what.clone(), why.clone())));
                 let u = Uncovered {
                     pid,
                     comm: comm.to_string(),
@@ -310,8 +331,8 @@ impl Hooks {
 
     /// Remembers what an executable carries that needs no hook (bounded: the oldest are
     /// forgotten, and inspected again should they run again).
-    fn remember_inspected(&mut self, id: FileId, verdict: Option<(String, String)>) {
-        if self.inspected.insert(id, verdict).is_none() {
+    fn remember_inspected(&mut self, id: HookId, verdict: Option<(String, String)>) {
+        if self.inspected.insert(id.clone(), verdict).is_none() {
             self.inspected_order.push_back(id);
         }
         while self.inspected_order.len() > MAX_INSPECTED {
@@ -332,7 +353,7 @@ impl Hooks {
         user: Option<u32>,
         permanent: bool,
     ) {
-        let key = (file.id, per_process, stack.stack);
+        let key = (file.hook_id.clone(), per_process, stack.stack);
         if let Some(a) = self.attached.get_mut(&key) {
             a.users.extend(user);
             return;
@@ -359,7 +380,7 @@ impl Hooks {
         permanent: bool,
     ) {
         let stack = resolved.stack;
-        let key = (file.id, per_process, stack.stack);
+        let key = (file.hook_id.clone(), per_process, stack.stack);
         if let Some(a) = self.attached.get_mut(&key) {
             a.users.extend(user);
             return;
@@ -452,7 +473,7 @@ impl Hooks {
             probes.read.returns.len()
         );
         self.add(
-            (exe.id, per_process, Stack::Go),
+            (exe.hook_id.clone(), per_process, Stack::Go),
             exe,
             what,
             links,
@@ -501,7 +522,7 @@ impl Hooks {
             a.users.retain(alive);
             let owner_gone = key.1.is_some_and(|pid| !alive(&pid));
             if a.users.is_empty() || owner_gone {
-                gone.push(*key);
+                gone.push(key.clone());
             }
         }
         for key in gone {
