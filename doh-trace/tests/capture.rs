@@ -564,10 +564,20 @@ fn far_future_times_are_clamped_and_counted() {
     let (got, report) = read(pcapng_ns(&pkts, |i| base + i as u64 * 1_000));
     assert_eq!(ours(&got), ours(&want));
     assert_eq!(report.capture.clamped_times, pkts.len() as u64);
-    assert!(report.capture.to_string().contains("clamped"), "{}", report.capture);
-    assert!(got.iter().all(|l| l.time.starts_with("2262-04-11")), "{:?}", got[0].time);
+    assert!(
+        report.capture.to_string().contains("clamped"),
+        "{}",
+        report.capture
+    );
+    assert!(
+        got.iter().all(|l| l.time.starts_with("2262-04-11")),
+        "{:?}",
+        got[0].time
+    );
     // Times near the end of the range but valid are taken as they are.
-    let (got, report) = read(pcapng_ns(&pkts, |i| (i64::MAX as u64) - 1_000_000 + i as u64));
+    let (got, report) = read(pcapng_ns(&pkts, |i| {
+        (i64::MAX as u64) - 1_000_000 + i as u64
+    }));
     assert_eq!(ours(&got), ours(&want));
     assert_eq!(report.capture.clamped_times, 0);
 }
