@@ -36,7 +36,7 @@ use crate::{
     proto::Exchanges,
     source::{kernel, ConnId, Event},
 };
-use state::Conn;
+use state::{Conn, Proto};
 
 /// A DoH exchange without an answer after this long is reported as timed out.
 pub const STREAM_TIMEOUT_NS: u64 = 30_000_000_000;
@@ -73,7 +73,8 @@ impl Pipeline {
     /// A pipeline reading process facts from `procs` and converting times with `clock`.
     pub fn new(procs: Box<dyn ProcessInfo>, clock: Clock) -> Self {
         Pipeline {
-            conns: ConnTable::default(),
+            // Ignored connections hold no lookups: dropped first when the table is full.
+            conns: ConnTable::new(|c: &Conn| matches!(c.proto, Proto::Ignored)),
             procs,
             clock,
             counters: DecodeCounters::default(),
