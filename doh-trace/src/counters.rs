@@ -63,6 +63,9 @@ pub struct DecodeCounters {
     pub tls_unbound: u64,
     /// TLS object bindings forgotten because too many were kept.
     pub tls_bindings_evicted: u64,
+    /// Relay peers (clients of a local resolver, or its upstream lookups) that matched a
+    /// lookup beyond the most listed (`lookup::relay::MAX_RELAY_PEERS`).
+    pub relay_ambiguous: u64,
     /// Lookups reported.
     pub lookups: u64,
 }
@@ -130,6 +133,10 @@ impl DecodeCounters {
                 self.tls_unbound,
             ),
             ("TLS object bindings evicted", self.tls_bindings_evicted),
+            (
+                "relay peers beyond the listed 8 (relay_ambiguous)",
+                self.relay_ambiguous,
+            ),
         ]
         .into_iter()
         .filter(|(_, n)| *n > 0)

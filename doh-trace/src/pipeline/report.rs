@@ -109,7 +109,7 @@ impl Pipeline {
             }
         }
         let sent_ns = lookup.sent_ns;
-        self.relay.link(&mut lookup, sent_ns);
+        self.counters.relay_ambiguous += self.relay.link(&mut lookup, sent_ns);
         self.out.push(lookup);
     }
 
