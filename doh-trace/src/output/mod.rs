@@ -9,6 +9,7 @@ pub mod escape;
 pub mod filter;
 pub mod json_line;
 pub mod metrics;
+pub mod metrics_request;
 pub mod pcapng;
 pub mod private_file;
 pub mod recording;
