@@ -66,6 +66,9 @@ pub struct DecodeCounters {
     /// TLS plaintext chunks dropped because another source (a hook, or the key log) already
     /// delivered that connection's plaintext.
     pub tls_source_conflicts: u64,
+    /// Relay peers (clients of a local resolver, or its upstream lookups) that matched a
+    /// lookup beyond the most listed (`lookup::relay::MAX_RELAY_PEERS`).
+    pub relay_ambiguous: u64,
     /// Lookups reported.
     pub lookups: u64,
 }
@@ -136,6 +139,10 @@ impl DecodeCounters {
             (
                 "TLS plaintext chunks from a second source",
                 self.tls_source_conflicts,
+            ),
+            (
+                "relay peers beyond the listed 8 (relay_ambiguous)",
+                self.relay_ambiguous,
             ),
         ]
         .into_iter()

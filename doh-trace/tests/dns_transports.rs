@@ -302,6 +302,67 @@ fn relayed_lookups_name_each_other_and_say_when_the_link_is_ambiguous() {
     assert!(u[0].upstream.is_none());
 }
 
+/// A stub with many clients asking one name, and asking upstream many times while one
+/// client waits: each list names at most 8 peers; the rest are counted (`relay_ambiguous`).
+#[test]
+fn relay_lists_are_capped_and_the_rest_counted() {
+    let mut p = pipeline();
+    let mut clients: Vec<Proc> = (0..20).map(|i| Proc::new(100 + i, "client")).collect();
+    let mut relay = Proc::new(60, "dnsmasq");
+    let mut ts = 1_000_000_000;
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.ts = ts;
+        let q = query("busy.doh.test.", RecordType::A, 0x100 + i as u16);
+        c.datagram(&mut p, 3, Direction::Egress, "127.0.0.53:53", &q);
+        ts = c.ts;
+    }
+    relay.ts = ts;
+    relay.connect(&mut p, 8, "192.0.2.53:853", SocketType::Stream);
+    // Twelve upstream lookups while the clients wait.
+    for n in 0..12u16 {
+        let up = query("busy.doh.test.", RecordType::A, 0x7000 + n);
+        relay.io(
+            &mut p,
+            8,
+            Source::OpenSsl,
+            Direction::Egress,
+            &framed(&[&up]),
+        );
+        relay.io(
+            &mut p,
+            8,
+            Source::OpenSsl,
+            Direction::Ingress,
+            &framed(&[&answer(&up)]),
+        );
+    }
+    let upstream = lookups(&mut p);
+    assert_eq!(upstream.len(), 12);
+    for u in &upstream {
+        let named = u.relayed_for.as_ref().expect("relayed_for");
+        assert_eq!(named.len(), 8, "{named:#?}");
+        assert_eq!(named[0].pid, 100);
+        assert_eq!(u.relay_ambiguous, Some(true));
+    }
+    // 12 lookups × 12 clients not named; and each of the 20 waiting clients keeps 8 of the
+    // 12 upstream lookups: 20 × 4 more.
+    assert_eq!(p.counters().relay_ambiguous, 12 * 12 + 20 * 4);
+    let c = &mut clients[0];
+    c.ts = relay.ts;
+    let q = query("busy.doh.test.", RecordType::A, 0x100);
+    c.datagram(&mut p, 3, Direction::Ingress, "127.0.0.53:53", &answer(&q));
+    let got = lookups(&mut p);
+    assert_eq!(got.len(), 1);
+    let up = got[0].upstream.as_ref().expect("upstream");
+    assert_eq!(up.len(), 8);
+    assert_eq!(got[0].relay_ambiguous, Some(true));
+    assert!(p
+        .counters()
+        .problems()
+        .iter()
+        .any(|(label, n)| label.contains("relay_ambiguous") && *n == 12 * 12 + 20 * 4));
+}
+
 #[test]
 fn an_unhooked_tls_client_of_a_listed_resolver_becomes_one_opaque_record() {
     let hello = include_bytes!("fixtures/client_hello/gnutls_kdig_https.bin");

@@ -1,25 +1,65 @@
 //! The connections the pipeline keeps state for, by [`ConnKey`], within a bound.
+//!
+//! Beside the states, two indexes keep every per-event operation O(1) amortised, however many
+//! connections are open:
+//!
+//! - by process: the keys each pid has had, so a process's exit ends its own connections
+//!   without a scan of the table;
+//! - by last activity: a queue of keys in the order they were last put in (the pipeline takes
+//!   a state out and puts it back for every event), one for states that hold nothing worth
+//!   reporting (idle) and one for the others, so a full table gives up its stalest idle state,
+//!   else its stalest connection.
+//!
+//! Both are cleaned lazily: a removed key stays in them until it is met (a queue entry whose
+//! stamp is not the state's current one is stale) or until they are compacted, which happens
+//! once they hold more than twice as many entries as there are states — so compaction's
+//! cost is paid for by the insertions that made them grow.
+
+use std::collections::VecDeque;
 
 use crate::source::ConnKey;
 
 /// Most connections tracked at once; beyond it the stalest is dropped.
 pub const MAX_CONNS: usize = 65536;
 
+/// Index entries kept beyond twice the states before a compaction is due.
+const COMPACT_SLACK: usize = 64;
+
+/// A state and the stamp of its last insertion.
+struct Slot<V> {
+    value: V,
+    stamp: u64,
+}
+
 /// Connection states by key, hashed with foldhash (randomly seeded per process), as the
 /// streams of each connection.
 pub struct ConnTable<V> {
-    map: foldhash::HashMap<ConnKey, V>,
-}
-
-impl<V> Default for ConnTable<V> {
-    fn default() -> Self {
-        ConnTable {
-            map: Default::default(),
-        }
-    }
+    map: foldhash::HashMap<ConnKey, Slot<V>>,
+    /// Keys each pid has had (some perhaps removed since).
+    by_pid: foldhash::HashMap<u32, foldhash::HashSet<ConnKey>>,
+    /// Keys by last insertion, oldest first, with the stamp they were given: idle states in
+    /// `[0]`, the others in `[1]`.
+    by_age: [VecDeque<(u64, ConnKey)>; 2],
+    /// Entries in `by_pid`'s sets (some perhaps stale).
+    indexed: usize,
+    stamp: u64,
+    /// Whether a state holds nothing worth reporting (dropped first, without being ended).
+    idle: fn(&V) -> bool,
 }
 
 impl<V> ConnTable<V> {
+    /// An empty table; `idle` says which states hold nothing worth reporting.
+    pub fn new(idle: fn(&V) -> bool) -> Self {
+        ConnTable {
+            map: Default::default(),
+            by_pid: Default::default(),
+            by_age: Default::default(),
+            indexed: 0,
+            stamp: 0,
+            idle,
+        }
+    }
+
     /// Connections tracked.
     pub fn len(&self) -> usize {
         self.map.len()
@@ -35,42 +75,204 @@ impl<V> ConnTable<V> {
     }
 
     pub fn get(&self, key: &ConnKey) -> Option<&V> {
-        self.map.get(key)
+        self.map.get(key).map(|s| &s.value)
     }
 
     pub fn get_mut(&mut self, key: &ConnKey) -> Option<&mut V> {
-        self.map.get_mut(key)
+        self.map.get_mut(key).map(|s| &mut s.value)
     }
 
     /// Takes a connection's state out (the pipeline works on it, then puts it back).
     pub fn remove(&mut self, key: &ConnKey) -> Option<V> {
-        self.map.remove(key)
+        self.map.remove(key).map(|s| s.value)
     }
 
+    /// Puts a state in: it is now the most recently active.
     pub fn insert(&mut self, key: ConnKey, value: V) {
-        self.map.insert(key, value);
+        self.stamp += 1;
+        let queue = usize::from(!(self.idle)(&value));
+        self.by_age[queue].push_back((self.stamp, key));
+        self.map.insert(
+            key,
+            Slot {
+                value,
+                stamp: self.stamp,
+            },
+        );
+        if self.by_pid.entry(key.pid).or_default().insert(key) {
+            self.indexed += 1;
+        }
+        if self.by_age[0].len() + self.by_age[1].len() + self.indexed
+            > 4 * self.map.len() + COMPACT_SLACK
+        {
+            self.compact();
+        }
     }
 
-    /// The keys of connections whose state satisfies `pick`.
+    /// The keys of `pid`'s connections whose state satisfies `pick`; the cost is that
+    /// process's connections, not the table's.
+    pub fn keys_of(&self, pid: u32, pick: impl Fn(&ConnKey, &V) -> bool) -> Vec<ConnKey> {
+        let Some(keys) = self.by_pid.get(&pid) else {
+            return Vec::new();
+        };
+        keys.iter()
+            .filter(|k| self.map.get(k).is_some_and(|s| pick(k, &s.value)))
+            .copied()
+            .collect()
+    }
+
+    /// Forgets the index of a process that is gone (its connections were removed).
+    pub fn forget_pid(&mut self, pid: u32) {
+        if let Some(keys) = self.by_pid.remove(&pid) {
+            self.indexed -= keys.len();
+        }
+    }
+
+    /// The keys of connections whose state satisfies `pick` (a scan of the whole table: for
+    /// the once-a-second tick, not per event).
     pub fn keys_where(&self, pick: impl Fn(&ConnKey, &V) -> bool) -> Vec<ConnKey> {
         self.map
             .iter()
-            .filter(|(k, v)| pick(k, v))
+            .filter(|(k, s)| pick(k, &s.value))
             .map(|(k, _)| *k)
             .collect()
     }
 
-    /// Makes room for one more connection: at the bound, states that hold nothing worth
-    /// reporting (`idle`) are dropped first; if that is not enough, returns the key of a
-    /// connection the caller must end (and remove).
-    pub fn make_room(&mut self, idle: impl Fn(&V) -> bool) -> Option<ConnKey> {
+    /// Makes room for one more connection: at the bound, the stalest idle state is dropped;
+    /// when there is none, returns the key of the stalest connection, which the caller must
+    /// end (and remove).
+    pub fn make_room(&mut self) -> Option<ConnKey> {
         if self.map.len() < MAX_CONNS {
             return None;
         }
-        self.map.retain(|_, v| !idle(v));
-        if self.map.len() < MAX_CONNS {
-            return None;
+        if let Some(key) = self.pop_stalest(0) {
+            let state = self.map.get(&key).expect("a live entry");
+            if (self.idle)(&state.value) {
+                self.map.remove(&key);
+                return None;
+            }
+            // Active again since it was put in: ended, as any other.
+            return Some(key);
         }
-        self.map.keys().next().copied()
+        self.pop_stalest(1)
+    }
+
+    /// The oldest key of queue `queue` whose entry is current, taken off the queue.
+    fn pop_stalest(&mut self, queue: usize) -> Option<ConnKey> {
+        while let Some((stamp, key)) = self.by_age[queue].pop_front() {
+            if self.map.get(&key).is_some_and(|s| s.stamp == stamp) {
+                return Some(key);
+            }
+        }
+        None
+    }
+
+    /// Drops the stale entries of both indexes.
+    fn compact(&mut self) {
+        let map = &self.map;
+        for queue in &mut self.by_age {
+            queue.retain(|(stamp, key)| map.get(key).is_some_and(|s| s.stamp == *stamp));
+        }
+        self.by_pid.retain(|_, keys| {
+            keys.retain(|k| map.contains_key(k));
+            !keys.is_empty()
+        });
+        self.indexed = self.by_pid.values().map(|keys| keys.len()).sum();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::{ConnId, Layer};
+
+    fn key(pid: u32, fd: i32) -> ConnKey {
+        ConnKey {
+            pid,
+            id: ConnId::Fd(fd),
+            layer: Layer::Socket,
+        }
+    }
+
+    /// `true` states are idle.
+    fn table() -> ConnTable<bool> {
+        ConnTable::new(|idle| *idle)
+    }
+
+    /// A full table gives up the connection least recently active: not one of the others,
+    /// and not one that was old but was active again.
+    #[test]
+    fn a_full_table_gives_up_its_stalest_connection() {
+        let mut t = table();
+        let n = MAX_CONNS as i32;
+        for fd in 0..n {
+            t.insert(key(fd as u32 % 100, fd), false);
+        }
+        // Key 0 is active again (taken out and put back, as the pipeline does per event).
+        let v = t.remove(&key(0, 0)).unwrap();
+        t.insert(key(0, 0), v);
+        for expected in 1..50 {
+            let evicted = t.make_room().expect("full");
+            assert_eq!(evicted, key(expected as u32 % 100, expected));
+            t.remove(&evicted);
+            t.insert(key(7, n + expected), false);
+        }
+        assert_eq!(t.len(), MAX_CONNS);
+    }
+
+    /// Idle states go first, stalest first, without being ended; connections after them.
+    #[test]
+    fn idle_states_are_dropped_before_any_connection() {
+        let mut t = table();
+        let n = MAX_CONNS as i32;
+        for fd in 0..n - 2 {
+            t.insert(key(1, fd), false);
+        }
+        t.insert(key(2, 1), true);
+        t.insert(key(2, 2), true);
+        assert_eq!(t.make_room(), None);
+        assert_eq!(t.len(), MAX_CONNS - 1);
+        assert!(!t.contains(&key(2, 1)) && t.contains(&key(2, 2)));
+        t.insert(key(3, 0), false);
+        assert_eq!(t.make_room(), None);
+        assert!(!t.contains(&key(2, 2)));
+        t.insert(key(3, 1), false);
+        assert_eq!(t.make_room(), Some(key(1, 0)));
+    }
+
+    /// A process's keys come from its own index; removed keys are not among them, and the
+    /// indexes stay bounded by the states however often states are taken out and put back.
+    #[test]
+    fn keys_of_a_process_and_bounded_indexes() {
+        let mut t = table();
+        for fd in 0..1000 {
+            t.insert(key(fd as u32 % 10, fd), false);
+        }
+        let of3 = t.keys_of(3, |_, _| true);
+        assert_eq!(of3.len(), 100);
+        assert!(of3.iter().all(|k| k.pid == 3));
+        t.remove(&key(3, 3));
+        assert_eq!(t.keys_of(3, |_, _| true).len(), 99);
+        assert_eq!(t.keys_of(99, |_, _| true), vec![]);
+        for round in 0..100 {
+            for fd in 0..1000 {
+                if let Some(v) = t.remove(&key(fd as u32 % 10, fd)) {
+                    t.insert(key(fd as u32 % 10, fd), v);
+                }
+            }
+            // Short-lived connections of short-lived processes.
+            t.insert(key(10_000 + round, 0), true);
+            t.remove(&key(10_000 + round, 0));
+        }
+        let entries = t.by_age[0].len() + t.by_age[1].len() + t.indexed;
+        assert!(entries <= 4 * t.len() + COMPACT_SLACK, "{entries}");
+        assert!(t.by_pid.len() <= 10 + COMPACT_SLACK, "{}", t.by_pid.len());
+        for pid in 0..10 {
+            for k in t.keys_of(pid, |_, _| true) {
+                t.remove(&k);
+            }
+            t.forget_pid(pid);
+        }
+        assert!(t.is_empty());
     }
 }

@@ -10,7 +10,7 @@
 
 use std::{collections::HashMap, fs::File};
 
-use object::{Object as _, ObjectSection as _, ObjectSymbol as _, ReadCache};
+use object::{Object as _, ObjectSection as _, ObjectSymbol as _, ReadCache, ReadRef as _};
 
 use super::{
     go_binary::{self, GoInspect, GoTlsProbes},
@@ -53,10 +53,11 @@ pub enum Carried {
 /// required one.
 fn resolve_in<'a, R: object::ReadRef<'a>>(
     elf: &object::File<'a, R>,
+    file_len: u64,
     stack: &'static SymbolStack,
 ) -> Option<Resolved> {
     let names: Vec<&str> = stack.probes.iter().map(|p| p.hook.symbol()).collect();
-    let offsets = symbols::function_offsets(elf, &names);
+    let offsets = symbols::function_offsets(elf, &names, file_len);
     let complete = stack
         .probes
         .iter()
@@ -69,7 +70,8 @@ fn resolve_in<'a, R: object::ReadRef<'a>>(
 pub fn resolve_library(file: &File, stack: &'static SymbolStack) -> Result<Resolved, String> {
     let cache = ReadCache::new(file);
     let elf = symbols::parse(&cache).map_err(|e| e.to_string())?;
-    resolve_in(&elf, stack).ok_or_else(|| {
+    let len = (&cache).len().unwrap_or(0);
+    resolve_in(&elf, len, stack).ok_or_else(|| {
         let missing: Vec<&str> = stack
             .probes
             .iter()
@@ -82,21 +84,25 @@ pub fn resolve_library(file: &File, stack: &'static SymbolStack) -> Result<Resol
 
 /// Inspects the opened executable `file` (only the stacks in `enabled`).
 pub fn inspect(file: &File, enabled: &[Stack]) -> std::io::Result<Carried> {
-    let cache = ReadCache::new(file);
-    let elf = match symbols::parse(&cache) {
+    Ok(inspect_data(&ReadCache::new(file), enabled))
+}
+
+/// [`inspect`] on an executable's bytes, or a read cache over its file.
+pub fn inspect_data<'a, R: object::ReadRef<'a>>(data: R, enabled: &[Stack]) -> Carried {
+    let elf = match symbols::parse(data) {
         Ok(elf) => elf,
-        Err(SymbolsError::NotElf) => return Ok(Carried::Nothing),
+        Err(SymbolsError::NotElf) => return Carried::Nothing,
         Err(e @ SymbolsError::TooLarge(_)) => {
-            return Ok(Carried::Unhookable("its TLS".into(), e.to_string()))
+            return Carried::Unhookable("its TLS".into(), e.to_string())
         }
     };
     let is_go = elf.section_by_name(".gopclntab").is_some()
         || elf.section_by_name(".go.buildinfo").is_some();
     if is_go {
         if !enabled.contains(&Stack::Go) {
-            return Ok(Carried::Nothing);
+            return Carried::Nothing;
         }
-        return Ok(match go_binary::inspect(&cache) {
+        return match go_binary::inspect(data) {
             GoInspect::Tls(probes) => Carried::Go(probes),
             GoInspect::NotGo | GoInspect::GoWithoutTls { .. } => Carried::Nothing,
             GoInspect::Unsupported { go_version, why } => Carried::Unhookable(
@@ -106,7 +112,7 @@ pub fn inspect(file: &File, enabled: &[Stack]) -> std::io::Result<Carried> {
                 ),
                 why,
             ),
-        });
+        };
     }
 
     let mut mentions_rustls = false;
@@ -132,29 +138,29 @@ pub fn inspect(file: &File, enabled: &[Stack]) -> std::io::Result<Carried> {
         .iter()
         .copied()
         .filter(|s| enabled.contains(&s.stack))
-        .filter_map(|s| resolve_in(&elf, s))
+        .filter_map(|s| resolve_in(&elf, data.len().unwrap_or(0), s))
         .collect();
     if !stacks.is_empty() {
-        return Ok(Carried::Static(stacks));
+        return Carried::Static(stacks);
     }
     if mentions_rustls {
-        return Ok(Carried::Unhookable(
+        return Carried::Unhookable(
             "rustls (linked statically)".into(),
             "rustls has no stable, non-inlined functions whose arguments are the plaintext; \
              not hooked"
                 .into(),
-        ));
+        );
     }
     let stripped = elf.section_by_name(".symtab").is_none();
     if stripped && !imports_tls {
         if let Some(what) = static_library_marker(&elf) {
-            return Ok(Carried::Unhookable(
+            return Carried::Unhookable(
                 format!("{what} (linked statically)"),
                 "the executable is stripped: no symbols to attach to".into(),
-            ));
+            );
         }
     }
-    Ok(Carried::Nothing)
+    Carried::Nothing
 }
 
 /// A TLS library's version string in `.rodata`, if one is there.

@@ -155,15 +155,17 @@ pub fn scan(proc: &Path, pid: u32, sonames: &[&str]) -> Option<ProcFiles> {
 }
 
 /// A line of `/proc/PID/maps`: `address perms offset dev inode path`.
-struct MapsLine<'a> {
-    range: &'a str,
+pub struct MapsLine<'a> {
+    pub range: &'a str,
     /// The mapped file's (device, inode) as the kernel names it.
-    id: FileId,
-    path: &'a str,
+    pub id: FileId,
+    pub path: &'a str,
 }
 
 impl<'a> MapsLine<'a> {
-    fn parse(line: &'a str) -> Option<Self> {
+    /// One line of the maps file (a process's own: its mapped paths are its to name); None
+    /// for an anonymous mapping or a line that is not one.
+    pub fn parse(line: &'a str) -> Option<Self> {
         let mut fields = line.split_whitespace();
         let range = fields.next()?;
         let (major, minor) = fields.nth(2)?.split_once(':')?;

@@ -56,11 +56,14 @@ pub fn parse<'a, R: ReadRef<'a>>(data: R) -> Result<object::File<'a, R>, Symbols
     object::File::parse(data).map_err(|_| SymbolsError::NotElf)
 }
 
-/// The file offset of each function of `names` that `elf` defines (in `.dynsym` or `.symtab`),
-/// where a uprobe on it attaches: the symbol's address translated through its section.
+/// The file offset of each function of `names` that `elf` (a file of `file_len` bytes) defines
+/// (in `.dynsym` or `.symtab`), where a uprobe on it attaches: the symbol's address translated
+/// through its section. An offset past the end of the file (a section header claiming more
+/// than the file holds) is no function's.
 pub fn function_offsets<'a, R: ReadRef<'a>>(
     elf: &object::File<'a, R>,
     names: &[&str],
+    file_len: u64,
 ) -> HashMap<String, u64> {
     let mut found = HashMap::new();
     for sym in elf.dynamic_symbols().chain(elf.symbols()) {
@@ -71,7 +74,7 @@ pub fn function_offsets<'a, R: ReadRef<'a>>(
         if found.contains_key(name) || !names.contains(&name) {
             continue;
         }
-        if let Some(offset) = file_offset(elf, &sym) {
+        if let Some(offset) = file_offset(elf, &sym).filter(|&o| o < file_len) {
             found.insert(name.to_string(), offset);
         }
     }
@@ -97,7 +100,8 @@ pub fn function_offsets_in(
 ) -> Result<HashMap<String, u64>, SymbolsError> {
     let cache = ReadCache::new(file);
     let elf = parse(&cache)?;
-    Ok(function_offsets(&elf, names))
+    let len = (&cache).len().map_err(|()| SymbolsError::NotElf)?;
+    Ok(function_offsets(&elf, names, len))
 }
 
 #[cfg(test)]
@@ -130,6 +134,28 @@ mod tests {
         for off in offsets.values() {
             assert!((start..start + size).contains(off), "{off:#x} in .text");
         }
+    }
+
+    /// A shared library (gcc's, exporting SSL_write and friends) whose `.text` section header
+    /// claims more bytes than the file holds (found by the elf_inspect fuzz target): its
+    /// symbols' offsets past the end of the file are no functions'.
+    #[test]
+    fn offsets_past_the_end_of_the_file_are_refused() {
+        // Copied: `object` reads ELF structures in place, which needs them aligned.
+        let bytes = include_bytes!("../../tests/fixtures/elf/text_section_past_eof.so").to_vec();
+        let len = bytes.len() as u64;
+        let elf = parse(&*bytes).unwrap();
+        let claimed: Vec<u64> = elf
+            .dynamic_symbols()
+            .filter(|s| s.name() == Ok("SSL_write") || s.name() == Ok("SSL_read"))
+            .filter_map(|s| file_offset(&elf, &s))
+            .collect();
+        assert!(
+            claimed.iter().any(|&o| o >= len),
+            "{claimed:?} in {len} bytes"
+        );
+        let found = function_offsets(&elf, &["SSL_write", "SSL_read", "PR_Write"], len);
+        assert!(found.values().all(|&o| o < len), "{found:?}");
     }
 
     #[test]

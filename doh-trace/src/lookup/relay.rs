@@ -1,7 +1,10 @@
 //! Lookups relayed through a local resolver: a client asks a resolver on loopback (a stub,
 //! dnsmasq, dnsdist, a DoH proxy), which asks upstream. The two lookups are linked by question
 //! and time: the upstream lookup must start while the client's query waits for its answer, in
-//! another process. Every candidate is named; more than one makes the link ambiguous.
+//! another process. Every candidate is named, up to [`MAX_RELAY_PEERS`] in each direction;
+//! more than one makes the link ambiguous, and those beyond the cap are counted
+//! (`relay_ambiguous`), not listed: a busy stub with thousands of clients asking the same
+//! name would otherwise copy all of them into every upstream lookup.
 
 use std::{collections::VecDeque, net::SocketAddr, sync::Arc};
 
@@ -15,6 +18,8 @@ use crate::{
 
 /// Most client queries to local resolvers remembered at once (the oldest are forgotten).
 const MAX_WAITING: usize = 4096;
+/// Most peers listed in a lookup's `upstream` or `relayed_for` (and kept per waiting query).
+pub const MAX_RELAY_PEERS: usize = 8;
 /// An upstream lookup started at most this long after the client's query (ns).
 const MAX_RELAY_DELAY_NS: u64 = 10_000_000_000;
 
@@ -81,11 +86,13 @@ impl RelayIndex {
 
     /// Links a lookup about to be reported, sent at `sent_ns`: as an upstream lookup, it names
     /// the clients waiting for the same question; as a client's lookup to a local resolver, it
-    /// names the upstream lookups made for it.
-    pub fn link(&mut self, l: &mut Lookup, sent_ns: u64) {
+    /// names the upstream lookups made for it. Returns the peers beyond [`MAX_RELAY_PEERS`]
+    /// that matched but were not listed (here or in a waiting query's list).
+    pub fn link(&mut self, l: &mut Lookup, sent_ns: u64) -> u64 {
         let (Some(qname), Some(qtype)) = (l.qname.as_deref(), l.qtype.as_deref()) else {
-            return;
+            return 0;
         };
+        let mut unlisted = 0;
         let me = || RelayPeer {
             pid: l.pid,
             comm: l.comm.clone(),
@@ -104,7 +111,15 @@ impl RelayIndex {
                 && w.sent_ns <= sent_ns
                 && sent_ns - w.sent_ns <= MAX_RELAY_DELAY_NS
             {
-                w.upstream.push(me());
+                if w.upstream.len() < MAX_RELAY_PEERS {
+                    w.upstream.push(me());
+                } else {
+                    unlisted += 1;
+                }
+                if clients.len() >= MAX_RELAY_PEERS {
+                    unlisted += 1;
+                    continue;
+                }
                 clients.push(RelayPeer {
                     pid: w.pid,
                     comm: w.comm.clone(),
@@ -131,5 +146,6 @@ impl RelayIndex {
         if l.relayed_for.is_some() || l.upstream.is_some() {
             l.relay_ambiguous = Some(ambiguous);
         }
+        unlisted
     }
 }

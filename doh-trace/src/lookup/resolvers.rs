@@ -9,6 +9,7 @@
 //! exactly with IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) treated as IPv4.
 
 use std::collections::HashMap;
+use std::io::Read as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -108,6 +109,9 @@ const BUILTIN: &[(&str, &str)] = &[
     ("doh.xfinity.com", COMCAST),
 ];
 
+/// Largest resolver file read (a list of every public resolver is well under 1 MiB).
+pub const MAX_FILE: u64 = 4 << 20;
+
 /// Why a resolver list could not be read.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -125,6 +129,9 @@ pub enum ResolverListError {
         #[source]
         source: std::io::Error,
     },
+    /// The file is larger than [`MAX_FILE`].
+    #[error("{}: larger than {MAX_FILE} bytes", path.display())]
+    TooLarge { path: PathBuf },
     /// The file was read, one of its lines is wrong.
     #[error("{}", path.display())]
     InFile {
@@ -141,6 +148,8 @@ pub enum ResolverListError {
 pub struct ResolverList {
     /// Provider labels; the maps hold indexes into this.
     providers: Vec<Box<str>>,
+    /// Where each label is in `providers`.
+    provider_index: HashMap<Box<str>, usize>,
     /// Lower-case names without a trailing dot.
     names: HashMap<Box<str>, usize>,
     /// `*.suffix` entries, keyed by lower-case `suffix`.
@@ -201,11 +210,23 @@ impl ResolverList {
     }
 
     /// [`extend_from_str`](Self::extend_from_str) on the contents of `path`.
+    /// At most [`MAX_FILE`] bytes are read.
     pub fn load_file(&mut self, path: &Path) -> Result<(), ResolverListError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ResolverListError::Read {
+        let read_error = |source| ResolverListError::Read {
             path: path.to_owned(),
             source,
-        })?;
+        };
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .map_err(read_error)?
+            .take(MAX_FILE + 1)
+            .read_to_string(&mut text)
+            .map_err(read_error)?;
+        if text.len() as u64 > MAX_FILE {
+            return Err(ResolverListError::TooLarge {
+                path: path.to_owned(),
+            });
+        }
         self.extend_from_str(&text)
             .map_err(|e| ResolverListError::InFile {
                 path: path.to_owned(),
@@ -241,10 +262,12 @@ impl ResolverList {
     }
 
     fn insert(&mut self, pattern: Pattern, provider: &str) {
-        let i = match self.providers.iter().position(|p| &**p == provider) {
-            Some(i) => i,
+        let i = match self.provider_index.get(provider) {
+            Some(&i) => i,
             None => {
                 self.providers.push(provider.into());
+                self.provider_index
+                    .insert(provider.into(), self.providers.len() - 1);
                 self.providers.len() - 1
             }
         };
@@ -314,6 +337,35 @@ mod tests {
             };
             assert_eq!(found, Some(provider), "{pattern}");
         }
+    }
+
+    /// A file of many entries, each with its own provider, loads in time linear in its size
+    /// (a label was once looked up by a scan of every label before it: quadratic, minutes for
+    /// a file of a few MiB); a file over [`MAX_FILE`] is refused without being read whole.
+    #[test]
+    fn large_files_load_in_linear_time_and_oversized_ones_are_refused() {
+        let text: String = (0..100_000)
+            .map(|i| format!("r{i}.example provider number {i}\n"))
+            .collect();
+        let started = std::time::Instant::now();
+        let mut list = ResolverList::new();
+        list.extend_from_str(&text).unwrap();
+        let took = started.elapsed();
+        assert_eq!(list.providers.len(), 100_000);
+        assert_eq!(
+            list.match_name("r99999.example"),
+            Some("provider number 99999")
+        );
+        assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+
+        let dir = std::env::temp_dir().join(format!("doh-trace-resolvers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let big = dir.join("big");
+        let f = std::fs::File::create(&big).unwrap();
+        f.set_len(2 * MAX_FILE).unwrap(); // sparse NULs
+        let err = ResolverList::new().load_file(&big).unwrap_err();
+        assert!(matches!(err, ResolverListError::TooLarge { .. }), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

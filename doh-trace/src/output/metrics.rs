@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::metrics_request::{head_complete, route, Scrape, MAX_REQUEST};
 use crate::counters::DecodeCounters;
 use crate::lookup::Lookup;
 
@@ -27,8 +28,6 @@ pub const MAX_COMMS: usize = 1000;
 pub const MAX_RCODES: usize = 64;
 /// The `Content-Type` of the exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
-/// Largest request (line and headers) read from a scraper.
-const MAX_REQUEST: usize = 8 * 1024;
 /// Scrapes served at once; further connections wait to be accepted.
 const MAX_CONNECTIONS: usize = 32;
 /// Time a scraper has to send its request.
@@ -307,34 +306,31 @@ async fn answer(mut stream: TcpStream, metrics: &Mutex<Metrics>) -> std::io::Res
     let mut buf = Vec::with_capacity(1024);
     let complete = tokio::time::timeout(REQUEST_TIMEOUT, async {
         let mut chunk = [0u8; 1024];
-        while buf.len() < MAX_REQUEST && !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        while buf.len() < MAX_REQUEST && !head_complete(&buf) {
             let n = stream.read(&mut chunk).await?;
             if n == 0 {
                 return Ok::<bool, std::io::Error>(false);
             }
             buf.extend_from_slice(&chunk[..n.min(MAX_REQUEST - buf.len())]);
         }
-        Ok(buf.windows(4).any(|w| w == b"\r\n\r\n"))
+        Ok(true)
     })
     .await;
     let complete = match complete {
         Ok(r) => r?,
         Err(_) => false, // timed out
     };
-    let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
-    let mut parts = line.split(|&b| b == b' ');
-    let (method, target) = (parts.next(), parts.next());
-    let path = target.map(|t| t.split(|&b| b == b'?').next().unwrap_or_default());
-    let (status, body) = match (complete, method, path) {
-        (false, ..) => ("400 Bad Request", "bad request\n".to_string()),
-        (_, Some(b"GET"), Some(b"/metrics")) => {
+    let scrape = if complete { route(&buf) } else { Scrape::Bad };
+    let (status, body) = match scrape {
+        Scrape::Bad => ("400 Bad Request", "bad request\n".to_string()),
+        Scrape::Metrics => {
             let m = metrics
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             ("200 OK", m.render())
         }
-        (_, Some(_), Some(b"/metrics")) => ("405 Method Not Allowed", "use GET\n".to_string()),
-        _ => ("404 Not Found", "not found; try /metrics\n".to_string()),
+        Scrape::WrongMethod => ("405 Method Not Allowed", "use GET\n".to_string()),
+        Scrape::NotFound => ("404 Not Found", "not found; try /metrics\n".to_string()),
     };
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {CONTENT_TYPE}\r\nContent-Length: {}\r\n\

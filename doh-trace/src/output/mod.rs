@@ -5,9 +5,11 @@
 //! DNS messages rebuilt by [`synthesize`] when a lookup's wire bytes are not at hand), the
 //! metrics [`metrics`]', the summary [`summary`]'s; [`filter`] says which lookups are wanted.
 
+pub mod escape;
 pub mod filter;
 pub mod json_line;
 pub mod metrics;
+pub mod metrics_request;
 pub mod pcapng;
 pub mod private_file;
 pub mod recording;

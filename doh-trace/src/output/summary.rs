@@ -1,5 +1,6 @@
 //! The per-process summary printed when the tracer stops: lookups, failures, latency
-//! percentiles and resolvers used, for each process seen.
+//! percentiles and resolvers used, for each process seen. Process names and resolvers are
+//! escaped ([`escape_controls`]): other users and remote servers chose them.
 
 use std::{
     borrow::Cow,
@@ -7,12 +8,19 @@ use std::{
     sync::Arc,
 };
 
+use super::escape::escape_controls;
 use crate::lookup::Lookup;
 
 /// Most processes summarised (the rest are counted together).
-const MAX_PROCESSES: usize = 10_000;
+const MAX_PROCESSES: usize = 4096;
 /// Latency samples kept per process (the first ones; enough for stable percentiles).
-const MAX_SAMPLES: usize = 100_000;
+const MAX_SAMPLES: usize = 10_000;
+/// Latency samples kept in all (8 MB); later ones are counted, not kept.
+const MAX_TOTAL_SAMPLES: usize = 1_000_000;
+/// Resolvers named per process; more are counted.
+const MAX_RESOLVERS: usize = 8;
+/// Longest resolver text kept (bytes; a URL is the client's to make long).
+const MAX_RESOLVER_LEN: usize = 128;
 
 #[derive(Debug, Default)]
 struct PerProcess {
@@ -20,6 +28,8 @@ struct PerProcess {
     failures: u64,
     latencies_ms: Vec<f64>,
     resolvers: BTreeSet<String>,
+    /// Lookups to resolvers beyond the [`MAX_RESOLVERS`] named (each run of one counted once).
+    more_resolvers: u64,
     /// The URL last added to `resolvers` (a connection's lookups share one).
     last_url: Option<Arc<str>>,
 }
@@ -35,7 +45,24 @@ pub struct Summary {
     index: BTreeMap<ProcessKey, usize>,
     /// The last lookup's process (lookups come in runs from one connection).
     last: Option<usize>,
+    /// Lookups of processes beyond [`MAX_PROCESSES`].
     others: u64,
+    /// Latency samples kept, in all processes.
+    samples: usize,
+    /// Latency samples not kept (beyond [`MAX_SAMPLES`] or [`MAX_TOTAL_SAMPLES`]).
+    samples_dropped: u64,
+}
+
+/// `s` cut to at most `max` bytes (at a character boundary, ending in `…`).
+fn cut(s: &str, max: usize) -> Cow<'_, str> {
+    if s.len() <= max {
+        return Cow::Borrowed(s);
+    }
+    let mut end = max - '…'.len_utf8();
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}…", &s[..end]))
 }
 
 /// The nearest-rank percentile `p` of `values` (which it reorders: a selection, not a sort).
@@ -85,8 +112,11 @@ impl Summary {
         p.lookups += 1;
         p.failures += u64::from(l.failed());
         if let Some(ms) = l.latency_ms {
-            if p.latencies_ms.len() < MAX_SAMPLES {
+            if p.latencies_ms.len() < MAX_SAMPLES && self.samples < MAX_TOTAL_SAMPLES {
                 p.latencies_ms.push(ms);
+                self.samples += 1;
+            } else {
+                self.samples_dropped += 1;
             }
         }
         if let (Some(url), Some(last)) = (&l.url, &p.last_url) {
@@ -101,8 +131,13 @@ impl Summary {
             (None, Some(s)) => format!("{}:{}", s.ip, s.port).into(),
             (None, None) => "?".into(),
         };
-        if p.resolvers.len() < 16 && !p.resolvers.contains(&*resolver) {
-            p.resolvers.insert(resolver.into_owned());
+        let resolver = cut(&resolver, MAX_RESOLVER_LEN);
+        if !p.resolvers.contains(resolver.as_ref()) {
+            if p.resolvers.len() < MAX_RESOLVERS {
+                p.resolvers.insert(resolver.into_owned());
+            } else {
+                p.more_resolvers += 1;
+            }
         }
     }
 
@@ -122,19 +157,30 @@ impl Summary {
             };
             let mut lat = p.latencies_ms.clone();
             let fmt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |ms| format!("{ms:.1}ms"));
+            let comm = escape_controls(comm);
+            let mut resolvers = p.resolvers.iter().cloned().collect::<Vec<_>>().join(", ");
+            if p.more_resolvers > 0 {
+                resolvers.push_str(&format!(" (+{} lookups to others)", p.more_resolvers));
+            }
             out.push(format!(
                 "{pid:>7} {comm:<15} {:>7} {:>7} {:>9} {:>9}  {}",
                 p.lookups,
                 p.failures,
                 fmt(percentile(&mut lat, 50.0)),
                 fmt(percentile(&mut lat, 99.0)),
-                p.resolvers.iter().cloned().collect::<Vec<_>>().join(", ")
+                escape_controls(&resolvers)
             ));
         }
         if self.others > 0 {
             out.push(format!(
                 "(and {} lookups of further processes)",
                 self.others
+            ));
+        }
+        if self.samples_dropped > 0 {
+            out.push(format!(
+                "({} latencies beyond the {MAX_TOTAL_SAMPLES} kept are not in the percentiles)",
+                self.samples_dropped
             ));
         }
         out
@@ -203,6 +249,52 @@ mod tests {
             rows[1].starts_with("      7 curl"),
             "most lookups first: {rows:#?}"
         );
+    }
+
+    /// Memory stays bounded whatever the lookups: processes, latency samples, resolvers per
+    /// process and their length are capped, and what was left out is counted and shown.
+    #[test]
+    fn what_the_summary_keeps_is_bounded_and_the_rest_counted() {
+        let mut s = Summary::default();
+        let comm: Arc<str> = "client".into();
+        let long = format!("https://{}.test/dns-query", "a".repeat(100_000));
+        let urls: Vec<Arc<str>> = (0..20)
+            .map(|i| format!("https://r{i}.test/dns-query").into())
+            .chain([long.into()])
+            .collect();
+        let mut l = crate::output::sample_lookup("x.test", "A", Some("NOERROR"), &[]);
+        for pid in 0..(MAX_PROCESSES as u32 + 100) {
+            for n in 0..300 {
+                l.pid = pid + 1;
+                l.comm = comm.clone();
+                l.latency_ms = Some(f64::from(n));
+                l.url = Some(urls[n as usize % urls.len()].clone());
+                s.add(&l);
+            }
+        }
+        assert_eq!(s.processes.len(), MAX_PROCESSES);
+        assert_eq!(s.others, 100 * 300);
+        let kept: usize = s.processes.iter().map(|(_, p)| p.latencies_ms.len()).sum();
+        assert_eq!(kept, MAX_TOTAL_SAMPLES);
+        assert_eq!(s.samples, kept);
+        assert_eq!(
+            s.samples_dropped,
+            (MAX_PROCESSES * 300).saturating_sub(MAX_TOTAL_SAMPLES) as u64
+        );
+        for (_, p) in &s.processes {
+            assert!(p.resolvers.len() <= MAX_RESOLVERS);
+            assert!(p.resolvers.iter().all(|r| r.len() <= MAX_RESOLVER_LEN));
+        }
+        let first = &s.processes[0].1;
+        // 21 resolvers seen, 8 named: each of the other 13 counted each time its run began.
+        assert_eq!(first.resolvers.len(), MAX_RESOLVERS);
+        assert!(first.more_resolvers >= 13, "{}", first.more_resolvers);
+        let rows = s.render();
+        assert!(rows[1].contains("lookups to others)"), "{}", rows[1]);
+        assert!(rows
+            .iter()
+            .any(|r| r.contains("lookups of further processes")));
+        assert!(rows.iter().any(|r| r.contains("latencies beyond")));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The default output: one aligned text line per lookup (and per connection record with
-//! `--connections`), under a header.
+//! `--connections`), under a header. Every column is escaped ([`escape_controls`]): names,
+//! answers, authorities and process names come from the network and from other users.
 
+use super::escape::escape_controls;
 use crate::lookup::{connection::ConnectionRecord, Lookup};
 
 /// The column header of [`lookup_line`].
@@ -9,8 +11,10 @@ pub const TEXT_HEADER: &str = "TIME             PID PROCESS         TRANSPORT  R
 /// Most answers shown in a text line; the rest are counted.
 const SHOWN_ANSWERS: usize = 2;
 
-/// `s` padded to `width`, or cut with a trailing `…` when longer.
+/// `s` with its control characters escaped, padded to `width`, or cut with a trailing `…`
+/// when longer.
 fn column(s: &str, width: usize) -> String {
+    let s = escape_controls(s);
     if s.chars().count() <= width {
         format!("{s:<width$}")
     } else {
@@ -91,7 +95,7 @@ pub fn connection_line(c: &ConnectionRecord) -> String {
         c.time.get(11..23).unwrap_or(&c.time),
         c.pid.map_or_else(|| "-".to_string(), |p| p.to_string()),
         match (&c.comm, &c.client) {
-            (Some(comm), _) => comm.to_string(),
+            (Some(comm), _) => escape_controls(comm).into_owned(),
             (None, Some(client)) => fmt_endpoint(&client.ip, client.port),
             (None, None) => "?".to_string(),
         },

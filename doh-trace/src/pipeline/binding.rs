@@ -26,9 +26,8 @@ impl Pipeline {
         }
         let hellos: Vec<(i32, [u8; 32])> = self
             .conns
-            .keys_where(|k, c| {
-                k.pid == pid
-                    && k.layer == Layer::Socket
+            .keys_of(pid, |k, c| {
+                k.layer == Layer::Socket
                     && matches!(k.id, ConnId::Fd(_))
                     && !c.tls.plaintext_seen
                     && c.tls.hello.is_some()

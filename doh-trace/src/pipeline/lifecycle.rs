@@ -139,9 +139,10 @@ impl Pipeline {
 
     /// A process is gone, with every connection it had open.
     pub(super) fn on_exit(&mut self, meta: Meta) {
-        for key in self.conns.keys_where(|k, _| k.pid == meta.pid) {
+        for key in self.conns.keys_of(meta.pid, |_, _| true) {
             self.end_conn(key, seen(&meta), ClosedBy::Exit);
         }
+        self.conns.forget_pid(meta.pid);
         self.procs.forget(meta.pid);
         self.binder.process_gone(meta.pid);
     }
@@ -176,8 +177,8 @@ impl Pipeline {
 
     /// Makes room for a new connection, ending the one the table gives up if it must.
     pub(super) fn make_room(&mut self) {
-        // Ignored connections hold no lookups: dropped first.
-        if let Some(key) = self.conns.make_room(|c| matches!(c.proto, Proto::Ignored)) {
+        // Ignored connections hold no lookups: the table drops them first, unreported.
+        if let Some(key) = self.conns.make_room() {
             let now = self.last_tick_ns;
             self.end_conn(key, Seen { ts_ns: now, tid: 0 }, ClosedBy::Evicted);
         }

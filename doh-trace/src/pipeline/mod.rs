@@ -37,7 +37,7 @@ use crate::{
     proto::Exchanges,
     source::{kernel, ConnId, ConnKey, Event, Layer},
 };
-use state::Conn;
+use state::{Conn, Proto};
 use std::net::SocketAddr;
 
 /// A DoH exchange without an answer after this long is reported as timed out.
@@ -86,7 +86,8 @@ impl Pipeline {
     /// A pipeline reading process facts from `procs` and converting times with `clock`.
     pub fn new(procs: Box<dyn ProcessInfo>, clock: Clock) -> Self {
         Pipeline {
-            conns: ConnTable::default(),
+            // Ignored connections hold no lookups: dropped first when the table is full.
+            conns: ConnTable::new(|c: &Conn| matches!(c.proto, Proto::Ignored)),
             procs,
             clock,
             counters: DecodeCounters::default(),

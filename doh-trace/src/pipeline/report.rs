@@ -109,7 +109,7 @@ impl Pipeline {
             }
         }
         let sent_ns = lookup.sent_ns;
-        self.relay.link(&mut lookup, sent_ns);
+        self.counters.relay_ambiguous += self.relay.link(&mut lookup, sent_ns);
         self.out.push(lookup);
     }
 
@@ -158,8 +158,9 @@ impl Pipeline {
             server: conn.ends.peer.map(Endpoint::from),
             client: conn.ends.local.map(Endpoint::from),
             alpn: conn.tls.hello.as_ref().map(|h| h.alpn.clone()),
-            bytes_sent: counted.map(|b| b.0 + copied.0),
-            bytes_received: counted.map(|b| b.1 + copied.1),
+            // The kernel's totals are a recording's to make up: any u64.
+            bytes_sent: counted.map(|b| b.0.saturating_add(copied.0)),
+            bytes_received: counted.map(|b| b.1.saturating_add(copied.1)),
             duration_ms: Some(seen.ts_ns.saturating_sub(start) as f64 / 1e6),
             status: Status::Opaque,
             sent_ns: start,

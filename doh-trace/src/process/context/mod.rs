@@ -184,7 +184,7 @@ impl UserNames {
 
 /// uid → name from passwd-format lines; comments, malformed and overlong lines are skipped,
 /// and the first entry for a uid wins (as getpwuid does).
-fn parse_passwd(mut reader: impl BufRead) -> HashMap<u32, String> {
+pub fn parse_passwd(mut reader: impl BufRead) -> HashMap<u32, String> {
     let mut names = HashMap::new();
     let mut line = Vec::new();
     while let Some(fits) = read_line_capped(&mut reader, &mut line, MAX_PASSWD_LINE) {

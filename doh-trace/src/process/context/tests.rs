@@ -410,3 +410,77 @@ fn parsers_never_panic_on_noise() {
 fn is_container_id_for_test(id: &str) -> bool {
     (12..=64).contains(&id.len()) && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
+
+/// Cgroups a user or a container can create and name themselves: a delegated user manager's
+/// subtree, a container's own cgroup namespace, a service's sub-cgroups. None is a container
+/// or a pod, however its components are named; the real container above one still is.
+#[test]
+fn cgroups_named_like_containers_in_delegated_subtrees_are_not_containers() {
+    let uid_ = POD.replace('-', "_");
+    let user = "/user.slice/user-1000.slice/user@1000.service";
+    for path in [
+        format!("{user}/app.slice/docker-{ID}.scope"),
+        format!("{user}/user.slice/docker-{ID}.scope"),
+        format!("{user}/user.slice/cri-containerd-{ID}.scope"),
+        format!("{user}/docker/{ID}"),
+        format!("{user}/app.slice/kubepods/besteffort/pod{POD}/{ID}"),
+        format!("{user}/kubepods.slice/kubepods-pod{uid_}.slice/cri-containerd-{ID}.scope"),
+        format!("/user.slice/user-1000.slice/session-2.scope/docker-{ID}.scope"),
+        // Another user's manager path does not make a rootless podman container.
+        format!("/user.slice/user-1000.slice/user@1001.service/user.slice/libpod-{ID}.scope"),
+        format!("/system.slice/foo.service/docker-{ID}.scope"),
+        format!("/system.slice/foo.service/docker/{ID}"),
+        format!("/system.slice/foo.service/kubepods-pod{uid_}.slice:cri-containerd:{ID}"),
+        format!("/init.scope/docker/{ID}"),
+        format!("/{ID}"),
+    ] {
+        let info = cg(&format!("0::{path}\n"));
+        assert_eq!(info.path.as_deref(), Some(path.as_str()));
+        expect(&info, None, None, None);
+    }
+    // Inside a real container, its processes can name their cgroups as they like: the
+    // container is the one the runtime made, never a deeper impersonation.
+    const OTHER: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let text = format!("0::/system.slice/docker-{ID}.scope/docker/{OTHER}\n");
+    expect(&cg(&text), Some(ID), Some("docker"), None);
+    let text = format!("0::/system.slice/docker-{ID}.scope/system.slice/docker-{OTHER}.scope\n");
+    expect(&cg(&text), Some(ID), Some("docker"), None);
+    let text = format!(
+        "0::/kubepods.slice/kubepods-pod{uid_}.slice/cri-containerd-{ID}.scope/kubepods/pod{}/{OTHER}\n",
+        "11111111-2222-3333-4444-555555555555"
+    );
+    expect(&cg(&text), Some(ID), Some("kubernetes"), Some(POD));
+    // A user line first, a real container's line after: the real one wins.
+    let text = format!("1:name=systemd:{user}/app.slice/docker-{OTHER}.scope\n0::/docker/{ID}\n");
+    expect(&cg(&text), Some(ID), Some("docker"), None);
+}
+
+/// Outside the tracer's cgroup namespace a path starts with `..`: the kubelet's and the
+/// runtimes' layouts are still read from the first real component.
+#[test]
+fn paths_outside_our_cgroup_namespace() {
+    let uid_ = POD.replace('-', "_");
+    let text = format!(
+        "0::/../../kubepods-besteffort.slice/kubepods-besteffort-pod{uid_}.slice/cri-containerd-{ID}.scope\n"
+    );
+    expect(&cg(&text), Some(ID), Some("kubernetes"), Some(POD));
+    let text = format!("0::/../kubepods-pod{uid_}.slice/cri-containerd-{ID}.scope\n");
+    expect(&cg(&text), Some(ID), Some("kubernetes"), Some(POD));
+    let text = format!("0::/../../system.slice/docker-{ID}.scope\n");
+    expect(&cg(&text), Some(ID), Some("docker"), None);
+    let text = format!(
+        "0::/../../user.slice/user-1000.slice/user@1000.service/app.slice/docker-{ID}.scope\n"
+    );
+    expect(&cg(&text), None, None, None);
+    let text = format!("0::/../app.slice/docker-{ID}.scope\n");
+    expect(&cg(&text), None, None, None);
+}
+
+#[test]
+fn kind_style_kubelet_slice() {
+    let uid_ = POD.replace('-', "_");
+    let text = format!(
+        "0::/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/kubelet-kubepods-besteffort-pod{uid_}.slice/cri-containerd-{ID}.scope\n"
+    );
+    expect(&cg(&text), Some(ID), Some("kubernetes"), Some(POD));
+}

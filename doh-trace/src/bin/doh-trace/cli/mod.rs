@@ -16,7 +16,10 @@ use clap::{CommandFactory as _, Parser};
 use doh_trace::{
     hooks::table::Stack,
     lookup::resolvers::ResolverList,
-    output::{filter::Filter, private_file::create_private, OutputOptions, Outputs},
+    output::{
+        escape::escape_controls, filter::Filter, private_file::create_private, OutputOptions,
+        Outputs,
+    },
     pipeline::replay::replay_into_with,
     source::keylog_file::KeylogFile,
 };
@@ -31,7 +34,7 @@ pub fn main() -> ExitCode {
     match run(&cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("doh-trace: error: {e:#}");
+            eprintln!("doh-trace: error: {}", escape_controls(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
@@ -180,7 +183,10 @@ fn replay(cli: &Cli, file: &Path) -> Result<ExitCode> {
     .with_context(|| format!("replaying {}", file.display()))?;
     output.flush_files().context("writing the pcapng file")?;
     if !cli.quiet && !closed {
-        eprintln!("doh-trace: replayed {}: {counters}", file.display());
+        eprintln!(
+            "doh-trace: replayed {}: {counters}",
+            escape_controls(&file.display().to_string())
+        );
         output.print_summary();
     }
     Ok(ExitCode::SUCCESS)

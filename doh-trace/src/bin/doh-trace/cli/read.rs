@@ -11,7 +11,10 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use doh_trace::pipeline::capture::{read_capture, Progress};
+use doh_trace::{
+    output::escape::escape_controls,
+    pipeline::capture::{read_capture, Progress},
+};
 
 use super::Cli;
 
@@ -74,7 +77,11 @@ pub fn read(cli: &Cli, file: &Path, keylog: Option<&Path>) -> Result<ExitCode> {
     }
     output.flush_files().context("writing the pcapng file")?;
     if !cli.quiet && !closed {
-        eprintln!("doh-trace: read {}: {}", file.display(), report.capture);
+        eprintln!(
+            "doh-trace: read {}: {}",
+            escape_controls(&file.display().to_string()),
+            report.capture
+        );
         eprintln!("doh-trace: decoded: {}", report.decode);
         eprintln!("doh-trace: TLS: {}", report.tls);
         output.print_summary();

@@ -28,6 +28,7 @@ use doh_trace::{
     hooks::table::Stack,
     lookup::resolvers::ResolverList,
     output::{
+        escape::escape_controls,
         recording::{Recorder, TappedProcessInfo},
         Outputs,
     },
@@ -184,7 +185,7 @@ pub async fn trace(opts: LiveOptions, mut output: Outputs) -> Result<ExitCode> {
     )?;
     if !opts.quiet {
         for w in &tracer.report.warnings {
-            eprintln!("doh-trace: warning: {w}");
+            eprintln!("doh-trace: warning: {}", escape_controls(w));
         }
     }
     show_hook_messages(&mut tracer, opts.quiet);
@@ -352,7 +353,7 @@ pub async fn trace(opts: LiveOptions, mut output: Outputs) -> Result<ExitCode> {
 fn show_hook_messages(tracer: &mut Tracer, quiet: bool) {
     for line in tracer.hooks.messages.drain(..) {
         if !quiet {
-            eprintln!("doh-trace: {line}");
+            eprintln!("doh-trace: {}", escape_controls(&line));
         }
     }
 }
