@@ -182,6 +182,13 @@ fn a_go_program_started_after_the_tracer_has_its_lookups_attributed() {
     // dnss is a stripped Go 1.19 binary: crypto/tls is found through .gopclntab at its exec.
     let mut dnss = start_dnss(&lab);
     let dnss_pid = dnss.id();
+    // Hooking at exec takes the tracer a moment (reading .gopclntab, disassembling the RETs;
+    // seconds under the VM matrix's emulation). A lookup dnss makes before the hook is in place
+    // is not seen, so ask only once the tracer says dnss is hooked.
+    assert!(
+        tracer.wait_for_stderr(WAIT, "hooked go crypto/tls"),
+        "the tracer never said it hooked dnss within {WAIT:?}"
+    );
     let ask = |qtype: &str| {
         let mut dig = lab.command("dig");
         dig.args([

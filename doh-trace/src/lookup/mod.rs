@@ -26,7 +26,8 @@ pub enum Status {
     HttpError,
     /// The stream was reset before an answer arrived.
     Reset,
-    /// The connection closed or the process exited with the query unanswered.
+    /// The connection closed or the process exited with the query unanswered; or, over UDP,
+    /// no answer came and bytes the tracer lost meanwhile may have held it.
     #[default]
     Unanswered,
     /// A 2xx response whose body is not a DNS message.

@@ -13,6 +13,7 @@ pub mod metrics_request;
 pub mod pcapng;
 pub mod private_file;
 pub mod recording;
+pub mod stdout_queue;
 pub mod summary;
 pub mod synthesize;
 pub mod text;
@@ -28,6 +29,7 @@ use filter::Filter;
 use json_line::JsonWriter;
 use metrics::Metrics;
 use pcapng::PcapngWriter;
+use stdout_queue::StdoutQueue;
 use summary::Summary;
 use text::TEXT_HEADER;
 
@@ -48,6 +50,31 @@ pub struct OutputOptions {
     pub metrics: bool,
     /// Keep the per-process summary printed at the end.
     pub summary: bool,
+    /// Write stdout through a bounded queue on its own thread (the live tracer: a reader that
+    /// stops reading must not stop it); else directly, waiting for the reader.
+    pub stdout_queue: bool,
+}
+
+/// Where stdout's bytes go first.
+enum Stdout {
+    Direct(BufWriter<io::Stdout>),
+    Queued(StdoutQueue),
+}
+
+impl io::Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stdout::Direct(w) => w.write(buf),
+            Stdout::Queued(q) => q.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stdout::Direct(w) => w.flush(),
+            Stdout::Queued(q) => q.flush(),
+        }
+    }
 }
 
 /// Where lookups go: stdout (text or JSON lines, flushed after each batch the pipeline
@@ -58,7 +85,7 @@ pub struct Outputs {
     connections: bool,
     color: bool,
     header_done: bool,
-    out: BufWriter<io::Stdout>,
+    out: Stdout,
     /// One JSON line, reused.
     line: Vec<u8>,
     json_writer: JsonWriter,
@@ -82,7 +109,11 @@ impl Outputs {
             connections: opts.connections,
             color: opts.color,
             header_done: false,
-            out: BufWriter::with_capacity(64 * 1024, io::stdout()),
+            out: if opts.stdout_queue {
+                Stdout::Queued(StdoutQueue::new(io::stdout())?)
+            } else {
+                Stdout::Direct(BufWriter::with_capacity(64 * 1024, io::stdout()))
+            },
             line: Vec::with_capacity(1024),
             json_writer: JsonWriter::default(),
             filter: opts.filter,
@@ -143,6 +174,29 @@ impl Outputs {
             writeln!(out, "{}", text::connection_line(c))?;
         }
         Ok(())
+    }
+
+    /// Output lines dropped so far because stdout's reader did not keep up.
+    pub fn stdout_dropped(&self) -> u64 {
+        match &self.out {
+            Stdout::Queued(q) => q.dropped_lines,
+            Stdout::Direct(_) => 0,
+        }
+    }
+
+    /// At exit: gives stdout's reader up to `patience` to take what is queued. Returns the
+    /// lines dropped in all (queue full during the run, or not taken now).
+    pub fn finish_stdout(&mut self, patience: std::time::Duration) -> u64 {
+        match &mut self.out {
+            Stdout::Queued(q) => {
+                let left = q.finish(patience);
+                q.dropped_lines + left
+            }
+            Stdout::Direct(w) => {
+                let _ = w.flush();
+                0
+            }
+        }
     }
 
     /// Flushes the pcapng file (at exit, and periodically).

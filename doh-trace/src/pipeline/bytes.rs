@@ -94,7 +94,7 @@ impl Pipeline {
             .sequence(chunk.direction)
             .accept(chunk.offset, len, chunk.total_len)
         {
-            self.lost_bytes(&mut conn, chunk.direction, seen);
+            self.lost_bytes(key, &mut conn, chunk.direction, seen);
         }
         let bytes = Bytes {
             dir: chunk.direction,
@@ -127,9 +127,10 @@ impl Pipeline {
     }
 
     /// Bytes of one direction were lost: an HTTP/2 decoder goes on from the next frame
-    /// boundary with that direction's HPACK state unknown (the other direction is unaffected);
-    /// anything else stops decoding.
-    fn lost_bytes(&mut self, conn: &mut Conn, dir: Direction, seen: Seen) {
+    /// boundary with that direction's HPACK state unknown (the other direction is unaffected),
+    /// a DNS datagram decoder from the next datagram; anything else stops decoding, and the
+    /// kernel stops copying it.
+    fn lost_bytes(&mut self, key: ConnKey, conn: &mut Conn, dir: Direction, seen: Seen) {
         let resynced = match &mut conn.proto {
             Proto::Client(decoder) => decoder.lost_bytes(dir),
             _ => false,
@@ -139,6 +140,7 @@ impl Pipeline {
             self.counters.resyncs += 1;
         } else if conn.stop_decoding(seen, &mut self.exchanges) {
             self.counters.gaps += 1;
+            self.policy.stopped(key, &mut conn.capture);
         }
     }
 

@@ -37,6 +37,9 @@ pub struct PendingQuery {
     pub sent: Seen,
     /// Times the same query was sent again before an answer (UDP retransmission).
     pub resent: u32,
+    /// Datagrams coming in were lost while it waited: its answer may have been one of them,
+    /// so without an answer it is `Unanswered`, not `TimedOut` (the server may have answered).
+    pub answer_maybe_lost: bool,
 }
 
 /// How an exchange ended.
@@ -191,6 +194,7 @@ impl DnsClient {
                     bytes,
                     sent: seen,
                     resent: 0,
+                    answer_maybe_lost: false,
                 });
                 Ok(true)
             }
@@ -227,10 +231,15 @@ impl DnsClient {
             .is_some_and(|p| now_ns.saturating_sub(p.sent.ts_ns) > timeout_ns)
         {
             let query = self.pending.pop_front().expect("non-empty");
+            let outcome = if query.answer_maybe_lost {
+                DnsOutcome::Unanswered
+            } else {
+                DnsOutcome::TimedOut
+            };
             finished.push(DnsFinished {
                 query,
                 answer: None,
-                outcome: DnsOutcome::TimedOut,
+                outcome,
                 ended: Seen {
                     ts_ns: now_ns,
                     tid: 0,
@@ -297,6 +306,26 @@ impl ClientDecoder for DnsClient {
     fn first_request(&self) -> FirstRequest {
         // Every message a DNS client sends is a query.
         FirstRequest::Dns
+    }
+
+    /// Over datagrams only the datagrams whose bytes were not copied are lost: every later one
+    /// is whole, so decoding goes on. A lost query leaves its answer without one (counted); an
+    /// answer may have been lost too, even when the loss was seen going out (the kernel's copy
+    /// budget is shared by both directions, `doh-trace-ebpf/src/capture.rs`), so the queries
+    /// waiting now are no longer said to time out (see [`PendingQuery::answer_maybe_lost`]).
+    /// A stream loses its message boundaries: decoding stops.
+    fn lost_bytes(&mut self, dir: Direction) -> bool {
+        if self.framing != Framing::Datagram {
+            return false;
+        }
+        match dir {
+            Direction::Egress => self.egress.buf.clear(),
+            Direction::Ingress => self.ingress.buf.clear(),
+        }
+        for q in &mut self.pending {
+            q.answer_maybe_lost = true;
+        }
+        true
     }
 
     fn expire(&mut self, now_ns: u64, timeout_ns: u64, out: &mut Exchanges) {

@@ -91,7 +91,8 @@ impl Cli {
     }
 
     /// The outputs asked for; a file that cannot be written is an error now.
-    fn output_options(&self) -> Result<OutputOptions> {
+    /// The outputs asked for; `live`: stdout is written through a bounded queue.
+    fn output_options(&self, live: bool) -> Result<OutputOptions> {
         let pcapng = match &self.pcapng {
             Some(path) => Some(
                 create_private(path, self.force)
@@ -121,15 +122,16 @@ impl Cli {
             pcapng,
             metrics: self.metrics.is_some(),
             summary: !self.quiet,
+            stdout_queue: live,
         })
     }
 
-    fn outputs(&self) -> Result<Outputs> {
+    fn outputs(&self, live: bool) -> Result<Outputs> {
         let cannot = || {
             let path = self.pcapng.as_deref().unwrap_or(Path::new("?"));
             format!("cannot write {}", path.display())
         };
-        Outputs::new(self.output_options()?).with_context(cannot)
+        Outputs::new(self.output_options(live)?).with_context(cannot)
     }
 }
 
@@ -157,7 +159,7 @@ fn live(cli: &Cli, record: Option<&Path>) -> Result<ExitCode> {
             None => None,
         },
     };
-    let outputs = cli.outputs()?;
+    let outputs = cli.outputs(true)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -167,7 +169,7 @@ fn live(cli: &Cli, record: Option<&Path>) -> Result<ExitCode> {
 fn replay(cli: &Cli, file: &Path) -> Result<ExitCode> {
     let r =
         BufReader::new(File::open(file).with_context(|| format!("opening {}", file.display()))?);
-    let mut output = cli.outputs()?;
+    let mut output = cli.outputs(false)?;
     let mut closed = false;
     let resolvers = cli.resolver_list()?;
     let counters = replay_into_with(r, resolvers, |pipeline| {

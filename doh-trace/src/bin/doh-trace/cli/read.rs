@@ -34,7 +34,7 @@ pub fn read(cli: &Cli, file: &Path, keylog: Option<&Path>) -> Result<ExitCode> {
         None => Vec::new(),
     };
     let input = File::open(file).with_context(|| format!("opening {}", file.display()))?;
-    let mut output = cli.outputs()?;
+    let mut output = cli.outputs(false)?;
     let mut closed = false;
     let started = Instant::now();
     let show_progress = !cli.quiet;

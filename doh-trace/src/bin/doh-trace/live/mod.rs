@@ -75,10 +75,23 @@ mod drain_timer;
 
 use drain_timer::DrainTimer;
 
+/// Most ring-buffer records handled in one step. Under a load the tracer cannot keep up with,
+/// the ring never runs empty: after this many the loop looks at signals, the one-second tick,
+/// key-log text and stdout before it reads on, so none of them waits for the load to end.
+const RING_BUDGET: usize = 4096;
+
+/// How long stdout's reader is waited for at exit.
+const STDOUT_PATIENCE: Duration = Duration::from_secs(1);
+
+/// The problem line of output lines stdout's reader did not take.
+const STDOUT_DROPPED: &str = "output lines dropped (stdout's reader did not keep up)";
+
 /// What woke the loop. Every step reads the ring buffer first.
 enum Step {
     /// The ring buffer has records.
     Woken,
+    /// The last step left records in the ring (its budget was spent).
+    Backlog,
     /// The drain timer fired.
     Timed,
     /// The one-second tick: timeouts, hook upkeep, status, flushing files (the ring is read
@@ -90,9 +103,9 @@ enum Step {
     Keys(Vec<u8>),
 }
 
-/// Handles every record waiting in the ring buffer: an exec's hook discovery, the pipeline,
-/// and the recording (with the /proc facts and capture decisions each record led to). Returns
-/// how many there were.
+/// Handles the records waiting in the ring buffer, at most `budget`: an exec's hook
+/// discovery, the pipeline, and the recording (with the /proc facts and capture decisions each
+/// record led to). Returns how many there were.
 #[allow(
     clippy::too_many_arguments,
     reason = "the loop's state, borrowed apart for one pass"
@@ -105,9 +118,13 @@ fn handle_waiting(
     decisions: &mut Vec<CaptureDecision>,
     recording: &mut Option<Recording>,
     facts: &RefCell<Vec<recording::Record>>,
+    budget: usize,
 ) -> Result<usize> {
     let mut handled = 0;
-    while let Some(item) = rb.next() {
+    while handled < budget {
+        let Some(item) = rb.next() else {
+            break;
+        };
         handled += 1;
         if let Some(pid) = kernel::exec_pid(&item) {
             tracer.on_exec(pid);
@@ -209,6 +226,9 @@ pub async fn trace(opts: LiveOptions, mut output: Outputs) -> Result<ExitCode> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // A second missed under load is not made up for with a burst of ticks.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut backlog = false;
     let mut drain = DrainTimer::default();
     let mut shown = Shown::default();
     let mut decisions: Vec<CaptureDecision> = Vec::new();
@@ -229,21 +249,31 @@ pub async fn trace(opts: LiveOptions, mut output: Outputs) -> Result<ExitCode> {
     );
 
     loop {
+        // In this order: a stop first, then the tick and key text, then the ring, so that a
+        // ring that never runs empty cannot hold them up.
         let step = tokio::select! {
+            biased;
+            _ = sigint.recv() => Step::Stop,
+            _ = sigterm.recv() => Step::Stop,
+            _ = tick.tick() => Step::Second,
+            Some(text) = async { keys.as_mut()?.recv().await }, if keys.is_some() => {
+                Step::Keys(text)
+            }
+            () = std::future::ready(()), if backlog => Step::Backlog,
             guard = ring.readable_mut() => {
                 // Cleared before reading: a record submitted meanwhile makes it ready again.
                 guard?.clear_ready();
                 Step::Woken
             }
             _ = drain.tick() => Step::Timed,
-            _ = tick.tick() => Step::Second,
-            _ = sigint.recv() => Step::Stop,
-            _ = sigterm.recv() => Step::Stop,
-            Some(text) = async { keys.as_mut()?.recv().await }, if keys.is_some() => {
-                Step::Keys(text)
-            }
         };
+        if matches!(step, Step::Backlog) {
+            // The branch above is always ready: let the runtime's other tasks (the metrics
+            // server) run between two budgets, or a backlog that never ends would starve them.
+            tokio::task::yield_now().await;
+        }
         let timed = matches!(step, Step::Timed);
+        let mut budget = RING_BUDGET;
         loop {
             let records = handle_waiting(
                 ring.get_mut(),
@@ -253,8 +283,11 @@ pub async fn trace(opts: LiveOptions, mut output: Outputs) -> Result<ExitCode> {
                 &mut decisions,
                 &mut recording,
                 &facts,
+                budget,
             )?;
-            if !drain.after_read(records, timed, |on| tracer.set_draining(on))? {
+            budget -= records;
+            backlog = budget == 0;
+            if backlog || !drain.after_read(records, timed, |on| tracer.set_draining(on))? {
                 break;
             }
         }
@@ -280,7 +313,12 @@ pub async fn trace(opts: LiveOptions, mut output: Outputs) -> Result<ExitCode> {
             }
             let kernel = tracer.kernel_counters().unwrap_or_default();
             if !opts.quiet {
-                shown.report_new_problems(&kernel, &pipeline, decryption.as_ref());
+                shown.report_new_problems(
+                    &kernel,
+                    &pipeline,
+                    decryption.as_ref(),
+                    output.stdout_dropped(),
+                );
             }
             if let Some(m) = &output.metrics {
                 m.lock().unwrap_or_else(|e| e.into_inner()).set_counters(
@@ -313,7 +351,16 @@ pub async fn trace(opts: LiveOptions, mut output: Outputs) -> Result<ExitCode> {
         }
     }
     let kernel = tracer.kernel_counters().unwrap_or_default();
+    if !opts.quiet {
+        // The kernel takes a grace period to remove each probe (see loader/detach.rs).
+        eprintln!(
+            "doh-trace: stopping: detaching {} uprobes and {} tracepoints",
+            tracer.hooks.uprobes, tracer.report.tracepoints
+        );
+    }
     drop(tracer);
+    // Lookups are written while the probes detach; then the reader gets one more second.
+    let stdout_dropped = output.finish_stdout(STDOUT_PATIENCE);
     output.flush_files().context("writing the pcapng file")?;
     if let Some(mut rec) = recording {
         rec.file.flush().context("writing the recording")?;
@@ -335,6 +382,9 @@ pub async fn trace(opts: LiveOptions, mut output: Outputs) -> Result<ExitCode> {
         );
         for (label, n) in kernel.problems() {
             eprintln!("doh-trace: {n} {label}");
+        }
+        if stdout_dropped > 0 {
+            eprintln!("doh-trace: {stdout_dropped} {STDOUT_DROPPED}");
         }
         if let Some(d) = &decryption {
             eprintln!(
@@ -370,11 +420,13 @@ impl Shown {
         kernel: &KernelCounters,
         pipeline: &Pipeline,
         decryption: Option<&LiveDecryption>,
+        stdout_dropped: u64,
     ) {
         let now: Vec<(&'static str, u64)> = kernel
             .problems()
             .into_iter()
             .chain(pipeline.counters().problems())
+            .chain((stdout_dropped > 0).then_some((STDOUT_DROPPED, stdout_dropped)))
             .chain(
                 decryption
                     .map(|d| d.counters().problems())

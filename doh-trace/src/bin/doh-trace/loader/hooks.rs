@@ -24,6 +24,7 @@ use aya::{
     Ebpf,
 };
 
+use super::detach::{Detacher, OwnedLink};
 use doh_trace::hooks::{
     executable::{self, Carried, Resolved},
     go_binary::GoTlsProbes,
@@ -103,6 +104,8 @@ pub struct Hooks {
     pub messages: Vec<String>,
     /// uprobes attached now.
     pub uprobes: usize,
+    /// Closes released links off the event loop.
+    detacher: Detacher,
 }
 
 impl Hooks {
@@ -122,6 +125,7 @@ impl Hooks {
             last_sweep: Instant::now(),
             messages: Vec::new(),
             uprobes: 0,
+            detacher: Detacher::default(),
         };
         for stack in hooks.symbol_stacks().collect::<Vec<_>>() {
             for lib in procs::system_libraries(stack.sonames) {
@@ -419,7 +423,7 @@ impl Hooks {
             }
         }
         if let Some(why) = failure {
-            detach_all(ebpf, links);
+            self.detacher.close_later(take_links(ebpf, links));
             self.messages.push(format!(
                 "could not hook {} in {}: {why}",
                 stack.stack.name(),
@@ -457,7 +461,7 @@ impl Hooks {
             ) {
                 Ok(link) => links.push((program, link)),
                 Err(e) => {
-                    detach_all(ebpf, links);
+                    self.detacher.close_later(take_links(ebpf, links));
                     self.messages.push(format!(
                         "could not hook go crypto/tls in {} at {offset:#x}: {e:#}",
                         exe.shown
@@ -530,10 +534,20 @@ impl Hooks {
         }
     }
 
+    /// Detaches every uprobe and `others` (the tracepoints), side by side, and waits for them
+    /// and for every release still closing.
+    pub fn detach_everything(&mut self, ebpf: &mut Ebpf, mut others: Vec<OwnedLink>) {
+        for (_, a) in self.attached.drain() {
+            others.extend(take_links(ebpf, a.links));
+        }
+        self.uprobes = 0;
+        self.detacher.close_all(others);
+    }
+
     fn release(&mut self, ebpf: &mut Ebpf, key: HookKey, tell: bool) {
         if let Some(a) = self.attached.remove(&key) {
             self.uprobes -= a.links.len();
-            detach_all(ebpf, a.links);
+            self.detacher.close_later(take_links(ebpf, a.links));
             if tell {
                 self.messages.push(format!(
                     "released {} hooks in {} (no process uses it any more)",
@@ -565,10 +579,15 @@ fn attach(
         .with_context(|| format!("attaching {program}"))
 }
 
-fn detach_all(ebpf: &mut Ebpf, links: Vec<(&'static str, UProbeLinkId)>) {
-    for (program, link) in links {
-        if let Some(Ok(prog)) = ebpf.program_mut(program).map(<&mut UProbe>::try_from) {
-            let _ = prog.detach(link);
-        }
-    }
+/// Takes `links` out of their programs, to be closed by a [`Detacher`].
+fn take_links(ebpf: &mut Ebpf, links: Vec<(&'static str, UProbeLinkId)>) -> Vec<OwnedLink> {
+    links
+        .into_iter()
+        .filter_map(|(program, link)| {
+            let prog = <&mut UProbe>::try_from(ebpf.program_mut(program)?).ok()?;
+            prog.take_link(link)
+                .ok()
+                .map(|owned| Box::new(owned) as OwnedLink)
+        })
+        .collect()
 }

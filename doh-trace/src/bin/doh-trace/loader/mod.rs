@@ -1,6 +1,7 @@
 //! Loading the eBPF object, attaching every probe in the table, and reading the kernel's
 //! counters. Dropping the returned [`Tracer`] detaches everything.
 
+mod detach;
 pub mod hooks;
 
 use std::path::Path;
@@ -8,7 +9,7 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context as _, Result};
 use aya::{
     maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
-    programs::{ProgramError, TracePoint, UProbe},
+    programs::{trace_point::TracePointLinkId, ProgramError, TracePoint, UProbe},
     Ebpf, EbpfLoader,
 };
 use doh_trace_common::{
@@ -40,6 +41,25 @@ pub struct Tracer {
     pub report: AttachReport,
     /// The uprobes on TLS libraries and executables.
     pub hooks: Hooks,
+    /// The syscall and scheduler tracepoints' links.
+    tracepoints: Vec<(&'static str, TracePointLinkId)>,
+}
+
+impl Drop for Tracer {
+    /// Detaches every probe, side by side (see [`detach`]), before the programs and maps go.
+    fn drop(&mut self) {
+        let mut links: Vec<detach::OwnedLink> = Vec::new();
+        for (name, id) in self.tracepoints.drain(..) {
+            let prog = self
+                .ebpf
+                .program_mut(name)
+                .and_then(|p| <&mut TracePoint>::try_from(p).ok());
+            if let Some(link) = prog.and_then(|p| p.take_link(id).ok()) {
+                links.push(Box::new(link));
+            }
+        }
+        self.hooks.detach_everything(&mut self.ebpf, links);
+    }
 }
 
 /// Checks that this process can load eBPF programs at all, with advice if not. Returns
@@ -123,6 +143,7 @@ impl Tracer {
             }
         }
 
+        let mut tracepoints = Vec::new();
         for tp in TRACEPOINTS {
             let prog: &mut TracePoint = program(&mut ebpf, tp.name)?.try_into()?;
             prog.load().map_err(|e| {
@@ -132,8 +153,10 @@ impl Tracer {
                     &tail
                 ))
             })?;
-            prog.attach(tp.category, tp.name)
+            let link = prog
+                .attach(tp.category, tp.name)
                 .with_context(|| format!("attaching tracepoint {}:{}", tp.category, tp.name))?;
+            tracepoints.push((tp.name, link));
             report.tracepoints += 1;
         }
 
@@ -169,6 +192,7 @@ impl Tracer {
             ebpf,
             report,
             hooks,
+            tracepoints,
         })
     }
 
