@@ -5,7 +5,9 @@
 //! start its call), datagrams ([`Event::Datagram`]), byte totals and the close. Flows end on
 //! FIN from both sides or RST, after an idle time, or when the table is full (counted).
 
-use std::{collections::HashMap, net::SocketAddr};
+use std::net::SocketAddr;
+
+use foldhash::HashMap;
 
 use doh_trace_common::{CAPTURE_SOCK_FULL, CAPTURE_SOCK_SKIP, COMM_LEN};
 
@@ -123,8 +125,8 @@ impl Flows {
     /// A table of at most `max_flows` flows at once.
     pub fn with_capacity(max_flows: usize) -> Self {
         Flows {
-            flows: HashMap::new(),
-            ids: HashMap::new(),
+            flows: HashMap::default(),
+            ids: HashMap::default(),
             next_id: 1,
             max_flows: max_flows.max(1),
             last_sweep_ns: 0,
