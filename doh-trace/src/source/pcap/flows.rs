@@ -49,8 +49,26 @@ pub struct FlowCounters {
     pub skipped_bytes: u64,
 }
 
-/// (client, server) ordered as (lower, higher) so both directions find the flow.
-type FlowKey = (SocketAddr, SocketAddr, bool);
+/// (client, server) ordered as (lower, higher) so both directions find the flow, and whether
+/// it is TCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FlowKey(SocketAddr, SocketAddr, bool);
+
+/// Hashed as three words rather than field by field through `SocketAddr`'s derived `Hash`
+/// (which was ~2.5 % of reading a DoH capture); equal keys give equal words.
+impl std::hash::Hash for FlowKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        let ip = |a: &SocketAddr| match a {
+            SocketAddr::V4(v4) => u128::from(v4.ip().to_bits()),
+            SocketAddr::V6(v6) => v6.ip().to_bits(),
+        };
+        h.write_u128(ip(&self.0));
+        h.write_u128(ip(&self.1));
+        h.write_u64(
+            u64::from(self.0.port()) << 17 | u64::from(self.1.port()) << 1 | u64::from(self.2),
+        );
+    }
+}
 
 /// One TCP connection or UDP conversation.
 struct Flow {
@@ -98,9 +116,9 @@ const NO_COMM: [u8; COMM_LEN] = [0; COMM_LEN];
 
 fn key_of(a: SocketAddr, b: SocketAddr, tcp: bool) -> FlowKey {
     if a <= b {
-        (a, b, tcp)
+        FlowKey(a, b, tcp)
     } else {
-        (b, a, tcp)
+        FlowKey(b, a, tcp)
     }
 }
 
