@@ -31,6 +31,9 @@ enum Command {
     Bench(bench::Options),
     /// Boot Debian's 6.1 and 6.12 kernels under QEMU and run end-to-end tests in each (root).
     VmTest(vm::Options),
+    /// (Used by `bench`.) Run a program and write its wait4 resource usage to a file.
+    #[command(hide = true)]
+    Wait4(bench::Wait4Options),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Command::Bench(opts) => bench::run(&opts),
         Command::Lint => lint::run(),
         Command::VmTest(opts) => vm::run(&opts),
+        Command::Wait4(opts) => bench::wait4_main(&opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -43,23 +43,18 @@ impl Pipeline {
             return;
         }
         // TLS plaintext inherits the peer, open time and TLS server name learnt on the socket.
-        let socket = self.conns.get_mut(&ConnKey {
+        let socket_key = ConnKey {
             layer: Layer::Socket,
             ..key
-        });
-        let (peer, opened, hello, sock_type) = match socket {
+        };
+        let (peer, opened, sock_type) = match self.conns.get_mut(&socket_key) {
             Some(c) => {
                 if layer == Layer::Tls {
                     c.tls.plaintext_seen = true;
                 }
-                (
-                    c.ends.peer,
-                    c.times.opened_ns,
-                    c.tls.hello.clone(),
-                    c.sock_type,
-                )
+                (c.ends.peer, c.times.opened_ns, c.sock_type)
             }
-            None => (None, None, None, SocketType::Unknown),
+            None => (None, None, SocketType::Unknown),
         };
         let mut conn = self.conns.remove(&key).unwrap_or_else(|| {
             // TLS plaintext is a stream whatever the socket below it.
@@ -67,13 +62,18 @@ impl Pipeline {
                 Layer::Socket => sock_type,
                 Layer::Tls => SocketType::Unknown,
             };
-            let mut c = Conn::new(peer, own_type);
+            let mut c = Box::new(Conn::new(peer, own_type));
             c.times.opened_ns = opened;
             c
         });
         if layer == Layer::Tls {
             if conn.tls.hello.is_none() {
-                conn.tls.hello = hello;
+                // Copied once, not for every chunk (the socket's state is still in the table:
+                // only the TLS layer's was taken out).
+                conn.tls.hello = self
+                    .conns
+                    .get(&socket_key)
+                    .and_then(|c| c.tls.hello.clone());
             }
             conn.tls.library = chunk.library;
         }
@@ -158,7 +158,7 @@ impl Pipeline {
         let mut conn = self
             .conns
             .remove(&key)
-            .unwrap_or_else(|| Conn::new(None, SocketType::Datagram));
+            .unwrap_or_else(|| Box::new(Conn::new(None, SocketType::Datagram)));
         conn.uid = d.meta.uid;
         conn.thread_comm = d.comm;
         conn.times.first_data_ns.get_or_insert(d.meta.ts_ns);

@@ -5,9 +5,10 @@
 //! enters the pipeline as the flow's TLS layer (`tls_library: "keylog"`), as a hooked TLS
 //! library's would, so the flow is not also reported opaque.
 
-use std::{collections::HashMap, io, io::Read, sync::Arc};
+use std::{io, io::Read, sync::Arc};
 
 use doh_trace_common::{CAPTURE_SOCK_SKIP, CAPTURE_TLS_SKIP};
+use foldhash::HashMap;
 
 use crate::{
     clock::Clock,
@@ -24,6 +25,9 @@ use crate::{
 
 /// Packets between two progress reports.
 const PROGRESS_EVERY: u64 = 4096;
+/// Blocks read between two drains of the pipeline's records: written (and stdout flushed) in
+/// batches rather than one write per lookup, which was ~10 % of reading a DoH capture.
+const DRAIN_EVERY: u32 = 64;
 
 /// What went wrong reading a capture.
 #[derive(Debug, thiserror::Error)]
@@ -125,7 +129,8 @@ struct Feed<'p> {
     keys: &'p KeyLog,
     flows: &'p mut HashMap<u64, TlsFlow>,
     counters: &'p mut TlsCounters,
-    plaintext: Vec<Plaintext>,
+    /// The decryptor's output, kept across blocks so its allocation is reused.
+    plaintext: &'p mut Vec<Plaintext>,
 }
 
 impl Sink for Feed<'_> {
@@ -183,13 +188,13 @@ impl Feed<'_> {
             d.direction == Direction::Egress,
             d.bytes,
             self.keys,
-            &mut self.plaintext,
+            self.plaintext,
         );
         if matches!(dec.status(), DecryptStatus::NotTls) {
             counters.connections -= 1;
             *state = TlsFlow::Plain;
         }
-        for p in std::mem::take(&mut self.plaintext) {
+        for p in self.plaintext.drain(..) {
             self.pipeline
                 .handle_event(Event::Data(plaintext_chunk(d.meta, d.id, d.comm, &p)));
         }
@@ -219,8 +224,8 @@ pub fn capture_pipeline(resolvers: ResolverList) -> Pipeline {
     pipeline
 }
 
-/// Reads a capture through the pipeline, handing it to `after_each` after every block (to
-/// drain records; false stops early) and telling `progress` where it is now and then.
+/// Reads a capture through the pipeline, handing it to `after_each` after every
+/// [`DRAIN_EVERY`] blocks and at the end (to drain records; false stops early) and telling `progress` where it is now and then.
 /// `key_log` is TLS key log text given besides the file's own.
 pub fn read_capture(
     r: impl Read + Send + 'static,
@@ -234,9 +239,11 @@ pub fn read_capture(
     let mut keys = KeyLog::default();
     keys.add_text(&key_log);
     let mut key_log_bytes = key_log.len();
-    let mut tls_flows = HashMap::new();
+    let mut tls_flows = HashMap::default();
     let mut tls = TlsCounters::default();
     let mut embedded = Vec::new();
+    let mut undrained = 0u32;
+    let mut plaintext = Vec::new();
     loop {
         let more = source.next(
             &mut Feed {
@@ -244,7 +251,7 @@ pub fn read_capture(
                 keys: &keys,
                 flows: &mut tls_flows,
                 counters: &mut tls,
-                plaintext: Vec::new(),
+                plaintext: &mut plaintext,
             },
             &mut |text| embedded.extend_from_slice(text),
         )?;
@@ -255,8 +262,12 @@ pub fn read_capture(
             embedded.clear();
         }
         apply_decisions(&mut pipeline, &mut source, &mut tls_flows, &mut tls);
-        if !after_each(&mut pipeline)? {
-            break;
+        undrained += 1;
+        if undrained >= DRAIN_EVERY || !more {
+            undrained = 0;
+            if !after_each(&mut pipeline)? {
+                break;
+            }
         }
         if source.packets() % PROGRESS_EVERY == 0 {
             progress(Progress {
@@ -274,7 +285,7 @@ pub fn read_capture(
         keys: &keys,
         flows: &mut tls_flows,
         counters: &mut tls,
-        plaintext: Vec::new(),
+        plaintext: &mut plaintext,
     });
     let _ = pipeline.drain_decisions();
     after_each(&mut pipeline)?;

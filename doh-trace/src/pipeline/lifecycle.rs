@@ -39,7 +39,7 @@ impl Pipeline {
             id: c.id,
             layer: Layer::Socket,
         };
-        let mut conn = Conn::new(Some(c.peer), c.sock_type);
+        let mut conn = Box::new(Conn::new(Some(c.peer), c.sock_type));
         conn.ends.local = flow_local;
         conn.times.opened_ns = Some(c.meta.ts_ns);
         conn.uid = c.meta.uid;

@@ -398,7 +398,7 @@ fn tshark(pin: &Pin, pcap: &Path) -> Result<(usize, Duration)> {
     Ok((answers, wall))
 }
 
-fn tshark_version() -> Option<String> {
+pub(super) fn tshark_version() -> Option<String> {
     let out = Command::new("tshark").arg("--version").output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let first = text.lines().next()?;
@@ -408,12 +408,12 @@ fn tshark_version() -> Option<String> {
 }
 
 /// Pinning measured processes to one core with taskset, when it is there.
-struct Pin {
+pub(super) struct Pin {
     taskset: bool,
 }
 
 impl Pin {
-    fn detect() -> Pin {
+    pub(super) fn detect() -> Pin {
         Pin {
             taskset: Command::new("taskset")
                 .arg("-V")
@@ -424,7 +424,7 @@ impl Pin {
         }
     }
 
-    fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         if self.taskset {
             format!("measured processes pinned to core {CORE} (taskset)")
         } else {
@@ -433,7 +433,7 @@ impl Pin {
     }
 
     /// `program` on the pinned core (taskset execs it: same pid, same rusage).
-    fn command(&self, program: &Path) -> Command {
+    pub(super) fn command(&self, program: &Path) -> Command {
         if self.taskset {
             let mut c = Command::new("taskset");
             c.args(["-c", CORE]).arg(program);
@@ -445,7 +445,7 @@ impl Pin {
 }
 
 /// Waits for `pid` and returns its wait status and resource usage.
-fn wait4(pid: u32) -> Result<(i32, libc::rusage)> {
+pub(super) fn wait4(pid: u32) -> Result<(i32, libc::rusage)> {
     let mut status = 0;
     // SAFETY: rusage is plain data; all-zero is a valid value.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -462,16 +462,16 @@ fn wait4(pid: u32) -> Result<(i32, libc::rusage)> {
     }
 }
 
-fn timeval(t: libc::timeval) -> Duration {
+pub(super) fn timeval(t: libc::timeval) -> Duration {
     Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
 }
 
-fn mib(bytes: u64) -> f64 {
+pub(super) fn mib(bytes: u64) -> f64 {
     bytes as f64 / 1048576.0
 }
 
 /// `1234567.8` as `1 234 568`.
-fn thousands(v: f64) -> String {
+pub(super) fn thousands(v: f64) -> String {
     let digits = format!("{:.0}", v.max(0.0));
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -483,7 +483,7 @@ fn thousands(v: f64) -> String {
     out
 }
 
-fn verdict(what: &str, met: bool, target: &str) {
+pub(super) fn verdict(what: &str, met: bool, target: &str) {
     println!(
         "{what}: target {target}: {}",
         if met { "met" } else { "MISSED" }
@@ -491,7 +491,7 @@ fn verdict(what: &str, met: bool, target: &str) {
 }
 
 /// How long ago `path` was built.
-fn age(path: &Path) -> String {
+pub(super) fn age(path: &Path) -> String {
     let built = std::fs::metadata(path).and_then(|m| m.modified());
     match built
         .ok()

@@ -1,13 +1,17 @@
 //! `cargo xtask bench`: measures the tracer side by side with baselines in one run and prints a
 //! report. Sections: `overhead` (cost per hooked TLS call against the bare-uprobe floor),
 //! `load` (sustained DoH load through libssl: nothing lost, CPU and memory of the tracer) and
-//! `decode` (replay throughput on one core against tshark, memory of 10,000 open connections).
+//! `decode` (replay throughput on one core against tshark, memory of 10,000 open connections)
+//! and `capture` (`read` of packet captures against tshark, skipped traffic, memory of 10,000
+//! concurrent flows).
 //!
 //! The machine is noisy, so what matters are ratios of runs interleaved in the same
 //! invocation, not absolute numbers. Every figure printed is measured in this run.
 
 mod bpf_stats;
+mod capture;
 mod decode;
+mod flowgen;
 mod load;
 mod overhead;
 mod procs;
@@ -44,6 +48,8 @@ pub enum Section {
     Load,
     /// Replay decode throughput against tshark, and memory with 10,000 open connections.
     Decode,
+    /// `read` of packet captures against tshark: encrypted DoH, skipped traffic, memory.
+    Capture,
 }
 
 /// How long each part runs.
@@ -110,6 +116,14 @@ const LOAD_TOOLS: &[(&str, &str)] = &[
     ("bpftrace", "bpftrace"),
 ];
 const DECODE_TOOLS: &[(&str, &str)] = &[("tshark", "tshark"), ("taskset", "util-linux")];
+const CAPTURE_TOOLS: &[(&str, &str)] = &[
+    ("tshark", "tshark"),
+    ("dumpcap", "tshark"),
+    ("taskset", "util-linux"),
+    ("unbound", "unbound"),
+    ("curl", "curl"),
+    (doh_trace_tests::SYSTEM_PYTHON, "python3-httpx python3-h2 python3-dnspython"),
+];
 /// All: the lab (namespace, test PKI) and the leftover-program check.
 const COMMON_TOOLS: &[(&str, &str)] = &[
     ("openssl", "openssl"),
@@ -119,16 +133,27 @@ const COMMON_TOOLS: &[(&str, &str)] = &[
     ("bpftool", "bpftool"),
 ];
 
+pub use capture::{wait4_main, Wait4Options};
+
 /// Runs the benchmark.
 pub fn run(opts: &Options) -> Result<()> {
     let profile = if opts.full { &FULL } else { &QUICK };
     let sections: Vec<Section> = match opts.only {
         Some(s) => vec![s],
-        None => vec![Section::Overhead, Section::Load, Section::Decode],
+        None => vec![
+            Section::Overhead,
+            Section::Load,
+            Section::Decode,
+            Section::Capture,
+        ],
     };
     preflight(&sections)?;
     let tracer = tracer_binary()?;
-    procs::check_no_leftovers().context("before the benchmark")?;
+    // The capture section loads no BPF program: alone, it does not mind other tracers.
+    let checks = sections.iter().any(|s| *s != Section::Capture);
+    if checks {
+        procs::check_no_leftovers().context("before the benchmark")?;
+    }
 
     println!(
         "doh-trace bench ({}), tracer {}, {} CPUs, kernel {}",
@@ -147,10 +172,17 @@ pub fn run(opts: &Options) -> Result<()> {
             Section::Overhead => overhead::run(profile, &tracer, &clock)?,
             Section::Load => load::run(profile, &tracer, &clock)?,
             Section::Decode => decode::run(!opts.full, &tracer)?,
+            Section::Capture => capture::run(!opts.full, &tracer, &clock)?,
         }
-        procs::check_no_leftovers().context("after the section")?;
+        if checks {
+            procs::check_no_leftovers().context("after the section")?;
+        }
     }
-    clock.progress("done; no tracer or bpftrace program left loaded");
+    clock.progress(if checks {
+        "done; no tracer or bpftrace program left loaded"
+    } else {
+        "done"
+    });
     Ok(())
 }
 
@@ -169,6 +201,7 @@ fn preflight(sections: &[Section]) -> Result<()> {
             Section::Overhead => OVERHEAD_TOOLS,
             Section::Load => LOAD_TOOLS,
             Section::Decode => DECODE_TOOLS,
+            Section::Capture => CAPTURE_TOOLS,
         };
         for (program, package) in COMMON_TOOLS.iter().chain(tools) {
             let found = procs::on_path(program).is_ok()

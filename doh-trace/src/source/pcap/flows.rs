@@ -5,7 +5,9 @@
 //! start its call), datagrams ([`Event::Datagram`]), byte totals and the close. Flows end on
 //! FIN from both sides or RST, after an idle time, or when the table is full (counted).
 
-use std::{collections::HashMap, net::SocketAddr};
+use std::net::SocketAddr;
+
+use foldhash::HashMap;
 
 use doh_trace_common::{CAPTURE_SOCK_FULL, CAPTURE_SOCK_SKIP, COMM_LEN};
 
@@ -47,8 +49,26 @@ pub struct FlowCounters {
     pub skipped_bytes: u64,
 }
 
-/// (client, server) ordered as (lower, higher) so both directions find the flow.
-type FlowKey = (SocketAddr, SocketAddr, bool);
+/// (client, server) ordered as (lower, higher) so both directions find the flow, and whether
+/// it is TCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FlowKey(SocketAddr, SocketAddr, bool);
+
+/// Hashed as three words rather than field by field through `SocketAddr`'s derived `Hash`
+/// (which was ~2.5 % of reading a DoH capture); equal keys give equal words.
+impl std::hash::Hash for FlowKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        let ip = |a: &SocketAddr| match a {
+            SocketAddr::V4(v4) => u128::from(v4.ip().to_bits()),
+            SocketAddr::V6(v6) => v6.ip().to_bits(),
+        };
+        h.write_u128(ip(&self.0));
+        h.write_u128(ip(&self.1));
+        h.write_u64(
+            u64::from(self.0.port()) << 17 | u64::from(self.1.port()) << 1 | u64::from(self.2),
+        );
+    }
+}
 
 /// One TCP connection or UDP conversation.
 struct Flow {
@@ -96,9 +116,9 @@ const NO_COMM: [u8; COMM_LEN] = [0; COMM_LEN];
 
 fn key_of(a: SocketAddr, b: SocketAddr, tcp: bool) -> FlowKey {
     if a <= b {
-        (a, b, tcp)
+        FlowKey(a, b, tcp)
     } else {
-        (b, a, tcp)
+        FlowKey(b, a, tcp)
     }
 }
 
@@ -123,8 +143,8 @@ impl Flows {
     /// A table of at most `max_flows` flows at once.
     pub fn with_capacity(max_flows: usize) -> Self {
         Flows {
-            flows: HashMap::new(),
-            ids: HashMap::new(),
+            flows: HashMap::default(),
+            ids: HashMap::default(),
             next_id: 1,
             max_flows: max_flows.max(1),
             last_sweep_ns: 0,

@@ -237,9 +237,12 @@ impl TlsDecryptor {
         }
         self.side_mut(from_client).records.push(bytes);
         let start = out.len();
+        // One record's copy, decrypted in place; one buffer for this call's records (not kept
+        // between calls: a connection waiting for bytes holds no more than its partial record).
+        let mut scratch = Vec::new();
         loop {
-            let a = self.pump(true, keys, out, start);
-            let b = self.pump(false, keys, out, start);
+            let a = self.pump(true, keys, out, start, &mut scratch);
+            let b = self.pump(false, keys, out, start, &mut scratch);
             if self.final_status.is_some() || !(a || b) {
                 break;
             }
@@ -363,11 +366,9 @@ impl TlsDecryptor {
         keys: &KeyLog,
         out: &mut Vec<Plaintext>,
         start: usize,
+        scratch: &mut Vec<u8>,
     ) -> bool {
         let mut progress = false;
-        // One record's copy, decrypted in place (not kept between calls: a connection waiting
-        // for bytes holds no more than its partial record).
-        let mut scratch = Vec::new();
         while self.final_status.is_none() {
             let side = if client { &self.client } else { &self.server };
             let header = match side.records.peek() {
@@ -387,7 +388,7 @@ impl TlsDecryptor {
                     break;
                 }
             };
-            let step = self.record(client, header, &mut scratch, keys, out, start);
+            let step = self.record(client, header, scratch, keys, out, start);
             let side = self.side_mut(client);
             match step {
                 Step::Consumed => {
