@@ -11,6 +11,20 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 
+/// The packages of the clients' container image (curl with libcurl and OpenSSL, CPython's ssl
+/// module with dnspython, httpx and h2): one cached root file system for every container test.
+pub const CLIENT_PACKAGES: &[&str] = &[
+    "curl",
+    "ca-certificates",
+    "python3",
+    "python3-httpx",
+    "python3-h2",
+    "python3-dnspython",
+];
+
+/// The name the container tests give the image imported from [`CLIENT_PACKAGES`]' root.
+pub const CLIENT_IMAGE: &str = "doh-trace-e2e/debian-clients:1";
+
 /// The Debian mirror this host's apt uses for its main suite (`$DOH_TRACE_VM_MIRROR` wins).
 pub fn mirror() -> Result<String> {
     if let Ok(m) = std::env::var("DOH_TRACE_VM_MIRROR") {

@@ -443,13 +443,20 @@ pub struct Tracer {
 impl Tracer {
     /// Starts `doh-trace --json ARGS` and waits for its `ready` line.
     pub fn start(args: &[&str]) -> Result<Tracer> {
-        let mut child = Command::new(tracer_binary())
-            .arg("--json")
-            .args(args)
+        let mut cmd = Command::new(tracer_binary());
+        cmd.arg("--json").args(args);
+        Tracer::spawn(cmd)
+    }
+
+    /// Starts `cmd`, a tracer printing JSON lines on stdout and its `ready` line on stderr
+    /// (the binary itself, or e.g. `docker run` of the image in the foreground), and waits
+    /// for that line.
+    pub fn spawn(mut cmd: Command) -> Result<Tracer> {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .with_context(|| format!("starting {}", tracer_binary().display()))?;
+            .with_context(|| format!("starting {:?}", cmd.get_program()))?;
         let (tx, stdout) = mpsc::channel();
         let out = child.stdout.take().unwrap();
         thread::spawn(move || {
@@ -556,30 +563,28 @@ impl Tracer {
                 .any(|l| l.contains("stopped, all probes detached")),
             "{stderr:?}"
         );
-        let names = loaded_bpf_program_names()
-            .expect("bpftool lists loaded programs (scripts/setup.sh installs it)");
-        let ours: Vec<_> = names
-            .iter()
-            .filter(|n| OUR_PROGRAM_PREFIXES.iter().any(|p| n.starts_with(p)))
-            .collect();
-        assert!(
-            ours.is_empty(),
-            "programs still loaded after exit: {ours:?}"
-        );
+        assert_no_program_left();
         stderr
     }
 
     /// Sends `sig`, waits for the exit, and returns the exit status and all of stderr.
     pub fn stop(&mut self, sig: i32) -> Result<(ExitStatus, Vec<String>)> {
         signal(&self.child, sig);
-        let deadline = Instant::now() + Duration::from_secs(30);
+        self.wait_exit(Duration::from_secs(30))
+            .with_context(|| format!("after signal {sig}"))
+    }
+
+    /// Waits up to `timeout` for the tracer to exit (stopped by other means, e.g. `docker
+    /// stop`), and returns the exit status and all of stderr; kills it if it does not.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<(ExitStatus, Vec<String>)> {
+        let deadline = Instant::now() + timeout;
         let status = loop {
             if let Some(s) = self.child.try_wait()? {
                 break s;
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                bail!("tracer did not exit within 30 s of signal {sig}");
+                bail!("tracer did not exit within {} s", timeout.as_secs());
             }
             thread::sleep(Duration::from_millis(50));
         };
@@ -639,6 +644,20 @@ pub const OUR_PROGRAM_PREFIXES: &[&str] = &[
     "sys_exit_",
     "sched_process_e",
 ];
+
+/// Panics if bpftool shows one of the tracer's programs still loaded.
+pub fn assert_no_program_left() {
+    let names = loaded_bpf_program_names()
+        .expect("bpftool lists loaded programs (scripts/setup.sh installs it)");
+    let ours: Vec<_> = names
+        .iter()
+        .filter(|n| OUR_PROGRAM_PREFIXES.iter().any(|p| n.starts_with(p)))
+        .collect();
+    assert!(
+        ours.is_empty(),
+        "programs still loaded after exit: {ours:?}"
+    );
+}
 
 /// Names of loaded BPF programs (via bpftool), to check nothing is left attached.
 pub fn loaded_bpf_program_names() -> Option<Vec<String>> {

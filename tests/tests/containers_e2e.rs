@@ -26,15 +26,8 @@ use doh_trace_tests::{
 use serde_json::Value;
 
 /// What the image needs: curl (libcurl, OpenSSL), CPython's ssl module with dnspython, httpx, h2.
-const PACKAGES: &[&str] = &[
-    "curl",
-    "ca-certificates",
-    "python3",
-    "python3-httpx",
-    "python3-h2",
-    "python3-dnspython",
-];
-const IMAGE: &str = "doh-trace-e2e/debian-clients:1";
+const PACKAGES: &[&str] = debian::CLIENT_PACKAGES;
+const IMAGE: &str = debian::CLIENT_IMAGE;
 const LIBSSL: &str = "/usr/lib/x86_64-linux-gnu/libssl.so.3";
 const WAIT: Duration = Duration::from_secs(20);
 
