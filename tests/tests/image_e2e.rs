@@ -46,13 +46,21 @@ const CLIENT_USER: &str = "nobody";
 
 /// The client's shell, as user nobody: a private copy of the image's libssl in a directory
 /// only nobody may search (like a library under a user's 0700 home), which curl loads (ldd
-/// shows it in the logs); then it waits for /go/curl and execs curl in the same process. The
-/// tracer can hook that copy only through /proc/PID/map_files: its path is closed to root
-/// without CAP_DAC_READ_SEARCH.
+/// shows it in the logs). A python process maps that copy first and stays, so that the tracer
+/// hooks it (on its rescans after python's exec) before curl runs: the tracer learns of a
+/// library outside the root's standard directories only from a process's maps, and curl's
+/// first TLS call comes milliseconds after its exec. Then the shell waits for /go/curl and
+/// execs curl in the same process. The tracer can hook the copy only through
+/// /proc/PID/map_files: its path is closed to root without CAP_DAC_READ_SEARCH.
 const CLIENT_SCRIPT: &str = "mkdir -m 0700 /tmp/private && \
      cp /usr/lib/x86_64-linux-gnu/libssl.so.3 /tmp/private/ && \
      export LD_LIBRARY_PATH=/tmp/private && ldd /usr/bin/curl | grep libssl && \
+     { python3 -c 'import ctypes, time; ctypes.CDLL(\"/tmp/private/libssl.so.3\"); time.sleep(120)' & } && \
      until [ -e /go/curl ]; do sleep 0.05; done; exec \"$@\"";
+/// The tracer rescans a new process's maps 0.05, 0.5 and 3 s after its exec
+/// (loader/hooks.rs, `RESCAN_AFTER`); curl is let go after the last of them. The tracer runs
+/// with the DaemonSet's `-q`, so it does not say when it has hooked the copy.
+const HOOK_GRACE: Duration = Duration::from_secs(4);
 
 /// The flow sequence (`key: ["a", "b"]`, which is JSON) on the first line of `yaml` whose
 /// key is `key`.
@@ -185,7 +193,10 @@ fn the_daemonsets_image_and_capabilities_trace_a_client_in_another_container() {
         size as f64 / 1e6,
         started.elapsed().as_secs_f64()
     );
-    assert!(size <= MAX_IMAGE_BYTES, "{TRACER_IMAGE} weighs {size} bytes");
+    assert!(
+        size <= MAX_IMAGE_BYTES,
+        "{TRACER_IMAGE} weighs {size} bytes"
+    );
 
     // The client, created now and started once the tracer is ready: a shell that waits for
     // /go/curl, then execs curl (same process, so the pid the tracer reports is the one
@@ -243,9 +254,16 @@ fn the_daemonsets_image_and_capabilities_trace_a_client_in_another_container() {
     let want: u64 = caps.iter().map(|c| 1u64 << capability_bit(c)).sum();
     for set in ["CapEff", "CapPrm", "CapBnd"] {
         let have = u64::from_str_radix(&status_field(tracer_pid, set), 16).unwrap();
-        assert_eq!(have, want, "{set} of the tracer: {have:#x}, the list {caps:?}");
+        assert_eq!(
+            have, want,
+            "{set} of the tracer: {have:#x}, the list {caps:?}"
+        );
     }
-    assert_eq!(status_field(tracer_pid, "Seccomp"), "2", "seccomp filter mode");
+    assert_eq!(
+        status_field(tracer_pid, "Seccomp"),
+        "2",
+        "seccomp filter mode"
+    );
 
     docker.run(&["start", &client_id]).unwrap();
     let client_pid: u32 = docker
@@ -254,6 +272,7 @@ fn the_daemonsets_image_and_capabilities_trace_a_client_in_another_container() {
         .parse()
         .unwrap();
     assert!(client_pid > 0, "the client is not running");
+    std::thread::sleep(HOOK_GRACE);
     std::fs::write(go.join("curl"), "").unwrap();
     let exited = docker.run(&["wait", &client_id]).unwrap();
     let logs = docker.run(&["logs", &client_id]).unwrap_or_default();
@@ -287,8 +306,14 @@ fn the_daemonsets_image_and_capabilities_trace_a_client_in_another_container() {
     let t = Instant::now();
     docker.run(&["stop", "--time", "30", name]).unwrap();
     let (status, stderr) = tracer.wait_exit(Duration::from_secs(35)).unwrap();
-    eprintln!("tracer container stopped in {:.1} s", t.elapsed().as_secs_f64());
-    assert!(status.success(), "docker run: {status:?}; stderr:\n{stderr:#?}");
+    eprintln!(
+        "tracer container stopped in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert!(
+        status.success(),
+        "docker run: {status:?}; stderr:\n{stderr:#?}"
+    );
     assert_eq!(docker.inspect(name, "{{.State.ExitCode}}").unwrap(), "0");
     assert_no_program_left();
 

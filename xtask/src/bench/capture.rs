@@ -113,8 +113,8 @@ pub fn run(quick: bool, tracer: &Path, clock: &Clock) -> Result<()> {
     let ours = best_of(sizes.runs, || {
         read(&pin, tracer, &doh.pcap, Some(&doh.keys), &dir)
     })?;
-    let theirs = tshark(&pin, &doh.pcap, Some(&doh.keys), &dir, None)?
-        .context("tshark did not finish")?;
+    let theirs =
+        tshark(&pin, &doh.pcap, Some(&doh.keys), &dir, None)?.context("tshark did not finish")?;
     let bytes = file_len(&doh.pcap)?;
     println!(
         "  DoH, encrypted: {} lookups by httpx ({} HTTP/2 connections, POST and GET) to \
@@ -190,7 +190,13 @@ pub fn run(quick: bool, tracer: &Path, clock: &Clock) -> Result<()> {
         &format!("≥ {SKIP_TARGET_MB_S}"),
     );
     clock.progress("capture: tshark on the bulk capture (no key log)");
-    match tshark(&pin, &bulk.pcap, None, &dir, Some(sizes.tshark_bulk_timeout))? {
+    match tshark(
+        &pin,
+        &bulk.pcap,
+        None,
+        &dir,
+        Some(sizes.tshark_bulk_timeout),
+    )? {
         Some(t) => println!(
             "    tshark, no key log (TCP and TLS records dissected, nothing decrypted): {:.3} s \
              CPU: {:.0} MB/s per core, peak RSS {:.1} MiB; doh-trace/tshark {:.1}×",
@@ -240,7 +246,10 @@ pub fn run(quick: bool, tracer: &Path, clock: &Clock) -> Result<()> {
             *bytes as f64 / 1e6 / r.cpu_s()
         );
     }
-    let peak = rows.iter().map(|(_, _, r, _)| r.rss_mib()).fold(0.0, f64::max);
+    let peak = rows
+        .iter()
+        .map(|(_, _, r, _)| r.rss_mib())
+        .fold(0.0, f64::max);
     println!(
         "    RSS at {} MiB over RSS at {} MiB: {:.2}",
         large,
@@ -253,7 +262,13 @@ pub fn run(quick: bool, tracer: &Path, clock: &Clock) -> Result<()> {
         &format!("< {RSS_TARGET_MIB} MiB"),
     );
     clock.progress(&format!("capture: tshark on the {small} MiB flows capture"));
-    match tshark(&pin, &rows[0].3, None, &dir, Some(sizes.tshark_bulk_timeout))? {
+    match tshark(
+        &pin,
+        &rows[0].3,
+        None,
+        &dir,
+        Some(sizes.tshark_bulk_timeout),
+    )? {
         Some(t) => println!(
             "    tshark, same {small} MiB file: peak RSS {:.1} MiB ({:.3} s CPU)",
             t.rss_mib(),
@@ -430,7 +445,10 @@ fn bulk_capture(dir: &Path, sizes: &Sizes, clock: &Clock) -> Result<Captured> {
         .args(["link", "set", "lo", "mtu", "1500", "gso_max_segs", "1"])
         .status()?
         .success();
-    ensure!(ok, "could not set the lab's loopback to MTU 1500 without GSO");
+    ensure!(
+        ok,
+        "could not set the lab's loopback to MTU 1500 without GSO"
+    );
     let www = lab.dir.join("www");
     std::fs::create_dir_all(&www)?;
     // Incompressible content, written in pieces (the bench itself stays small: see wait4_main).
@@ -515,7 +533,11 @@ fn hello_payloads(pcap: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
             .chars()
             .filter(char::is_ascii_hexdigit)
             .collect();
-        ensure!(!hex.is_empty(), "no packet matches {filter} in {}", pcap.display());
+        ensure!(
+            !hex.is_empty(),
+            "no packet matches {filter} in {}",
+            pcap.display()
+        );
         (0..hex.len() / 2)
             .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(Into::into))
             .collect()
@@ -652,7 +674,12 @@ struct Usage {
 
 /// Runs `cmd` (stdout to `out`, stderr to `err`) under `cargo xtask wait4`; with a timeout,
 /// None when it ran longer (it was stopped).
-fn measure(cmd: Command, out: &Path, err: &Path, timeout: Option<Duration>) -> Result<Option<Usage>> {
+fn measure(
+    cmd: Command,
+    out: &Path,
+    err: &Path,
+    timeout: Option<Duration>,
+) -> Result<Option<Usage>> {
     let usage_file = out.with_extension("usage");
     let _ = std::fs::remove_file(&usage_file);
     let mut w = Command::new(std::env::current_exe()?);
@@ -683,7 +710,10 @@ fn measure(cmd: Command, out: &Path, err: &Path, timeout: Option<Duration>) -> R
             .collect::<String>()
     };
     let [code, utime, stime, rss, killed] = f[..] else {
-        bail!("{cmd:?}: no usage from the wait4 wrapper ({status}): {}", stderr());
+        bail!(
+            "{cmd:?}: no usage from the wait4 wrapper ({status}): {}",
+            stderr()
+        );
     };
     if killed != 0 {
         return Ok(None);
@@ -764,7 +794,8 @@ fn tshark(
     let mut cmd = pin.command(Path::new("tshark"));
     cmd.arg("-r").arg(pcap).arg("-n");
     if let Some(k) = keys {
-        cmd.arg("-o").arg(format!("tls.keylog_file:{}", k.display()));
+        cmd.arg("-o")
+            .arg(format!("tls.keylog_file:{}", k.display()));
     }
     cmd.args(["-Y", "dns.flags.response == 1", "-T", "fields"])
         .args(["-E", "aggregator=,", "-e", "dns.id", "-e", "dns.qry.name"])

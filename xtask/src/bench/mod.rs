@@ -122,7 +122,10 @@ const CAPTURE_TOOLS: &[(&str, &str)] = &[
     ("taskset", "util-linux"),
     ("unbound", "unbound"),
     ("curl", "curl"),
-    (doh_trace_tests::SYSTEM_PYTHON, "python3-httpx python3-h2 python3-dnspython"),
+    (
+        doh_trace_tests::SYSTEM_PYTHON,
+        "python3-httpx python3-h2 python3-dnspython",
+    ),
 ];
 /// All: the lab (namespace, test PKI) and the leftover-program check.
 const COMMON_TOOLS: &[(&str, &str)] = &[
