@@ -93,7 +93,7 @@ impl Pipeline {
     pub fn new(procs: Box<dyn ProcessInfo>, clock: Clock) -> Self {
         Pipeline {
             // Ignored connections hold no lookups: dropped first when the table is full.
-            conns: ConnTable::new(|c: &Box<Conn>| matches!(c.proto, Proto::Ignored)),
+            conns: ConnTable::new(|c| matches!(c.proto, Proto::Ignored)),
             procs,
             clock,
             counters: DecodeCounters::default(),

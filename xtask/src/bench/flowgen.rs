@@ -114,7 +114,7 @@ pub fn write(
                 break;
             }
             let c = f.client;
-            if round % REQUEST_EVERY == 0 {
+            if round.is_multiple_of(REQUEST_EVERY) {
                 let mut req = vec![0x17, 0x03, 0x03];
                 req.extend_from_slice(&(REQUEST as u16).to_be_bytes());
                 req.extend_from_slice(&filler[..REQUEST]);
