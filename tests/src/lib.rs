@@ -7,6 +7,9 @@
 
 pub mod debian;
 pub mod docker;
+mod firefox;
+
+pub use firefox::{firefox_command, firefox_profile, web_server, FIREFOX_PAGE};
 
 use std::{
     ffi::OsStr,

@@ -1,8 +1,20 @@
-//! Privileged end to end, differential against Wireshark: real DoH clients with
-//! `SSLKEYLOGFILE` (curl on OpenSSL, kdig on GnuTLS, python httpx on OpenSSL, POST and GET)
-//! captured by dumpcap on the lab namespace's loopback; `tshark -o tls.keylog_file:KEYS` and
-//! `doh-trace read --keylog KEYS` must find the same DNS responses (name, type, id, rcode, A and
-//! AAAA answers) — and the same again with the keys embedded by `editcap --inject-secrets`.
+//! Privileged end to end, differential against Wireshark: real DoH and DoT clients with
+//! `SSLKEYLOGFILE`, all in one capture by dumpcap on the lab namespace's loopback —
+//!
+//! - curl on OpenSSL (DoH),
+//! - kdig on GnuTLS, over DoH (port 8443) and over DoT (port 8853),
+//! - python httpx on OpenSSL, POST and GET, and once with TLS at most 1.2,
+//! - Firefox ESR headless on its bundled NSS (DoH, TRR only), fetching a page on
+//!   loop.doh.test (it may ask HTTPS records too).
+//!
+//! `tshark -o tls.keylog_file:KEYS` and `doh-trace read --keylog KEYS` must find the same DNS
+//! responses (name, type, id, rcode, A and AAAA answers) — and the same again with the keys
+//! embedded by `editcap --inject-secrets`. tshark dissects DoT only on port 853 by itself, so
+//! every tshark run is told port 8853 is TLS carrying DNS.
+//!
+//! BIND 9.18's dig is not among the clients: with `SSLKEYLOGFILE` set it never opens the file;
+//! libisc sends the secrets to dig's debug log on stderr, each line prefixed with a timestamp,
+//! which is not a key log file.
 //!
 //! Run as root (a network namespace); tshark, dumpcap and editcap are Debian's.
 
@@ -13,7 +25,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use doh_trace_tests::{curl_doh, python_doh_client, require_e2e, run_client, signal, Lab};
+use doh_trace_tests::{
+    curl_doh, firefox_command, firefox_profile, python_doh_client, require_e2e, run_client, signal,
+    web_server, Lab, SYSTEM_PYTHON,
+};
 use serde_json::Value;
 
 /// What both sides are compared on: (qname, qtype, id, rcode, A/AAAA answers).
@@ -66,6 +81,20 @@ fn sorted_ips<'a>(it: impl Iterator<Item = &'a str>) -> Vec<String> {
     v
 }
 
+/// tshark's decode-as options for DoT on the lab's port 8853 (it knows only 853). With tshark
+/// 4.0.17, `tls.port==8853,dns` alone is enough and `tcp.port==8853,tls` alone is not (the DoT
+/// answers are missing from its output); both are passed.
+const DOT_DECODE_AS: [&str; 4] = ["-d", "tcp.port==8853,tls", "-d", "tls.port==8853,dns"];
+
+/// The lines of the key log `keys` that hold a secret (`CLIENT_RANDOM`, `*_SECRET`).
+fn secret_lines(keys: &Path) -> usize {
+    std::fs::read_to_string(keys)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("CLIENT_RANDOM ") || l.contains("_SECRET "))
+        .count()
+}
+
 /// tshark's DNS responses in `capture`, decrypted with `keys` if given.
 fn tshark(capture: &Path, keys: Option<&Path>) -> Answers {
     let mut c = Command::new("tshark");
@@ -73,6 +102,8 @@ fn tshark(capture: &Path, keys: Option<&Path>) -> Answers {
     if let Some(k) = keys {
         c.arg("-o").arg(format!("tls.keylog_file:{}", k.display()));
     }
+    // The lab's DoT port: TLS over that TCP port, DNS inside that TLS.
+    c.args(DOT_DECODE_AS);
     let out = c
         .args(["-Y", "dns.flags.response == 1", "-T", "fields"])
         .args([
@@ -164,10 +195,54 @@ with httpx.Client(http2=True, verify=ctx) as c:
     print(r.http_version, dns.message.from_wire(r.content).answer)
 "#;
 
+/// Firefox headless on `profile`, its keys logged to `keys`, until it has fetched the lab's page
+/// (so it has resolved loop.doh.test over DoH), then stopped with SIGTERM.
+fn run_firefox(lab: &Lab, profile: &Path, keys: &Path) {
+    let web_log = lab.dir.join("http-server.log");
+    let mut web = web_server(lab, Some(&web_log));
+    let mut firefox = firefox_command(lab, profile)
+        .env("SSLKEYLOGFILE", keys)
+        .spawn()
+        .unwrap();
+    // No tracer to tell when it resolved: the GET reaching the page server says it has.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let fetched = loop {
+        let log = std::fs::read_to_string(&web_log).unwrap_or_default();
+        if log.contains("\"GET / ") {
+            break true;
+        }
+        if Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // A moment for a lookup still answering (AAAA after A, HTTPS records).
+    std::thread::sleep(Duration::from_millis(1500));
+    signal(&firefox, libc::SIGTERM);
+    let _ = firefox.wait();
+    signal(&web, libc::SIGTERM);
+    let _ = web.wait();
+    assert!(
+        fetched,
+        "Firefox never fetched {}",
+        doh_trace_tests::FIREFOX_PAGE
+    );
+}
+
 #[test]
 fn decrypted_doh_captures_match_tshark() {
-    require_e2e!("dumpcap", "tshark", "editcap", "kdig");
+    require_e2e!(
+        "dumpcap",
+        "tshark",
+        "editcap",
+        "kdig",
+        "firefox-esr",
+        "certutil",
+        SYSTEM_PYTHON
+    );
     let lab = Lab::with_unbound().unwrap();
+    lab.wait_listening(8853, Duration::from_secs(30)).unwrap();
+    let profile = firefox_profile(&lab);
     let capture = lab.dir.join("doh.pcapng");
     let keys = lab.dir.join("keys.log");
     let mut dumpcap = lab
@@ -184,15 +259,18 @@ fn decrypted_doh_captures_match_tshark() {
 
     let mut curl = curl_doh(&lab, "www.doh.test");
     curl.env("SSLKEYLOGFILE", &keys);
-    let mut kdig = lab.command("kdig");
-    kdig.env("SSLKEYLOGFILE", &keys)
-        .args(["@127.0.0.1", "-p", "8443", "+https"])
-        .arg(format!("+tls-ca={}", lab.ca().display()))
-        .args(["www.doh.test", "AAAA", "+short"]);
+    let kdig = |mode: &str, port: &str, qtype: &str| {
+        let mut kdig = lab.command("kdig");
+        kdig.env("SSLKEYLOGFILE", &keys)
+            .args(["@127.0.0.1", "-p", port, mode, "+tls-hostname=doh.test"])
+            .arg(format!("+tls-ca={}", lab.ca().display()))
+            .args(["www.doh.test", qtype, "+short"]);
+        kdig
+    };
     let mut python = python_doh_client(&lab, &["nx.doh.test/A", "www.doh.test/A/get"]);
     python.env("SSLKEYLOGFILE", &keys);
     // One TLS 1.2 connection (AES-GCM or ChaCha20, as OpenSSL and unbound agree).
-    let mut tls12 = lab.command(doh_trace_tests::SYSTEM_PYTHON);
+    let mut tls12 = lab.command(SYSTEM_PYTHON);
     tls12
         .arg("-c")
         .arg(TLS12_CLIENT)
@@ -201,32 +279,59 @@ fn decrypted_doh_captures_match_tshark() {
         .arg("https://127.0.0.1:8443/dns-query");
     for (what, cmd) in [
         ("curl", curl),
-        ("kdig", kdig),
+        ("kdig", kdig("+https", "8443", "AAAA")),
+        ("kdig DoT", kdig("+tls", "8853", "A")),
         ("python", python),
         ("python TLS 1.2", tls12),
     ] {
+        let before = secret_lines(&keys);
         let (_, status, out, _) = run_client(cmd).unwrap();
         // curl's page fetch fails (nothing serves it); its DoH lookups are what count.
         assert!(status.success() || what == "curl", "{what}: {out}");
+        assert!(secret_lines(&keys) > before, "{what} logged no secret");
     }
+    let before = secret_lines(&keys);
+    run_firefox(&lab, &profile, &keys);
+    assert!(
+        secret_lines(&keys) > before,
+        "Firefox (NSS) logged no secret"
+    );
     std::thread::sleep(Duration::from_millis(500));
     signal(&dumpcap, libc::SIGINT);
     assert!(dumpcap.wait().unwrap().success());
 
     let want = tshark(&capture, Some(&keys));
-    assert!(want.len() >= 6, "tshark found too little: {want:?}");
+    assert!(want.len() >= 9, "tshark found too little: {want:?}");
+    let has = |qname: &str, qtype: u16, answer: &str| {
+        want.iter()
+            .any(|w| w.0 == qname && w.1 == qtype && w.3 == 0 && w.4 == [answer])
+    };
+    // kdig's DoT answer, and Firefox's A and AAAA of the page's host.
+    assert!(has("www.doh.test", 1, "192.0.2.10"), "{want:?}");
+    assert!(has("loop.doh.test", 1, "127.0.0.1"), "{want:?}");
+    assert!(has("loop.doh.test", 28, "::1"), "{want:?}");
     assert!(
         tshark(&capture, None).is_empty(),
         "without keys nothing is readable: the traffic really is TLS"
     );
     let (got, records) = ours(&capture, Some(&keys));
     assert_eq!(got, want, "doh-trace read --keylog vs tshark");
+    let mut dot = 0;
     for r in records.iter().filter(|r| r["rcode"].is_string()) {
         assert_eq!(r["tls_library"], "keylog", "{r}");
-        assert_eq!(r["transport"], "doh", "{r}");
         assert_eq!(r["origin"], "capture", "{r}");
-        assert_eq!(r["server"]["port"], 8443, "{r}");
+        match r["transport"].as_str() {
+            Some("doh") => assert_eq!(r["server"]["port"], 8443, "{r}"),
+            Some("dot") => {
+                assert_eq!(r["server"]["port"], 8853, "{r}");
+                assert_eq!(r["qname"], "www.doh.test", "{r}");
+                assert_eq!(r["qtype"], "A", "{r}");
+                dot += 1;
+            }
+            _ => panic!("neither DoH nor DoT: {r}"),
+        }
     }
+    assert_eq!(dot, 1, "kdig's one DoT lookup: {records:#?}");
     // Without keys: no lookup, opaque records at most (the lab's resolver is not listed).
     let (none, _) = ours(&capture, None);
     assert!(none.is_empty(), "{none:?}");

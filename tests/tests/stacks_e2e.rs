@@ -11,7 +11,10 @@ use std::{
     time::Duration,
 };
 
-use doh_trace_tests::{require_e2e, run_client, signal, summary_count, Lab, Tracer, SYSTEM_PYTHON};
+use doh_trace_tests::{
+    firefox_command, firefox_profile, require_e2e, run_client, signal, summary_count, web_server,
+    Lab, Tracer, SYSTEM_PYTHON,
+};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -325,40 +328,6 @@ fn with_pid_only_that_process_is_hooked() {
     );
 }
 
-/// A Firefox profile that resolves only through the lab's DoH server (TRR mode 3) and trusts
-/// the lab CA (imported into the profile's NSS database with certutil).
-fn firefox_profile(lab: &Lab) -> std::path::PathBuf {
-    let profile = lab.dir.join("firefox-profile");
-    std::fs::create_dir_all(&profile).unwrap();
-    let db = format!("sql:{}", profile.display());
-    for args in [
-        vec!["-N", "-d", &db, "--empty-password"],
-        vec![
-            "-A",
-            "-d",
-            &db,
-            "-n",
-            "doh-trace-lab",
-            "-t",
-            "C,,",
-            "-i",
-            lab.ca().to_str().unwrap(),
-        ],
-    ] {
-        let st = std::process::Command::new("certutil")
-            .args(&args)
-            .status()
-            .unwrap();
-        assert!(st.success(), "certutil {args:?}");
-    }
-    std::fs::write(
-        profile.join("user.js"),
-        include_str!("../lab/firefox-user.js"),
-    )
-    .unwrap();
-    profile
-}
-
 /// Every descendant of `pid` (Firefox's content and socket processes).
 fn descendants(pid: u32) -> Vec<u32> {
     let mut found = vec![pid];
@@ -382,32 +351,11 @@ fn firefox_lookups_over_doh_through_nss_are_attributed_to_it() {
     require_e2e!("firefox-esr", "certutil", SYSTEM_PYTHON);
     let lab = Lab::with_unbound().unwrap();
     let profile = firefox_profile(&lab);
-    let home = lab.dir.join("home");
-    std::fs::create_dir_all(&home).unwrap();
     // Something to fetch on loop.doh.test (127.0.0.1), which Firefox must resolve first.
-    let mut web = lab
-        .command(SYSTEM_PYTHON)
-        .args(["-m", "http.server", "--bind", "127.0.0.1", "18080"])
-        .current_dir(&lab.dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    lab.wait_listening(18080, Duration::from_secs(20)).unwrap();
+    let mut web = web_server(&lab, None);
     let mut tracer = Tracer::start(&[]).unwrap();
 
-    let mut firefox = lab
-        .command("firefox-esr")
-        .args(["--headless", "--no-remote", "--profile"])
-        .arg(&profile)
-        .arg("http://loop.doh.test:18080/")
-        .env("HOME", &home)
-        // Lets the profile's services.settings.server take effect: no remote-settings lookups.
-        .env("MOZ_REMOTE_SETTINGS_DEVTOOLS", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut firefox = firefox_command(&lab, &profile).spawn().unwrap();
     let firefox_pid = firefox.id();
 
     let answered = |seen: &[Value], qtype: &str| {
