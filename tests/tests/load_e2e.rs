@@ -151,6 +151,13 @@ fn behind_a_flood_and_an_unread_stdout_the_tracer_still_times_out_lookups_and_st
         metrics.contains(r#"comm="dnsflood",rcode="NOERROR",status="ok"}"#),
         "{metrics}"
     );
+    // The lines stdout's reader never took are counted where a `-q` deployment looks.
+    let dropped: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("doh_trace_output_dropped_lines_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no dropped-lines counter: {metrics}"));
+    assert!(dropped > 0, "{metrics}");
     eprintln!(
         "timeout reported {:?} after the question (the timeout is {STREAM_TIMEOUT:?})",
         asked.elapsed()

@@ -75,6 +75,8 @@ pub struct Metrics {
     kernel_lost_events: u64,
     kernel_truncated_bytes: u64,
     kernel_read_errors: u64,
+    /// Output lines the live stdout queue dropped (its reader did not keep up).
+    output_dropped_lines: u64,
 }
 
 impl Metrics {
@@ -121,6 +123,12 @@ impl Metrics {
         self.kernel_lost_events = kernel_lost_events;
         self.kernel_truncated_bytes = kernel_truncated_bytes;
         self.kernel_read_errors = kernel_read_errors;
+    }
+
+    /// Lines the live stdout queue dropped so far (`-q` hides the status lines that say it:
+    /// a scraper still sees it).
+    pub fn set_output_dropped_lines(&mut self, lines: u64) {
+        self.output_dropped_lines = lines;
     }
 
     /// The text exposition of every metric.
@@ -181,6 +189,11 @@ impl Metrics {
                 "doh_trace_events_total",
                 "Ring-buffer records decoded.",
                 d.events,
+            ),
+            (
+                "doh_trace_output_dropped_lines_total",
+                "Output lines dropped because stdout's reader did not keep up.",
+                self.output_dropped_lines,
             ),
         ] {
             header(&mut out, name, "counter", help);
@@ -366,6 +379,7 @@ mod tests {
             ..Default::default()
         };
         m.set_counters(&d, 3, 0, 0);
+        m.set_output_dropped_lines(7);
         let b = |le: &str, n| {
             format!(
                 "doh_trace_lookup_latency_seconds_bucket{{transport=\"doh\",le=\"{le}\"}} {n}\n"
@@ -409,6 +423,9 @@ doh_trace_read_errors_total 0
 # HELP doh_trace_events_total Ring-buffer records decoded.
 # TYPE doh_trace_events_total counter
 doh_trace_events_total 9
+# HELP doh_trace_output_dropped_lines_total Output lines dropped because stdout's reader did not keep up.
+# TYPE doh_trace_output_dropped_lines_total counter
+doh_trace_output_dropped_lines_total 7
 # HELP doh_trace_connections_total Connections seen, by how they were classified.
 # TYPE doh_trace_connections_total counter
 doh_trace_connections_total{{kind="h2_client"}} 2

@@ -140,7 +140,12 @@ impl Pipeline {
             self.counters.resyncs += 1;
         } else if conn.stop_decoding(seen, &mut self.exchanges) {
             self.counters.gaps += 1;
-            self.policy.stopped(key, &mut conn.capture);
+            // A socket's bytes stop being copied. Not TLS plaintext: a decision on that layer
+            // would also end a key-log decryption of the socket below (its bytes may still
+            // carry lookups on other streams), and a hook's copy costs nothing once decided.
+            if key.layer == Layer::Socket {
+                self.policy.stopped(key, &mut conn.capture);
+            }
         }
     }
 

@@ -321,12 +321,14 @@ pub async fn trace(opts: LiveOptions, mut output: Outputs) -> Result<ExitCode> {
                 );
             }
             if let Some(m) = &output.metrics {
-                m.lock().unwrap_or_else(|e| e.into_inner()).set_counters(
+                let mut m = m.lock().unwrap_or_else(|e| e.into_inner());
+                m.set_counters(
                     pipeline.counters(),
                     kernel.get(Stat::RingbufDrops),
                     kernel.get(Stat::TruncatedBytes),
                     kernel.get(Stat::ReadErrors),
                 );
+                m.set_output_dropped_lines(output.stdout_dropped());
             }
             output.flush_files().context("writing the pcapng file")?;
             if let Some(rec) = recording.as_mut() {
