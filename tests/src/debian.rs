@@ -22,6 +22,23 @@ pub const CLIENT_PACKAGES: &[&str] = &[
     "python3-dnspython",
 ];
 
+/// curl's DoH lookups of www.doh.test from a container of [`CLIENT_IMAGE`], the lab CA
+/// mounted at /pki. It then fails to connect (exit 7: nothing listens there): only its
+/// lookups matter.
+pub const CLIENT_CURL: &[&str] = &[
+    "curl",
+    "-sS",
+    "--max-time",
+    "10",
+    "--cacert",
+    "/pki/ca.pem",
+    "--doh-url",
+    crate::UNBOUND_URL,
+    "-o",
+    "/dev/null",
+    "http://www.doh.test:18080/",
+];
+
 /// The name the container tests give the image imported from [`CLIENT_PACKAGES`]' root.
 pub const CLIENT_IMAGE: &str = "doh-trace-e2e/debian-clients:1";
 

@@ -259,21 +259,8 @@ fn clients_before_and_after_the_tracer(docker: &dyn Engine, lab: &Lab, started: 
     }
 
     // Created now, started after the tracer: curl and python.
-    let curl_cmd = [
-        "curl",
-        "-sS",
-        "--max-time",
-        "10",
-        "--cacert",
-        "/pki/ca.pem",
-        "--doh-url",
-        UNBOUND_URL,
-        "-o",
-        "/dev/null",
-        // It then fails to connect (exit 7: nothing listens there): only its lookups matter.
-        "http://www.doh.test:18080/",
-    ];
-    let curl_id = create(docker, lab, &go, "curl", true, &curl_cmd);
+    let curl_cmd = debian::CLIENT_CURL;
+    let curl_id = create(docker, lab, &go, "curl", true, curl_cmd);
     let py_id = create(
         docker,
         lab,

@@ -205,34 +205,28 @@ fn the_daemonsets_image_and_capabilities_trace_a_client_in_another_container() {
     std::fs::create_dir_all(&go).unwrap();
     let pki = lab.dir.join("pki");
     let client_id = docker
-        .run(&[
-            "create",
-            "--network",
-            "host",
-            "--user",
-            &format!("{CLIENT_UID}:{CLIENT_UID}"),
-            "-v",
-            &format!("{}:/pki:ro", pki.display()),
-            "-v",
-            &format!("{}:/go:ro", go.display()),
-            debian::CLIENT_IMAGE,
-            "sh",
-            "-c",
-            CLIENT_SCRIPT,
-            "sh",
-            "curl",
-            "-sS",
-            "--max-time",
-            "10",
-            "--cacert",
-            "/pki/ca.pem",
-            "--doh-url",
-            UNBOUND_URL,
-            "-o",
-            "/dev/null",
-            // It then fails to connect (exit 7: nothing listens there): only its lookups matter.
-            "http://www.doh.test:18080/",
-        ])
+        .run(
+            &[
+                &[
+                    "create",
+                    "--network",
+                    "host",
+                    "--user",
+                    &format!("{CLIENT_UID}:{CLIENT_UID}"),
+                    "-v",
+                    &format!("{}:/pki:ro", pki.display()),
+                    "-v",
+                    &format!("{}:/go:ro", go.display()),
+                    debian::CLIENT_IMAGE,
+                    "sh",
+                    "-c",
+                    CLIENT_SCRIPT,
+                    "sh",
+                ][..],
+                debian::CLIENT_CURL,
+            ]
+            .concat(),
+        )
         .unwrap();
 
     let name = "doh-trace";
