@@ -134,7 +134,8 @@ fn chromium_command(lab: &Lab, dir: &Path, url: &str) -> Command {
 #[test]
 fn chromium_secure_dns_is_decrypted_with_its_key_log() {
     require_e2e!("chromium", "certutil");
-    let lab = Lab::with_unbound().unwrap();
+    // unbound logs each query it gets: whether the browser asked at all.
+    let lab = Lab::with_unbound_extra("server:\n    log-queries: yes\n").unwrap();
     let keys = fifo(&lab);
     let keys_arg = keys.to_str().unwrap().to_owned();
     // The lab's DoH server listed as a resolver, as a public one (dns.google:443) is built in:
@@ -144,14 +145,6 @@ fn chromium_secure_dns_is_decrypted_with_its_key_log() {
     let resolvers_arg = resolvers.to_str().unwrap().to_owned();
     let mut tracer =
         Tracer::start(&["--keylog", &keys_arg, "--resolvers", &resolvers_arg]).unwrap();
-    let dir = lab.dir.join("chromium");
-    let mut cmd = chromium_command(&lab, &dir, "http://www.doh.test:8080/");
-    cmd.env("SSLKEYLOGFILE", &keys)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let started = Instant::now();
-    let mut browser = cmd.spawn().unwrap();
-    let browser_pid = browser.id();
     // Its network service asks the DoH server for the page's host; the page itself is not
     // served (the lookup is what is watched).
     let found = |seen: &[Value]| {
@@ -159,10 +152,33 @@ fn chromium_secure_dns_is_decrypted_with_its_key_log() {
             l["qname"] == "www.doh.test" && l["qtype"] == "A" && l["tls_library"] == "keylog"
         })
     };
-    tracer.wait_for(Duration::from_secs(60), found);
+    let asked = || {
+        std::fs::read_to_string(lab.dir.join("unbound.log"))
+            .unwrap_or_default()
+            .contains("www.doh.test. A IN")
+    };
+    let mut browser_pids = Vec::new();
+    let started = Instant::now();
+    for attempt in 1..=2 {
+        let dir = lab.dir.join(format!("chromium-{attempt}"));
+        let mut cmd = chromium_command(&lab, &dir, "http://www.doh.test:8080/");
+        cmd.env("SSLKEYLOGFILE", &keys)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut browser = cmd.spawn().unwrap();
+        browser_pids.push(browser.id());
+        tracer.wait_for(Duration::from_secs(40), found);
+        let _ = browser.kill();
+        let _ = browser.wait();
+        if found(&tracer.seen) || asked() {
+            break;
+        }
+        // Seen in about 1 run in 6: the browser's DoH connections open and say hello, but no
+        // query reaches the server (unbound logged none), so there is no lookup to report.
+        // Checked against the server's log, never assumed: a query it got must be reported.
+        eprintln!("chromium attempt {attempt}: no query reached the DoH server; trying again");
+    }
     let seen_in = started.elapsed();
-    let _ = browser.kill();
-    let _ = browser.wait();
     tracer.wait_for(Duration::from_millis(500), |_| false);
     let stderr = tracer.stop_cleanly(libc::SIGINT);
 
@@ -188,8 +204,10 @@ fn chromium_secure_dns_is_decrypted_with_its_key_log() {
     assert_eq!(a["server"]["port"], 8443, "{a}");
     // The browser itself or its network service (a child of it).
     assert!(
-        a["pid"] == browser_pid || a["ppid"] == browser_pid,
-        "pid {} ppid {} vs browser {browser_pid}: {a}",
+        browser_pids
+            .iter()
+            .any(|&b| a["pid"] == b || a["ppid"] == b),
+        "pid {} ppid {} vs browsers {browser_pids:?}: {a}",
         a["pid"],
         a["ppid"]
     );

@@ -74,6 +74,11 @@ impl CaptureState {
     pub fn decided(&self) -> bool {
         self.decided
     }
+
+    /// The `CAPTURE_*` bits decided last, once a decision was made.
+    pub fn decision(&self) -> Option<u32> {
+        self.decided.then_some(self.policy)
+    }
 }
 
 fn skip_bit(layer: Layer) -> u32 {

@@ -214,28 +214,48 @@ impl LiveDecryption {
 
     /// Handles one event.
     pub fn handle_event(&mut self, pipeline: &mut Pipeline, ev: Event<'_>) {
+        // The descriptor of a held close used again (a new socket's connect, bytes, datagram
+        // or TLS binding): the old connection ends first.
+        let reused = match &ev {
+            Event::Data(d) => Some(d.id),
+            Event::Conn(c) => Some(c.id),
+            Event::Datagram(d) => Some(d.id),
+            Event::TlsBind { id, .. } => Some(*id),
+            _ => None,
+        };
+        if let Some(id) = reused {
+            let pid = ev.meta().pid;
+            if self.is_held(pid, id) {
+                self.release(
+                    pipeline,
+                    |h, _| h.meta.pid == pid && h.close == Some(id),
+                    None,
+                );
+            }
+        }
         match ev {
             Event::Data(d) if d.layer == Layer::Socket => {
-                if self.is_held(d.meta.pid, d.id) {
-                    let (pid, id) = (d.meta.pid, d.id);
-                    self.release(
-                        pipeline,
-                        |h, _| h.meta.pid == pid && h.close == Some(id),
-                        None,
-                    );
-                }
                 pipeline.handle_event(Event::Data(d.clone()));
                 self.socket_bytes(pipeline, &d);
             }
             Event::Close { meta, id } => {
-                let waiting = self.conns.get(&(meta.pid, id)).is_some_and(|c| {
-                    c.socket_policy.is_some()
-                        && !c.emitted
+                let k = (meta.pid, id);
+                let waiting = self.conns.get(&k).is_some_and(|c| {
+                    !c.emitted
                         && c.dec.status() == DecryptStatus::NoKey
+                        // A candidate, or one that would be once the pipeline's decision,
+                        // made in this same pass, reaches `kernel_decisions`.
+                        && (c.socket_policy.is_some()
+                            || pipeline
+                                .socket_view(k.0, k.1)
+                                .and_then(|v| v.policy)
+                                .is_some_and(|policy| is_candidate(pipeline, k, c, policy)))
                 });
                 if waiting {
                     // Closed before its key was read (a client writes the key log as it
                     // handshakes, but the FIFO is read on its own): the close waits a little.
+                    // A short connection (Chromium's) opens, says hello and closes within one
+                    // pass of the ring, before its candidacy is settled: it waits too.
                     self.held.push_back(Held {
                         meta,
                         close: Some(id),
@@ -263,16 +283,6 @@ impl LiveDecryption {
                     return;
                 }
                 self.exit(pipeline, meta);
-            }
-            Event::Conn(ref c) if self.is_held(c.meta.pid, c.id) => {
-                // The descriptor is used again: the old connection ends first.
-                let (pid, id) = (c.meta.pid, c.id);
-                self.release(
-                    pipeline,
-                    |h, _| h.meta.pid == pid && h.close == Some(id),
-                    None,
-                );
-                pipeline.handle_event(ev);
             }
             Event::Data(d) => {
                 // A hook's plaintext of a connection being decrypted: the hook has it.
@@ -313,15 +323,7 @@ impl LiveDecryption {
             };
             match d.key.layer {
                 Layer::Socket if c.socket_policy.is_none() => {
-                    let h2_https = c
-                        .dec
-                        .client_hello()
-                        .is_some_and(|h| h.alpn.iter().any(|a| a == "h2"))
-                        && pipeline
-                            .socket_view(k.0, k.1)
-                            .and_then(|v| v.peer)
-                            .is_some_and(|p| p.port() == 443);
-                    if d.policy & CAPTURE_COUNT != 0 || h2_https {
+                    if is_candidate(pipeline, k, c, d.policy) {
                         self.counters.candidates += 1;
                         c.socket_policy = Some(d.policy);
                         d.policy = CAPTURE_SOCK_FULL;
@@ -572,10 +574,27 @@ impl LiveDecryption {
             Ended::Status(DecryptStatus::MissingHandshake) => c.incomplete += 1,
             Ended::Status(DecryptStatus::Failed(_)) => c.failed += 1,
             Ended::Status(DecryptStatus::NoKey) => c.no_key += 1,
-            // Closed before anything needed a key, or not TLS after all.
-            Ended::Status(_) => {}
+            // Closed before its handshake reached encrypted records.
+            Ended::Status(DecryptStatus::WaitingForHandshake) => c.incomplete += 1,
+            // Its first record looked like TLS and the rest did not parse.
+            Ended::Status(DecryptStatus::NotTls) => c.failed += 1,
         }
     }
+}
+
+/// Whether a connection being decrypted, whose socket the pipeline decided `policy` for, is a
+/// candidate: counted as an opaque encrypted-DNS candidate, or HTTP/2 to port 443 (a browser's
+/// DoH resolver need not be a listed one).
+fn is_candidate(pipeline: &Pipeline, k: (u32, ConnId), c: &Decrypting, policy: u32) -> bool {
+    let h2_https = c
+        .dec
+        .client_hello()
+        .is_some_and(|h| h.alpn.iter().any(|a| a == "h2"))
+        && pipeline
+            .socket_view(k.0, k.1)
+            .and_then(|v| v.peer)
+            .is_some_and(|p| p.port() == 443);
+    policy & CAPTURE_COUNT != 0 || h2_https
 }
 
 /// Decrypted application data of connection `id`, as the TLS layer's bytes.
@@ -845,5 +864,40 @@ mod tests {
         d.tick(&mut p, 100 + KEY_AFTER_CLOSE_NS);
         assert!(d.held.is_empty());
         assert_eq!(d.counters().no_key, 1);
+    }
+
+    #[test]
+    fn a_connection_opened_and_closed_within_one_pass_waits_for_its_key() {
+        // Chromium's short connections: open, handshake and close all in one pass over the
+        // ring, so the close comes before `kernel_decisions` has made it a candidate.
+        let (trace, keys) = fixture!("tls13-aes128gcm");
+        let mut p = capture_pipeline(ResolverList::builtin());
+        let mut d = LiveDecryption::default();
+        open(&mut d, &mut p);
+        for (i, (c, b)) in events(trace).iter().enumerate() {
+            socket_chunk(&mut d, &mut p, i, *c, b);
+        }
+        d.handle_event(
+            &mut p,
+            Event::Close {
+                meta: meta(100),
+                id: FD,
+            },
+        );
+        assert_eq!(d.held.len(), 1, "the close waits");
+        // The end of the pass: the connection is a candidate (the kernel's entry for the fd
+        // is gone with its close; the decision costs nothing).
+        decisions(&mut d, &mut p);
+        assert_eq!(d.counters().candidates, 1);
+        d.add_keys(&mut p, keys.as_bytes());
+        let c = d.counters();
+        assert_eq!((c.decrypted, c.no_key), (1, 0), "{c}");
+        assert_eq!(p.counters().undecoded_conns, 1, "decrypted after its close");
+        assert!(d.held.is_empty());
+        assert_eq!(
+            p.counters().opaque_conns,
+            0,
+            "not reported opaque: its plaintext was decoded"
+        );
     }
 }

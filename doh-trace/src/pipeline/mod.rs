@@ -54,6 +54,8 @@ pub struct SocketView {
     pub plaintext_seen: bool,
     /// Bytes of it sent and received that were copied to the tracer.
     pub copied: (u64, u64),
+    /// The `CAPTURE_*` bits decided for it, once decided (the kernel may not have them yet).
+    pub policy: Option<u32>,
 }
 
 /// Source events → lookups and capture decisions.
@@ -202,6 +204,7 @@ impl Pipeline {
             peer: conn.ends.peer,
             plaintext_seen: conn.tls.plaintext_seen,
             copied: conn.tls.copied,
+            policy: conn.capture.decision(),
         })
     }
 
