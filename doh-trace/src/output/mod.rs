@@ -13,6 +13,7 @@ pub mod metrics_request;
 pub mod pcapng;
 pub mod private_file;
 pub mod recording;
+pub mod redact;
 pub mod stdout_queue;
 pub mod summary;
 pub mod synthesize;

@@ -241,6 +241,28 @@ pub fn encode_tls_bind(meta: &Meta, fd: i32, tls_obj: u64) -> Vec<u8> {
     buf
 }
 
+/// A data record like `raw` (same process, connection, source, direction and time) that
+/// carries `bytes` instead, as one whole call: what a recording writes in place of plaintext
+/// it may not keep. None when `raw` is no data record or `bytes` exceed one chunk.
+pub fn with_bytes(raw: &[u8], bytes: &[u8]) -> Option<Vec<u8>> {
+    if raw.len() < DATA_EVENT_HEADER_SIZE
+        || (Reader { buf: raw }).u32(H_KIND) != EventKind::Data as u32
+        || bytes.len() > CHUNK_SIZE
+    {
+        return None;
+    }
+    let mut buf = Vec::with_capacity(DATA_EVENT_HEADER_SIZE + bytes.len());
+    buf.extend_from_slice(&raw[..DATA_EVENT_HEADER_SIZE]);
+    let len = (bytes.len() as u32).to_ne_bytes();
+    for at in [offset_of!(DataEvent, total_len), offset_of!(DataEvent, len)] {
+        buf[at..at + 4].copy_from_slice(&len);
+    }
+    let at = offset_of!(DataEvent, offset);
+    buf[at..at + 4].copy_from_slice(&0u32.to_ne_bytes());
+    buf.extend_from_slice(bytes);
+    Some(buf)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -368,8 +368,8 @@ pub async fn trace(opts: LiveOptions, mut output: Outputs) -> Result<ExitCode> {
         rec.file.flush().context("writing the recording")?;
         if !opts.quiet {
             eprintln!(
-                "doh-trace: recording complete; {} events of connections not classified as DNS were not written",
-                rec.recorder.withheld_events
+                "doh-trace: recording complete; {} events of connections not classified as DNS were not written, {} of DNS connections were written redacted to their DNS exchanges",
+                rec.recorder.withheld_events, rec.recorder.redacted_events
             );
         }
     }
