@@ -15,7 +15,8 @@ pub const MAX_SNIFF_BYTES: usize = 32 * 1024;
 /// Bytes of each direction's start kept for matching.
 const HEAD_KEEP: usize = 24;
 
-const HTTP1_METHODS: &[&[u8]] = &[
+/// The methods a request line may start with (then a space).
+pub const HTTP1_METHODS: &[&[u8]] = &[
     b"GET ",
     b"POST ",
     b"HEAD ",

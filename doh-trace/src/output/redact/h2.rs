@@ -123,12 +123,7 @@ impl H2Redactor {
                 header_table_size,
                 max_frame_size,
             } => {
-                if let Some(size) = header_table_size {
-                    other.allow_table_size(size);
-                }
-                if let Some(size) = max_frame_size {
-                    other.allow_frame_size(size);
-                }
+                other.follow_peer_settings(header_table_size, max_frame_size);
                 h2_frames::settings(out, header_table_size, max_frame_size);
             }
             H2Event::Headers {

@@ -14,7 +14,7 @@ pub mod h2_frames;
 use doh_trace_common::CHUNK_SIZE;
 
 use crate::{
-    conn::sequence::CallSequence,
+    conn::{sequence::CallSequence, sniff::HTTP1_METHODS},
     proto::http2::{direction::plausible_frames, PREFACE},
     source::{kernel, DataChunk, Direction, Layer},
 };
@@ -151,18 +151,7 @@ fn sniff(d: &DataChunk<'_>) -> Kind {
 
 /// A request line's start: an HTTP method token, then a space.
 fn starts_like_request(b: &[u8]) -> bool {
-    const METHODS: [&[u8]; 9] = [
-        b"GET ",
-        b"POST ",
-        b"HEAD ",
-        b"PUT ",
-        b"DELETE ",
-        b"OPTIONS ",
-        b"PATCH ",
-        b"CONNECT ",
-        b"TRACE ",
-    ];
-    METHODS.iter().any(|m| b.starts_with(m))
+    HTTP1_METHODS.iter().any(|m| b.starts_with(m))
 }
 
 /// A DNS message with its two-byte length (RFC 1035 §4.2.2): the length covers at least a

@@ -210,6 +210,21 @@ impl DirectionDecoder {
         !self.hunting()
     }
 
+    /// The other direction's SETTINGS: the table size and frame size this direction's
+    /// sender may now use.
+    pub fn follow_peer_settings(
+        &mut self,
+        header_table_size: Option<u32>,
+        max_frame_size: Option<u32>,
+    ) {
+        if let Some(size) = header_table_size {
+            self.allow_table_size(size);
+        }
+        if let Some(size) = max_frame_size {
+            self.allow_frame_size(size);
+        }
+    }
+
     /// The peer receiving this direction advertised SETTINGS_MAX_FRAME_SIZE.
     pub fn allow_frame_size(&mut self, size: u32) {
         self.max_frame = size.clamp(frame::DEFAULT_MAX_FRAME_SIZE, frame::LARGEST_MAX_FRAME_SIZE);
