@@ -6,6 +6,7 @@ use std::{process::Command, time::Duration};
 use doh_trace_tests::{
     count, curl_doh, curl_doh_post, dns_query, keepalive_client, python_doh_client, require_e2e,
     run_client, start_until_first_done, summary_count, tracer_binary, Lab, Tracer, SYSTEM_PYTHON,
+    UNBOUND_URL,
 };
 use serde_json::Value;
 
@@ -136,8 +137,27 @@ fn record_then_replay_without_root_gives_the_same_lookups_and_no_other_plaintext
     run_client(page).unwrap();
     let py = python_doh_client(&lab, &["www.doh.test/A", "www.doh.test/AAAA/get"]);
     let (pid_py, _, _, _) = run_client(py).unwrap();
+    // DoH and a page on one HTTP/2 connection: the page's form (its body, on the wire as it
+    // is), path, cookie and authorization must not be recorded.
+    let mixed_secret = "~^|~^|~^|~^|";
+    let mut mixed = lab.command(SYSTEM_PYTHON);
+    mixed
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/lab/doh_and_page.py"))
+        .arg(lab.ca())
+        .arg(UNBOUND_URL)
+        .arg("www.doh.test")
+        .env("PAGE_SECRET", mixed_secret);
+    let (pid_mixed, status, out, _) = run_client(mixed).unwrap();
+    assert!(
+        status.success() && out.contains("page "),
+        "doh_and_page.py: {out}"
+    );
+    assert!(
+        out.contains("HTTP/2 HTTP/2"),
+        "one HTTP/2 connection: {out}"
+    );
     tracer.wait_for(WAIT, |seen| {
-        count(seen, pid_curl) >= 2 && count(seen, pid_py) >= 2
+        count(seen, pid_curl) >= 2 && count(seen, pid_py) >= 2 && count(seen, pid_mixed) >= 2
     });
     tracer.wait_for(Duration::from_millis(500), |_| false);
     let (status, _) = tracer.stop(libc::SIGINT).unwrap();
@@ -145,16 +165,18 @@ fn record_then_replay_without_root_gives_the_same_lookups_and_no_other_plaintext
     let live: Vec<Value> = tracer
         .seen
         .iter()
-        .filter(|v| v["pid"] == pid_curl || v["pid"] == pid_py)
+        .filter(|v| v["pid"] == pid_curl || v["pid"] == pid_py || v["pid"] == pid_mixed)
         .cloned()
         .collect();
-    assert_eq!(live.len(), 4);
+    assert_eq!(live.len(), 6, "{live:#?}");
 
     let raw = std::fs::read(&file).unwrap();
-    assert!(
-        !raw.windows(secret.len()).any(|w| w == secret.as_bytes()),
-        "non-DNS plaintext was recorded"
-    );
+    for secret in [secret, mixed_secret] {
+        assert!(
+            !raw.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "non-DNS plaintext was recorded: {secret}"
+        );
+    }
 
     // The recording holds every user's DNS data: created 0600, owned by root.
     let meta = std::fs::metadata(&file).unwrap();
@@ -180,7 +202,7 @@ fn record_then_replay_without_root_gives_the_same_lookups_and_no_other_plaintext
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
-        .filter(|v: &Value| v["pid"] == pid_curl || v["pid"] == pid_py)
+        .filter(|v: &Value| v["pid"] == pid_curl || v["pid"] == pid_py || v["pid"] == pid_mixed)
         .collect();
     let key = |v: &Value| {
         (
