@@ -787,3 +787,37 @@ pub fn curl_doh_post(lab: &Lab, body: &Path, http_args: &[&str], url: &str) -> C
         .arg(url);
     c
 }
+
+/// One line per record of `seen` (`pid comm qname qtype transport status method stream
+/// client→server`), for assertion messages that must fit a VM console's tail.
+pub fn brief(seen: &[Value]) -> String {
+    let s = |v: &Value| match v {
+        Value::Null => "-".to_string(),
+        Value::String(s) => s.clone(),
+        v => v.to_string(),
+    };
+    let end = |v: &Value| {
+        if v.is_null() {
+            "-".to_string()
+        } else {
+            format!("{}:{}", s(&v["ip"]), s(&v["port"]))
+        }
+    };
+    seen.iter()
+        .map(|v| {
+            format!(
+                "{} {} {} {} {} {} {} {} {}→{}\n",
+                s(&v["pid"]),
+                s(&v["comm"]),
+                s(&v["qname"]),
+                s(&v["qtype"]),
+                s(&v["transport"]),
+                s(&v["status"]),
+                s(&v["method"]),
+                s(&v["stream_id"]),
+                end(&v["client"]),
+                end(&v["server"])
+            )
+        })
+        .collect()
+}

@@ -12,8 +12,8 @@ use std::{
 };
 
 use doh_trace_tests::{
-    firefox_command, firefox_profile, require_e2e, run_client, signal, summary_count, web_server,
-    Lab, Tracer, SYSTEM_PYTHON,
+    brief, firefox_command, firefox_profile, require_e2e, run_client, signal, summary_count,
+    web_server, Lab, Tracer, SYSTEM_PYTHON,
 };
 use serde_json::Value;
 
@@ -33,7 +33,12 @@ fn lookups<'a>(seen: &'a [Value], pid: u32, qname: &str, qtype: &str) -> Vec<&'a
 /// The one lookup of `pid` for `qname`/`qtype`, answered, over `transport`.
 fn one<'a>(seen: &'a [Value], pid: u32, qname: &str, qtype: &str, transport: &str) -> &'a Value {
     let found = lookups(seen, pid, qname, qtype);
-    assert_eq!(found.len(), 1, "{qname} {qtype} of {pid} once: {seen:#?}");
+    assert_eq!(
+        found.len(),
+        1,
+        "{qname} {qtype} of {pid} once; everything seen:\n{}",
+        brief(seen)
+    );
     let l = found[0];
     assert_eq!(l["status"], "ok", "{l}");
     assert_eq!(l["rcode"], "NOERROR", "{l}");

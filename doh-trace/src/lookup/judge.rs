@@ -128,7 +128,12 @@ pub fn to_lookup(
             }
         },
     };
-    let sent = s.sent.unwrap_or(s.started);
+    // A request's end reported after its answer (see `DohStream::answered`) was sent before
+    // it: its start is then the closest known time.
+    let sent = s
+        .sent
+        .filter(|t| t.ts_ns <= f.ended.ts_ns)
+        .unwrap_or(s.started);
     let latency_ms = (f.outcome == Outcome::Answered)
         .then(|| f.ended.ts_ns.saturating_sub(sent.ts_ns) as f64 / 1e6);
     Judged::Lookup(Box::new(Lookup {

@@ -41,6 +41,10 @@ pub struct Options {
     /// Only the subset's tests whose label contains one of these words (e.g. `curl`).
     #[arg(long)]
     pub only: Vec<String>,
+    /// Runs each planned test this many times in one boot (labels get `.2`, `.3`, …), to
+    /// tell a flaky test from a broken one.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
     /// Debian suite of the guest (must match the host's libc: the test binaries are built
     /// here).
     #[arg(long, default_value = "bookworm")]
@@ -67,7 +71,7 @@ pub fn run(opts: &Options) -> Result<()> {
     let vm_dir = workspace.join("target/vm");
     let (image, built) = image::ensure(&vm_dir, &opts.suite)?;
     let image_time = started.elapsed();
-    let payload = payload::build(&workspace, &vm_dir, &opts.only)?;
+    let payload = payload::build(&workspace, &vm_dir, &opts.only, opts.repeat)?;
     let kernels = labels
         .iter()
         .map(|l| kernels::prepare(&vm_dir.join("kernels"), l))

@@ -51,8 +51,9 @@ pub const SUBSET: &[(&str, &str, &str)] = &[
 ];
 
 /// Builds the tracer and the test binaries, and packs them with the plan into
-/// `vm_dir/payload.img`. `only` keeps the tests whose label contains one of the words.
-pub fn build(workspace: &Path, vm_dir: &Path, only: &[String]) -> Result<PathBuf> {
+/// `vm_dir/payload.img`. `only` keeps the tests whose label contains one of the words; each
+/// is planned `repeat` times.
+pub fn build(workspace: &Path, vm_dir: &Path, only: &[String], repeat: usize) -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     run_checked(
         Command::new(&cargo)
@@ -85,7 +86,14 @@ pub fn build(workspace: &Path, vm_dir: &Path, only: &[String]) -> Result<PathBuf
         if !dest.exists() {
             fs::copy(bin, &dest)?;
         }
-        plan.push_str(&format!("{label} {target} {test}\n"));
+        for n in 1..=repeat.max(1) {
+            let label = if n == 1 {
+                label.to_string()
+            } else {
+                format!("{label}.{n}")
+            };
+            plan.push_str(&format!("{label} {target} {test}\n"));
+        }
     }
     fs::write(dir.join("plan"), plan)?;
     copy_dir(&workspace.join("tests/lab"), &dir.join("lab"))?;

@@ -9,7 +9,10 @@ use crate::{
         doh::{
             self,
             client_h2::H2Client,
-            exchange::{append_bounded, new_stream, DohStream, Finished, Outcome, ResponseHead},
+            exchange::{
+                append_bounded, new_stream, DohStream, Finished, Outcome, ResponseHead,
+                REQUEST_AFTER_ANSWER_NS,
+            },
             DohRequest,
         },
         http1::{H1Error, H1Event, Http1Decoder},
@@ -105,6 +108,10 @@ pub struct H1Client {
     responses: Http1Decoder,
     /// The request being read.
     building: Option<Exchange>,
+    /// The response to the request being read has ended already (its last write was reported
+    /// after the response was read, see `DohStream::answered`): when the request ends, it is
+    /// finished, not queued.
+    building_answered: bool,
     /// Requests sent, oldest first, awaiting responses.
     queue: RequestQueue,
     /// The response being read is an interim (1xx) one.
@@ -125,6 +132,7 @@ impl H1Client {
             requests: Http1Decoder::requests(),
             responses: Http1Decoder::responses(),
             building: None,
+            building_answered: false,
             queue: RequestQueue::default(),
             interim: false,
             first: FirstRequest::Pending,
@@ -145,6 +153,7 @@ impl H1Client {
             requests,
             responses,
             building,
+            building_answered,
             queue,
             interim,
             first,
@@ -169,7 +178,18 @@ impl H1Client {
                             if let Some(s) = ex.as_mut() {
                                 s.sent = Some(seen);
                             }
-                            queue.push(ex, counters);
+                            if std::mem::take(building_answered) {
+                                if let Some(s) = ex.filter(|s| s.answered.is_some()) {
+                                    let ended = s.answered.unwrap_or(seen);
+                                    done.push(Finished {
+                                        stream: Box::new(s),
+                                        outcome: Outcome::Answered,
+                                        ended,
+                                    });
+                                }
+                            } else {
+                                queue.push(ex, counters);
+                            }
                         }
                     }
                     H1Event::Switched => {}
@@ -185,13 +205,13 @@ impl H1Client {
                         *interim = (100..200).contains(&code) && code != 101;
                         // A 101's real answer comes on HTTP/2 stream 1.
                         if !*interim && code != 101 {
-                            if let Some(s) = queue.front_mut() {
+                            if let Some(s) = answering(queue, building) {
                                 s.response = Some(head);
                             }
                         }
                     }
                     H1Event::Body(b) => {
-                        if let Some(s) = queue.front_mut() {
+                        if let Some(s) = answering(queue, building) {
                             append_bounded(&mut s.answer, b, &mut s.oversized);
                         }
                     }
@@ -199,7 +219,13 @@ impl H1Client {
                         if std::mem::take(interim) {
                             return;
                         }
-                        if let Some(s) = queue.pop_front() {
+                        if queue.slots.is_empty() && building.is_some() {
+                            // The answer to the request still being written.
+                            *building_answered = true;
+                            if let Some(Some(s)) = building {
+                                s.answered = Some(seen);
+                            }
+                        } else if let Some(s) = queue.pop_front() {
                             done.push(Finished {
                                 stream: Box::new(s),
                                 outcome: Outcome::Answered,
@@ -230,8 +256,24 @@ impl H1Client {
     }
 
     /// Ends exchanges that started more than `timeout_ns` before `now_ns`. Their place in the
-    /// queue is kept, so a late response still pairs with the right request.
+    /// queue is kept, so a late response still pairs with the right request. An answered
+    /// request whose end did not come within [`REQUEST_AFTER_ANSWER_NS`] is judged without it.
     pub fn expire(&mut self, now_ns: u64, timeout_ns: u64, done: &mut Vec<Finished>) {
+        if let Some(slot) = self.building.as_mut() {
+            if slot
+                .as_ref()
+                .and_then(|s| s.answered)
+                .is_some_and(|at| now_ns.saturating_sub(at.ts_ns) > REQUEST_AFTER_ANSWER_NS)
+            {
+                let stream = slot.take().expect("checked");
+                let ended = stream.answered.expect("checked");
+                done.push(Finished {
+                    stream: Box::new(stream),
+                    outcome: Outcome::Answered,
+                    ended,
+                });
+            }
+        }
         for slot in self.queue.streams_mut() {
             if slot
                 .as_ref()
@@ -265,10 +307,14 @@ impl H1Client {
         let open = self.queue.streams_mut().filter_map(Option::take);
         let building = self.building.take().flatten();
         for s in open.collect::<Vec<_>>().into_iter().chain(building) {
+            let (outcome, ended) = match s.answered {
+                Some(at) => (Outcome::Answered, at),
+                None => (Outcome::Unanswered, seen),
+            };
             done.push(Finished {
                 stream: Box::new(s),
-                outcome: Outcome::Unanswered,
-                ended: seen,
+                outcome,
+                ended,
             });
         }
     }
@@ -305,6 +351,19 @@ impl ClientDecoder for H1Client {
 
     fn close(&mut self, seen: Seen, out: &mut Exchanges) {
         H1Client::close(self, seen, &mut out.doh);
+    }
+}
+
+/// The exchange the next response answers: the oldest queued request, or, with none queued,
+/// the one still being written (its answer can be read before its last write is reported).
+fn answering<'a>(
+    queue: &'a mut RequestQueue,
+    building: &'a mut Option<Exchange>,
+) -> Option<&'a mut DohStream> {
+    if queue.slots.is_empty() {
+        building.as_mut().and_then(Option::as_mut)
+    } else {
+        queue.front_mut()
     }
 }
 

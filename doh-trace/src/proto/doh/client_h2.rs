@@ -11,7 +11,9 @@ use crate::{
         doh::{
             self,
             exchange::append_bounded,
-            exchange::{new_stream, DohStream, Finished, Outcome, ResponseHead},
+            exchange::{
+                new_stream, DohStream, Finished, Outcome, ResponseHead, REQUEST_AFTER_ANSWER_NS,
+            },
             DohRequest,
         },
         http2::{DirectionDecoder, H2Error, H2Event, HeaderFields},
@@ -133,10 +135,15 @@ impl H2Client {
             H2Event::GoAway { .. } => {}
             H2Event::RstStream { stream, .. } => {
                 if let Some(s) = streams.remove(&stream) {
+                    // Reset after its whole answer came (see `DohStream::answered`): answered.
+                    let (outcome, ended) = match s.answered {
+                        Some(at) => (Outcome::Answered, at),
+                        None => (Outcome::Reset, seen),
+                    };
                     done.push(Finished {
                         stream: s,
-                        outcome: Outcome::Reset,
-                        ended: seen,
+                        outcome,
+                        ended,
                     });
                 }
             }
@@ -145,9 +152,9 @@ impl H2Client {
                 fields,
                 end_stream,
             } => match dir {
-                Direction::Egress => {
-                    on_request_headers(streams, first, stream, fields, end_stream, seen, counters)
-                }
+                Direction::Egress => on_request_headers(
+                    streams, first, stream, fields, end_stream, seen, counters, done,
+                ),
                 Direction::Ingress => {
                     on_response_headers(streams, stream, Some(fields), end_stream, seen, done)
                 }
@@ -165,10 +172,8 @@ impl H2Client {
                                 seen,
                             )),
                         );
-                    } else if let Some(s) = streams.get_mut(&stream) {
-                        if end_stream {
-                            s.sent = Some(seen);
-                        }
+                    } else if end_stream {
+                        request_ended(streams, stream, seen, done);
                     }
                 }
                 Direction::Ingress => {
@@ -190,13 +195,13 @@ impl H2Client {
                             append_bounded(&mut s.body, bytes, &mut s.oversized);
                         }
                         if end_stream {
-                            s.sent = Some(seen);
+                            request_ended(streams, stream, seen, done);
                         }
                     }
                     Direction::Ingress => {
                         append_bounded(&mut s.answer, bytes, &mut s.oversized);
                         if end_stream {
-                            finish(streams, stream, Outcome::Answered, seen, done);
+                            answered(streams, stream, seen, done);
                         }
                     }
                 }
@@ -204,36 +209,48 @@ impl H2Client {
         })
     }
 
-    /// Ends exchanges that started more than `timeout_ns` before `now_ns`.
+    /// Ends exchanges that started more than `timeout_ns` before `now_ns`, and answered ones
+    /// whose request's end did not come within [`REQUEST_AFTER_ANSWER_NS`].
     pub fn expire(&mut self, now_ns: u64, timeout_ns: u64, done: &mut Vec<Finished>) {
-        let old: Vec<u32> = self
+        let mut old: Vec<(u32, Outcome, Seen)> = self
             .streams
             .values()
-            .filter(|s| now_ns.saturating_sub(s.started.ts_ns) > timeout_ns)
-            .map(|s| s.stream_id)
+            .filter_map(|s| match s.answered {
+                Some(at) if now_ns.saturating_sub(at.ts_ns) > REQUEST_AFTER_ANSWER_NS => {
+                    Some((s.stream_id, Outcome::Answered, at))
+                }
+                Some(_) => None,
+                None => (now_ns.saturating_sub(s.started.ts_ns) > timeout_ns).then_some((
+                    s.stream_id,
+                    Outcome::TimedOut,
+                    Seen {
+                        ts_ns: now_ns,
+                        tid: 0,
+                    },
+                )),
+            })
             .collect();
-        for id in old {
-            finish(
-                &mut self.streams,
-                id,
-                Outcome::TimedOut,
-                Seen {
-                    ts_ns: now_ns,
-                    tid: 0,
-                },
-                done,
-            );
+        old.sort_by_key(|(id, _, _)| *id);
+        for (id, outcome, ended) in old {
+            finish(&mut self.streams, id, outcome, ended, done);
         }
     }
 
-    /// The connection is gone: every open exchange ends unanswered.
+    /// The connection is gone: every open exchange ends unanswered (or answered, if only its
+    /// request's end was missing).
     pub fn close(&mut self, seen: Seen, done: &mut Vec<Finished>) {
         let mut open: Vec<Box<DohStream>> = self.streams.drain().map(|(_, s)| s).collect();
         open.sort_by_key(|s| s.stream_id);
-        done.extend(open.into_iter().map(|stream| Finished {
-            stream,
-            outcome: Outcome::Unanswered,
-            ended: seen,
+        done.extend(open.into_iter().map(|stream| {
+            let (outcome, ended) = match stream.answered {
+                Some(at) => (Outcome::Answered, at),
+                None => (Outcome::Unanswered, seen),
+            };
+            Finished {
+                stream,
+                outcome,
+                ended,
+            }
         }));
     }
 }
@@ -276,6 +293,10 @@ impl ClientDecoder for H2Client {
     }
 }
 
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the decoder's fields, borrowed apart, and the event's"
+)]
 fn on_request_headers(
     streams: &mut Streams,
     first: &mut FirstRequest,
@@ -284,11 +305,12 @@ fn on_request_headers(
     end_stream: bool,
     seen: Seen,
     counters: &mut DecodeCounters,
+    done: &mut Vec<Finished>,
 ) {
-    if let Some(s) = streams.get_mut(&stream) {
+    if streams.contains_key(&stream) {
         // Request trailers.
         if end_stream {
-            s.sent = Some(seen);
+            request_ended(streams, stream, seen, done);
         }
         return;
     }
@@ -337,7 +359,32 @@ fn on_response_headers(
         }
     }
     if end_stream {
-        finish(streams, stream, Outcome::Answered, seen, done);
+        answered(streams, stream, seen, done);
+    }
+}
+
+/// The response of `stream` ended: the exchange is finished, unless the request's end has not
+/// been seen yet (see `DohStream::answered`).
+fn answered(streams: &mut Streams, stream: u32, seen: Seen, done: &mut Vec<Finished>) {
+    let Some(s) = streams.get_mut(&stream) else {
+        return;
+    };
+    if s.sent.is_none() {
+        s.answered = Some(seen);
+        return;
+    }
+    finish(streams, stream, Outcome::Answered, seen, done);
+}
+
+/// The request of `stream` ended (END_STREAM sent): if its response had ended already, the
+/// exchange is finished, answered then.
+fn request_ended(streams: &mut Streams, stream: u32, seen: Seen, done: &mut Vec<Finished>) {
+    let Some(s) = streams.get_mut(&stream) else {
+        return;
+    };
+    s.sent = Some(seen);
+    if let Some(at) = s.answered {
+        finish(streams, stream, Outcome::Answered, at, done);
     }
 }
 

@@ -8,6 +8,10 @@ use crate::proto::{
     Seen,
 };
 
+/// How long an exchange whose response ended before its request did waits for the request's
+/// end (a write reported late, see [`DohStream::answered`]) before it is judged without it.
+pub const REQUEST_AFTER_ANSWER_NS: u64 = 2_000_000_000;
+
 /// A DoH exchange in progress or finished.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DohStream {
@@ -24,6 +28,11 @@ pub struct DohStream {
     pub started: Seen,
     /// When the request was complete (END_STREAM sent).
     pub sent: Option<Seen>,
+    /// When the response ended, if that came before the request was seen complete. The hooks
+    /// report a write when it returns, and the writer's thread can return after another
+    /// thread has read the whole response: the exchange then waits for the rest of its
+    /// request, and ends answered at this time.
+    pub answered: Option<Seen>,
     /// What is kept of the final response's header, once it came.
     pub response: Option<ResponseHead>,
     pub answer: Vec<u8>,
@@ -128,6 +137,7 @@ pub fn new_stream(
         body: Vec::new(),
         started: seen,
         sent: end_stream.then_some(seen),
+        answered: None,
         response: None,
         answer: Vec::new(),
         oversized: false,
