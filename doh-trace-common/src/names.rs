@@ -16,9 +16,9 @@ pub mod maps {
     /// `--pid` processes beyond those compared inline.
     pub const SCOPE_TGIDS: &str = "SCOPE_TGIDS";
     /// Per-connection capture policy (`Capture`).
-    pub const CAPTURE: &str = "CAPTURE";
+    pub const CAPTURE: &str = crate::LruMap::Capture.name();
     /// The socket of each TLS object (`TlsObjKey` → fd): userspace adds the ones it binds.
-    pub const TLS_FDS: &str = "TLS_FDS";
+    pub const TLS_FDS: &str = crate::LruMap::TlsFds.name();
 
     /// Every map the loader opens.
     pub const ALL: [&str; 7] = [

@@ -4,12 +4,13 @@
 //! map, keyed by `tgid << 32 | fd`.
 
 use doh_trace_common::{
-    Capture, Source, Stat, CAPTURE_COUNT, CAPTURE_SOCK_FULL, CAPTURE_SOCK_SKIP, CAPTURE_TLS_FULL,
-    CAPTURE_TLS_SKIP, DIR_EGRESS, IO_COPY, IO_COUNT_ONLY, UNCLASSIFIED_BUDGET,
+    Capture, LruMap, Source, Stat, CAPTURE_COUNT, CAPTURE_SOCK_FULL, CAPTURE_SOCK_SKIP,
+    CAPTURE_TLS_FULL, CAPTURE_TLS_SKIP, DIR_EGRESS, IO_COPY, IO_COUNT_ONLY, UNCLASSIFIED_BUDGET,
 };
 
 use crate::{
     emit::{bump, Wake},
+    lru,
     maps::{fd_key, CAPTURE},
 };
 
@@ -23,9 +24,7 @@ pub fn allowance(tgid: u32, fd: i32, source: u32, total: u32) -> (u32, Wake) {
         return (total, Wake::Now);
     }
     let key = fd_key(tgid, fd);
-    if unsafe { CAPTURE.get(key) }.is_none() {
-        let _ = CAPTURE.insert(key, Capture::default(), 0);
-    }
+    lru::mark(&CAPTURE, LruMap::Capture, &key, &Capture::default());
     let Some(cap) = CAPTURE.get_ptr_mut(key) else {
         return (total, Wake::Now);
     };

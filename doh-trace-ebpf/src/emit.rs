@@ -9,12 +9,13 @@ use aya_ebpf::{
 };
 use doh_trace_common::{
     Capture, CloseEvent, ConnBytesEvent, ConnEvent, DataEvent, DatagramEvent, EventHeader,
-    EventKind, ExitEvent, Source, Stat, AF_INET, AF_INET6, CHUNK_SIZE, COMM_LEN,
+    EventKind, ExitEvent, LruMap, Source, Stat, AF_INET, AF_INET6, CHUNK_SIZE, COMM_LEN,
     DATAGRAM_EVENT_HEADER_SIZE, DATA_BUDGET_CUT, DATA_EVENT_HEADER_SIZE, MAX_CHUNKS_PER_CALL,
 };
 
 use crate::{
     capture::allowance,
+    lru,
     maps::{
         fd_key, tracer_draining, CAPTURE, DGRAM_SCRATCH, DNS_PORTS, EVENTS, SCRATCH, STATS,
         TRACKED_FDS, TRACKED_TGIDS,
@@ -83,9 +84,9 @@ fn comm() -> [u8; COMM_LEN] {
 #[inline(always)]
 pub fn track_fd(tgid: u32, fd: i32) {
     if fd >= 0 {
-        let _ = TRACKED_FDS.insert(fd_key(tgid, fd), 1, 0);
+        lru::mark(&TRACKED_FDS, LruMap::TrackedFds, &fd_key(tgid, fd), &1);
     }
-    let _ = TRACKED_TGIDS.insert(tgid, 1, 0);
+    lru::mark(&TRACKED_TGIDS, LruMap::TrackedTgids, &tgid, &1);
 }
 
 /// Describes where a call's bytes are and which connection they belong to.
@@ -308,7 +309,7 @@ pub fn emit_datagram(fd: i32, direction: u32, peer: &Peer, buf: u64, avail: u32,
     let record = ev as *const DatagramEvent as *const u8;
     if submit_chunk(record, data, DATAGRAM_EVENT_HEADER_SIZE, buf, n, wake) {
         bump(Stat::Datagrams, 1);
-        let _ = TRACKED_TGIDS.insert(ev.header.tgid, 1, 0);
+        lru::mark(&TRACKED_TGIDS, LruMap::TrackedTgids, &ev.header.tgid, &1);
     }
 }
 
@@ -345,7 +346,7 @@ pub fn emit_conn(fd: i32, how: u32, ret: i32, family: u16, port: u16, addr: [u8;
     let header = header(EventKind::Conn);
     track_fd(header.tgid, fd);
     // A new socket on this fd starts unclassified.
-    let _ = CAPTURE.remove(fd_key(header.tgid, fd));
+    lru::remove(&CAPTURE, LruMap::Capture, &fd_key(header.tgid, fd));
     output(
         ConnEvent {
             header,

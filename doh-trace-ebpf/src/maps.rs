@@ -5,8 +5,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use doh_trace_common::{
-    Capture, DataEvent, DatagramEvent, PendingSockCall, SockIo, TlsCall, TlsObjKey,
-    SCOPE_INLINE_PIDS, STAT_COUNT,
+    Capture, DataEvent, DatagramEvent, LruMap, PendingSockCall, SockIo, TlsCall, TlsObjKey,
+    SCOPE_INLINE_PIDS, STAT_SLOTS,
 };
 
 /// Thread-group id of the tracer itself; its own calls are never traced. Set by the loader.
@@ -74,9 +74,9 @@ pub fn tracer_draining() -> bool {
     DRAINING.get(0).is_some_and(|on| *on != 0)
 }
 
-/// Per-CPU counters, indexed by `doh_trace_common::Stat`.
+/// Per-CPU counters: `doh_trace_common::Stat`, then each `LruMap`'s created/removed entries.
 #[map]
-pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
+pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_SLOTS, 0);
 
 /// Scratch space for building one data event (too large for the 512-byte eBPF stack).
 #[map]
@@ -92,54 +92,66 @@ pub static DNS_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(64, 0);
 
 /// `socket()` calls in progress for internet sockets, keyed by pid_tgid: the socket type.
 #[map]
-pub static SOCKETS_OPENING: LruHashMap<u64, u32> = LruHashMap::with_max_entries(16384, 0);
+pub static SOCKETS_OPENING: LruHashMap<u64, u32> =
+    LruHashMap::with_max_entries(LruMap::SocketsOpening.capacity(), 0);
 
 /// Type (`SOCK_STREAM`/`SOCK_DGRAM`) of internet sockets created while tracing
 /// (key: tgid << 32 | fd).
 #[map]
-pub static SOCK_TYPES: LruHashMap<u64, u32> = LruHashMap::with_max_entries(65536, 0);
+pub static SOCK_TYPES: LruHashMap<u64, u32> =
+    LruHashMap::with_max_entries(LruMap::SockTypes.capacity(), 0);
 
 /// TLS calls in progress, keyed by pid_tgid (one per thread). LRU, so entries of threads that
 /// never returned (killed mid-call) cannot fill it.
 #[map]
-pub static TLS_CALLS: LruHashMap<u64, TlsCall> = LruHashMap::with_max_entries(16384, 0);
+pub static TLS_CALLS: LruHashMap<u64, TlsCall> =
+    LruHashMap::with_max_entries(LruMap::TlsCalls.capacity(), 0);
 
 /// Go crypto/tls calls in progress, keyed by (tgid, goroutine): a goroutine may block in the
 /// call and resume on another thread.
 #[map]
-pub static GO_CALLS: LruHashMap<TlsObjKey, TlsCall> = LruHashMap::with_max_entries(16384, 0);
+pub static GO_CALLS: LruHashMap<TlsObjKey, TlsCall> =
+    LruHashMap::with_max_entries(LruMap::GoCalls.capacity(), 0);
 
 /// Processes that have made Go crypto/tls calls: their syscalls look up the running goroutine.
 #[map]
-pub static GO_TGIDS: LruHashMap<u32, u8> = LruHashMap::with_max_entries(4096, 0);
+pub static GO_TGIDS: LruHashMap<u32, u8> =
+    LruHashMap::with_max_entries(LruMap::GoTgids.capacity(), 0);
 
 /// Corked GnuTLS sessions (key: tgid, session): their sends are emitted when uncorked.
 #[map]
-pub static GNUTLS_CORKED: LruHashMap<TlsObjKey, u8> = LruHashMap::with_max_entries(16384, 0);
+pub static GNUTLS_CORKED: LruHashMap<TlsObjKey, u8> =
+    LruHashMap::with_max_entries(LruMap::GnutlsCorked.capacity(), 0);
 
 /// Last socket fd seen for a TLS object, for reads served from the library's buffer.
 #[map]
-pub static TLS_FDS: LruHashMap<TlsObjKey, i32> = LruHashMap::with_max_entries(65536, 0);
+pub static TLS_FDS: LruHashMap<TlsObjKey, i32> =
+    LruHashMap::with_max_entries(LruMap::TlsFds.capacity(), 0);
 
 /// connect/accept calls in progress, keyed by pid_tgid (LRU for the same reason).
 #[map]
-pub static SOCK_CALLS: LruHashMap<u64, PendingSockCall> = LruHashMap::with_max_entries(16384, 0);
+pub static SOCK_CALLS: LruHashMap<u64, PendingSockCall> =
+    LruHashMap::with_max_entries(LruMap::SockCalls.capacity(), 0);
 
 /// Socket fds the tracer has reported (key: tgid << 32 | fd); their close is reported too.
 #[map]
-pub static TRACKED_FDS: LruHashMap<u64, u8> = LruHashMap::with_max_entries(65536, 0);
+pub static TRACKED_FDS: LruHashMap<u64, u8> =
+    LruHashMap::with_max_entries(LruMap::TrackedFds.capacity(), 0);
 
 /// Processes the tracer has reported on; their exit is reported too.
 #[map]
-pub static TRACKED_TGIDS: LruHashMap<u32, u8> = LruHashMap::with_max_entries(16384, 0);
+pub static TRACKED_TGIDS: LruHashMap<u32, u8> =
+    LruHashMap::with_max_entries(LruMap::TrackedTgids.capacity(), 0);
 
 /// Per-connection capture policy and unclassified-byte counters (key: tgid << 32 | fd).
 #[map]
-pub static CAPTURE: LruHashMap<u64, Capture> = LruHashMap::with_max_entries(65536, 0);
+pub static CAPTURE: LruHashMap<u64, Capture> =
+    LruHashMap::with_max_entries(LruMap::Capture.capacity(), 0);
 
 /// Socket reads/writes outside TLS calls in progress, keyed by pid_tgid.
 #[map]
-pub static SOCK_IO: LruHashMap<u64, SockIo> = LruHashMap::with_max_entries(16384, 0);
+pub static SOCK_IO: LruHashMap<u64, SockIo> =
+    LruHashMap::with_max_entries(LruMap::SockIo.capacity(), 0);
 
 /// Key of the per-connection maps.
 #[inline(always)]

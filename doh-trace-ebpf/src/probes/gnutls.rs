@@ -10,10 +10,10 @@ use aya_ebpf::{
     macros::{uprobe, uretprobe},
     programs::{ProbeContext, RetProbeContext},
 };
-use doh_trace_common::{Source, TlsObjKey, DIR_EGRESS, DIR_INGRESS};
+use doh_trace_common::{LruMap, Source, TlsObjKey, DIR_EGRESS, DIR_INGRESS};
 
 use super::tls_call::{enter_thread, finish, is_tracer, take_thread_call, FdRule};
-use crate::maps::GNUTLS_CORKED;
+use crate::{lru, maps::GNUTLS_CORKED};
 
 #[inline(always)]
 fn session_key(pid_tgid: u64, session: u64) -> TlsObjKey {
@@ -78,7 +78,12 @@ pub fn gnutls_record_cork_enter(ctx: ProbeContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let session: u64 = ctx.arg(0).unwrap_or(0);
     if session != 0 && !is_tracer(pid_tgid) {
-        let _ = GNUTLS_CORKED.insert(session_key(pid_tgid, session), 1, 0);
+        lru::mark(
+            &GNUTLS_CORKED,
+            LruMap::GnutlsCorked,
+            &session_key(pid_tgid, session),
+            &1,
+        );
     }
     0
 }
@@ -90,7 +95,11 @@ pub fn gnutls_record_uncork_enter(ctx: ProbeContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let session: u64 = ctx.arg(0).unwrap_or(0);
     if session != 0 {
-        let _ = GNUTLS_CORKED.remove(session_key(pid_tgid, session));
+        lru::remove(
+            &GNUTLS_CORKED,
+            LruMap::GnutlsCorked,
+            &session_key(pid_tgid, session),
+        );
     }
     0
 }

@@ -13,10 +13,13 @@
 use aya_ebpf::{
     bindings::pt_regs, helpers::bpf_get_current_pid_tgid, macros::uprobe, programs::ProbeContext,
 };
-use doh_trace_common::{Source, TlsObjKey, DIR_EGRESS, DIR_INGRESS};
+use doh_trace_common::{LruMap, Source, TlsObjKey, DIR_EGRESS, DIR_INGRESS};
 
 use super::tls_call::{finish, is_tracer, save, FdRule};
-use crate::maps::{GO_CALLS, GO_TGIDS};
+use crate::{
+    lru,
+    maps::{GO_CALLS, GO_TGIDS},
+};
 
 #[inline(always)]
 fn regs(ctx: &ProbeContext) -> &pt_regs {
@@ -35,13 +38,13 @@ fn enter(ctx: &ProbeContext, direction: u32) -> u32 {
         return 0;
     }
     let tgid = (pid_tgid >> 32) as u32;
-    let _ = GO_TGIDS.insert(tgid, 1, 0);
+    lru::mark(&GO_TGIDS, LruMap::GoTgids, &tgid, &1);
     let key = TlsObjKey {
         tgid,
         _pad: 0,
         tls_obj: g,
     };
-    save(&GO_CALLS, &key, conn, buf, 0, direction);
+    save(&GO_CALLS, LruMap::GoCalls, &key, conn, buf, 0, direction);
     0
 }
 
@@ -72,7 +75,7 @@ pub fn go_tls_return(ctx: ProbeContext) -> u32 {
     let Some(call) = (unsafe { GO_CALLS.get(key) }).copied() else {
         return 0;
     };
-    let _ = GO_CALLS.remove(key);
+    lru::remove(&GO_CALLS, LruMap::GoCalls, &key);
     if n <= 0 {
         return 0;
     }

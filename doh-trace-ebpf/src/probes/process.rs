@@ -4,9 +4,11 @@
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
 };
+use doh_trace_common::LruMap;
 
 use crate::{
     emit::{emit_exec, emit_exit},
+    lru,
     maps::{in_scope, TRACKED_TGIDS},
 };
 
@@ -20,7 +22,7 @@ pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
         return 0;
     }
     if unsafe { TRACKED_TGIDS.get(tgid) }.is_some() {
-        let _ = TRACKED_TGIDS.remove(tgid);
+        lru::remove(&TRACKED_TGIDS, LruMap::TrackedTgids, &tgid);
         emit_exit();
     }
     0

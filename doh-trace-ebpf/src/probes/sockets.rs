@@ -15,10 +15,10 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use doh_trace_common::{
-    PendingSockCall, SockIo, Source, Stat, TlsCall, TlsObjKey, AF_INET, AF_INET6, CAPTURE_COUNT,
-    CHUNK_SIZE, CONN_ACCEPT, CONN_CONNECT, CONN_TYPE_SHIFT, DIR_EGRESS, DIR_INGRESS, IO_COPY,
-    IO_COUNT_ONLY, IO_DATAGRAM, IO_FLAT, IO_IOVEC, IO_MMSG, IO_MSG, MAX_CHUNKS_PER_CALL, MAX_IOV,
-    MAX_MMSG, SOCK_DGRAM, SOCK_STREAM,
+    LruMap, PendingSockCall, SockIo, Source, Stat, TlsCall, TlsObjKey, AF_INET, AF_INET6,
+    CAPTURE_COUNT, CHUNK_SIZE, CONN_ACCEPT, CONN_CONNECT, CONN_TYPE_SHIFT, DIR_EGRESS, DIR_INGRESS,
+    IO_COPY, IO_COUNT_ONLY, IO_DATAGRAM, IO_FLAT, IO_IOVEC, IO_MMSG, IO_MSG, MAX_CHUNKS_PER_CALL,
+    MAX_IOV, MAX_MMSG, SOCK_DGRAM, SOCK_STREAM,
 };
 
 use crate::{
@@ -27,6 +27,7 @@ use crate::{
         begin_call, bump, emit_chunk, emit_close, emit_conn, emit_conn_bytes, emit_datagram,
         emit_range, is_dns_port, read_sockaddr, DataSpec,
     },
+    lru,
     maps::{
         fd_key, in_scope, CAPTURE, GO_CALLS, GO_TGIDS, SOCKETS_OPENING, SOCK_CALLS, SOCK_IO,
         SOCK_TYPES, TLS_CALLS, TRACKED_FDS,
@@ -112,7 +113,7 @@ fn io_enter(ctx: &TracePointContext, direction: u32, shape: u32, addr_slot: usiz
     if mode == IO_DATAGRAM && !datagram_may_be_dns(&io) {
         return 0;
     }
-    let _ = SOCK_IO.insert(pid_tgid, io, 0);
+    lru::set(&SOCK_IO, LruMap::SockIo, &pid_tgid, &io);
     0
 }
 
@@ -262,7 +263,7 @@ fn io_exit_begin(ctx: &TracePointContext) -> Option<(SockIo, u32)> {
         return None;
     }
     let io = (unsafe { SOCK_IO.get(pid_tgid) }).copied()?;
-    let _ = SOCK_IO.remove(pid_tgid);
+    lru::remove(&SOCK_IO, LruMap::SockIo, &pid_tgid);
     let ret = arg_u64(ctx, RET) as i64;
     if ret <= 0 || io.buf == 0 {
         return None;
@@ -502,7 +503,12 @@ pub fn sys_enter_socket(ctx: TracePointContext) -> u32 {
     if !in_scope((pid_tgid >> 32) as u32) {
         return 0;
     }
-    let _ = SOCKETS_OPENING.insert(pid_tgid, sock_type, 0);
+    lru::set(
+        &SOCKETS_OPENING,
+        LruMap::SocketsOpening,
+        &pid_tgid,
+        &sock_type,
+    );
     0
 }
 
@@ -516,10 +522,15 @@ pub fn sys_exit_socket(ctx: TracePointContext) -> u32 {
     let Some(sock_type) = (unsafe { SOCKETS_OPENING.get(pid_tgid) }).copied() else {
         return 0;
     };
-    let _ = SOCKETS_OPENING.remove(pid_tgid);
+    lru::remove(&SOCKETS_OPENING, LruMap::SocketsOpening, &pid_tgid);
     let fd = arg_u64(&ctx, RET) as i64;
     if fd >= 0 {
-        let _ = SOCK_TYPES.insert(fd_key((pid_tgid >> 32) as u32, fd as i32), sock_type, 0);
+        lru::set(
+            &SOCK_TYPES,
+            LruMap::SockTypes,
+            &fd_key((pid_tgid >> 32) as u32, fd as i32),
+            &sock_type,
+        );
     }
     0
 }
@@ -536,7 +547,7 @@ fn save_sock_call(ctx: &TracePointContext, how: u32) -> u32 {
         fd: arg_u64(ctx, ARG0) as i32,
         how,
     };
-    let _ = SOCK_CALLS.insert(pid_tgid, pending, 0);
+    lru::set(&SOCK_CALLS, LruMap::SockCalls, &pid_tgid, &pending);
     0
 }
 
@@ -550,7 +561,7 @@ fn finish_sock_call(ctx: &TracePointContext) -> u32 {
     let Some(call) = (unsafe { SOCK_CALLS.get(pid_tgid) }).copied() else {
         return 0;
     };
-    let _ = SOCK_CALLS.remove(pid_tgid);
+    lru::remove(&SOCK_CALLS, LruMap::SockCalls, &pid_tgid);
     let ret = arg_u64(ctx, RET) as i64;
     let fd = match call.how {
         CONN_CONNECT if ret == 0 || ret == -EINPROGRESS => call.fd,
@@ -618,15 +629,20 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     }
     let fd = arg_u64(&ctx, ARG0) as i32;
     let key = (pid_tgid & 0xffff_ffff_0000_0000) | fd as u32 as u64;
+    // The fd's per-socket state goes with it, reported or not: an entry left behind would
+    // only wait for the LRU to evict it, and count as an eviction when it did.
+    lru::remove(&SOCK_TYPES, LruMap::SockTypes, &key);
     if unsafe { TRACKED_FDS.get(key) }.is_some() {
-        let _ = TRACKED_FDS.remove(key);
+        lru::remove(&TRACKED_FDS, LruMap::TrackedFds, &key);
         if let Some(cap) = unsafe { CAPTURE.get(key) } {
             if cap.policy & CAPTURE_COUNT != 0 {
                 emit_conn_bytes(fd, cap);
             }
         }
-        let _ = CAPTURE.remove(key);
+        lru::remove(&CAPTURE, LruMap::Capture, &key);
         emit_close(fd);
+    } else {
+        lru::remove(&CAPTURE, LruMap::Capture, &key);
     }
     0
 }

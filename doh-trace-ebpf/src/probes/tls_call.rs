@@ -7,10 +7,13 @@
 //! library's buffer, or corked) uses the last fd seen for the same library object.
 
 use aya_ebpf::maps::LruHashMap;
-use doh_trace_common::{Source, Stat, TlsCall, TlsObjKey, DATA_FD_FROM_CACHE, DATA_FD_UNKNOWN};
+use doh_trace_common::{
+    LruMap, Source, Stat, TlsCall, TlsObjKey, DATA_FD_FROM_CACHE, DATA_FD_UNKNOWN,
+};
 
 use crate::{
     emit::{bump, emit_data, DataSpec},
+    lru,
     maps::{fd_key, tracer_tgid, SOCK_TYPES, TLS_CALLS, TLS_FDS, TRACKED_FDS},
 };
 
@@ -25,7 +28,15 @@ pub fn is_tracer(pid_tgid: u64) -> bool {
 #[inline(always)]
 pub fn enter_thread(pid_tgid: u64, obj: u64, buf: u64, count_ptr: u64, direction: u32) {
     if obj != 0 && buf != 0 && !is_tracer(pid_tgid) {
-        save(&TLS_CALLS, &pid_tgid, obj, buf, count_ptr, direction);
+        save(
+            &TLS_CALLS,
+            LruMap::TlsCalls,
+            &pid_tgid,
+            obj,
+            buf,
+            count_ptr,
+            direction,
+        );
     }
 }
 
@@ -33,7 +44,7 @@ pub fn enter_thread(pid_tgid: u64, obj: u64, buf: u64, count_ptr: u64, direction
 #[inline(always)]
 pub fn take_thread_call(pid_tgid: u64) -> Option<TlsCall> {
     let call = (unsafe { TLS_CALLS.get(pid_tgid) }).copied()?;
-    let _ = TLS_CALLS.remove(pid_tgid);
+    lru::remove(&TLS_CALLS, LruMap::TlsCalls, &pid_tgid);
     Some(call)
 }
 
@@ -41,6 +52,7 @@ pub fn take_thread_call(pid_tgid: u64) -> Option<TlsCall> {
 #[inline(always)]
 pub fn save<K>(
     calls: &LruHashMap<K, TlsCall>,
+    which: LruMap,
     key: &K,
     tls_obj: u64,
     buf: u64,
@@ -54,7 +66,7 @@ pub fn save<K>(
         fd: -1,
         direction,
     };
-    let _ = calls.insert(key, call, 0);
+    lru::set(calls, which, key, &call);
 }
 
 /// Whether the library must have been talking to a socket the tracer knows (NSPR's PR_Write
@@ -90,7 +102,7 @@ pub fn finish(tgid: u32, call: &TlsCall, total: u64, source: Source, rule: FdRul
                 return;
             }
         }
-        let _ = TLS_FDS.insert(key, call.fd, 0);
+        lru::set(&TLS_FDS, LruMap::TlsFds, &key, &call.fd);
         (call.fd, 0)
     } else {
         match unsafe { TLS_FDS.get(key) } {

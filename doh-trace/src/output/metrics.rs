@@ -145,6 +145,8 @@ pub struct Metrics {
     kernel_lost_events: u64,
     kernel_truncated_bytes: u64,
     kernel_read_errors: u64,
+    /// (map name, entries evicted at least), per eBPF LRU map.
+    map_evictions: Vec<(&'static str, u64)>,
     /// Output lines the live stdout queue dropped (its reader did not keep up).
     output_dropped_lines: u64,
     /// Unit tests: the render of a snapshot waits here twice (started, may finish), so that a
@@ -199,6 +201,11 @@ impl Metrics {
         self.kernel_read_errors = kernel_read_errors;
     }
 
+    /// Replaces the eBPF LRU maps' eviction counts: (map name, entries evicted at least).
+    pub fn set_map_evictions(&mut self, evictions: Vec<(&'static str, u64)>) {
+        self.map_evictions = evictions;
+    }
+
     /// Lines the live stdout queue dropped so far (`-q` hides the status lines that say it:
     /// a scraper still sees it).
     pub fn set_output_dropped_lines(&mut self, lines: u64) {
@@ -221,6 +228,7 @@ impl Metrics {
             kernel_lost_events: self.kernel_lost_events,
             kernel_truncated_bytes: self.kernel_truncated_bytes,
             kernel_read_errors: self.kernel_read_errors,
+            map_evictions: self.map_evictions.clone(),
             output_dropped_lines: self.output_dropped_lines,
             overflow: [
                 ("comm", self.comms.overflow),
@@ -248,6 +256,8 @@ pub struct Snapshot {
     kernel_lost_events: u64,
     kernel_truncated_bytes: u64,
     kernel_read_errors: u64,
+    /// (map name, entries evicted at least), per eBPF LRU map.
+    map_evictions: Vec<(&'static str, u64)>,
     output_dropped_lines: u64,
     /// `doh_trace_label_overflow_total`, by label.
     overflow: [(&'static str, u64); 3],
@@ -328,6 +338,13 @@ impl Snapshot {
         ] {
             header(&mut out, name, "counter", help);
             sample(&mut out, name, &[], value);
+        }
+
+        let name = "doh_trace_map_evictions_total";
+        let help = "Entries evicted from a full eBPF LRU map (at least; exact while full): state the kernel side lost.";
+        header(&mut out, name, "counter", help);
+        for (map, n) in &self.map_evictions {
+            sample(&mut out, name, &[("map", map)], *n);
         }
 
         let name = "doh_trace_connections_total";
@@ -557,6 +574,7 @@ mod tests {
         };
         m.set_counters(&d, 3, 0, 0);
         m.set_output_dropped_lines(7);
+        m.set_map_evictions(vec![("SOCK_TYPES", 4464), ("CAPTURE", 0)]);
         let b = |le: &str, n| {
             format!(
                 "doh_trace_lookup_latency_seconds_bucket{{transport=\"doh\",le=\"{le}\"}} {n}\n"
@@ -603,6 +621,10 @@ doh_trace_events_total 9
 # HELP doh_trace_output_dropped_lines_total Output lines dropped because stdout's reader did not keep up.
 # TYPE doh_trace_output_dropped_lines_total counter
 doh_trace_output_dropped_lines_total 7
+# HELP doh_trace_map_evictions_total Entries evicted from a full eBPF LRU map (at least; exact while full): state the kernel side lost.
+# TYPE doh_trace_map_evictions_total counter
+doh_trace_map_evictions_total{{map="SOCK_TYPES"}} 4464
+doh_trace_map_evictions_total{{map="CAPTURE"}} 0
 # HELP doh_trace_connections_total Connections seen, by how they were classified.
 # TYPE doh_trace_connections_total counter
 doh_trace_connections_total{{kind="h2_client"}} 2

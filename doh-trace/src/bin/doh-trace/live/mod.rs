@@ -312,6 +312,7 @@ pub async fn trace(opts: LiveOptions, mut output: Outputs) -> Result<ExitCode> {
                 }
             }
             let kernel = tracer.kernel_counters().unwrap_or_default();
+            tracer.sweep_maps(&kernel);
             if !opts.quiet {
                 shown.report_new_problems(
                     &kernel,
@@ -329,6 +330,7 @@ pub async fn trace(opts: LiveOptions, mut output: Outputs) -> Result<ExitCode> {
                     kernel.get(Stat::ReadErrors),
                 );
                 m.set_output_dropped_lines(output.stdout_dropped());
+                m.set_map_evictions(kernel.map_evictions());
             }
             output.flush_files().context("writing the pcapng file")?;
             if let Some(rec) = recording.as_mut() {
@@ -382,6 +384,14 @@ pub async fn trace(opts: LiveOptions, mut output: Outputs) -> Result<ExitCode> {
             "doh-trace: {} TLS library calls captured by the uprobes",
             kernel.get(Stat::TlsCalls)
         );
+        if kernel.get(Stat::UnknownFd) > 0 {
+            // Not a loss by itself: the memory-BIO binding finds their socket from the TLS
+            // records (what it cannot find is counted among the problems below).
+            eprintln!(
+                "doh-trace: {} of them on a socket the kernel side did not know (matched by their TLS records)",
+                kernel.get(Stat::UnknownFd)
+            );
+        }
         for (label, n) in kernel.problems() {
             eprintln!("doh-trace: {n} {label}");
         }

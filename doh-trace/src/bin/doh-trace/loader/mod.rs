@@ -3,6 +3,7 @@
 
 mod detach;
 pub mod hooks;
+mod map_sweep;
 
 use std::path::Path;
 
@@ -14,7 +15,7 @@ use aya::{
 };
 use doh_trace_common::{
     names::{globals, maps, programs},
-    Capture, Stat, TlsObjKey, SCOPE_INLINE_PIDS, STAT_COUNT, TRACEPOINTS,
+    Capture, LruMap, Stat, TlsObjKey, LRU_MAP_COUNT, SCOPE_INLINE_PIDS, STAT_SLOTS, TRACEPOINTS,
 };
 
 use doh_trace::{
@@ -22,6 +23,7 @@ use doh_trace::{
     hooks::table::{optional_program_stack, Stack},
 };
 use hooks::{HookScope, Hooks};
+use map_sweep::MapSweep;
 
 /// The eBPF object produced by `cargo xtask build-ebpf` (empty if it was missing at build time).
 static EBPF_OBJECT: &[u8] =
@@ -43,6 +45,13 @@ pub struct Tracer {
     pub hooks: Hooks,
     /// The syscall and scheduler tracepoints' links.
     tracepoints: Vec<(&'static str, TracePointLinkId)>,
+    /// Removes dead processes' entries from the LRU maps.
+    sweep: MapSweep,
+    /// Entries this process created and removed in the LRU maps (TLS_FDS, CAPTURE), counted
+    /// beside the kernel's (indexed by [`LruMap`]).
+    user_lru: [(u64, u64); LRU_MAP_COUNT as usize],
+    /// Entries each LRU map is known to have evicted (see [`KernelCounters::entries`]).
+    evicted: [u64; LRU_MAP_COUNT as usize],
 }
 
 impl Drop for Tracer {
@@ -188,11 +197,15 @@ impl Tracer {
                     .to_string(),
             );
         }
+        let sweep = MapSweep::start(&ebpf)?;
         Ok(Tracer {
             ebpf,
             report,
             hooks,
             tracepoints,
+            sweep,
+            user_lru: Default::default(),
+            evicted: Default::default(),
         })
     }
 
@@ -239,27 +252,50 @@ impl Tracer {
         };
         let mut fds: BpfHashMap<&mut MapData, TlsObjKey, i32> =
             BpfHashMap::try_from(map_mut(&mut self.ebpf, maps::TLS_FDS)?)?;
+        let tally = &mut self.user_lru[LruMap::TlsFds as usize];
         match fd {
-            Some(fd) => fds.insert(key, fd, 0)?,
+            Some(fd) => {
+                let new = fds.get(&key, 0).is_err();
+                fds.insert(key, fd, 0)?;
+                tally.0 += u64::from(new);
+            }
             None => {
-                let _ = fds.remove(&key);
+                if fds.remove(&key).is_ok() {
+                    tally.1 += 1;
+                }
             }
         }
         Ok(())
     }
 
-    /// The kernel-side counters, summed over CPUs.
-    pub fn kernel_counters(&self) -> Result<KernelCounters> {
+    /// The kernel-side counters, summed over CPUs, and the LRU maps' evictions found since
+    /// last time added to the known ones.
+    pub fn kernel_counters(&mut self) -> Result<KernelCounters> {
         let map = self
             .ebpf
             .map(maps::STATS)
             .ok_or_else(|| missing_map(maps::STATS))?;
         let stats: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map)?;
-        let mut values = [0u64; STAT_COUNT as usize];
+        let mut values = [0u64; STAT_SLOTS as usize];
         for (i, v) in values.iter_mut().enumerate() {
             *v = stats.get(&(i as u32), 0)?.iter().sum();
         }
-        Ok(KernelCounters { values })
+        // Each created slot is read before its removed slot, so a map's size is never
+        // overstated by what changed while reading.
+        for m in LruMap::ALL {
+            let (created, removed) = self.user_lru[m as usize];
+            values[m.created_slot() as usize] += created;
+            values[m.removed_slot() as usize] += removed + self.sweep.removed(m);
+        }
+        let counters = KernelCounters::new(values, self.evicted);
+        self.evicted = counters.evicted;
+        Ok(counters)
+    }
+
+    /// Asks for the LRU maps that are filling up to be swept of dead processes' entries.
+    pub fn sweep_maps(&mut self, counters: &KernelCounters) {
+        self.sweep
+            .maybe_sweep(|m| counters.entries(m), std::time::Instant::now());
     }
 }
 
@@ -269,23 +305,74 @@ impl KernelCapture for Tracer {
         let mut captures: BpfHashMap<&mut MapData, u64, Capture> =
             BpfHashMap::try_from(map_mut(&mut self.ebpf, maps::CAPTURE)?)?;
         let key = (u64::from(pid) << 32) | u64::from(fd as u32);
-        let mut cap = captures.get(&key, 0).unwrap_or_default();
+        let (mut cap, new) = match captures.get(&key, 0) {
+            Ok(cap) => (cap, false),
+            Err(_) => (Capture::default(), true),
+        };
         cap.policy |= policy;
         captures.insert(key, cap, 0)?;
+        self.user_lru[LruMap::Capture as usize].0 += u64::from(new);
         Ok(())
     }
 }
 
-/// Counters kept by the eBPF programs.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// Counters kept by the eBPF programs (with the LRU maps' entries this process created and
+/// removed added in), and the evictions of the LRU maps found so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KernelCounters {
-    values: [u64; STAT_COUNT as usize],
+    values: [u64; STAT_SLOTS as usize],
+    evicted: [u64; LRU_MAP_COUNT as usize],
+}
+
+impl Default for KernelCounters {
+    fn default() -> Self {
+        KernelCounters {
+            values: [0; STAT_SLOTS as usize],
+            evicted: [0; LRU_MAP_COUNT as usize],
+        }
+    }
 }
 
 impl KernelCounters {
+    /// The counters read (`STATS` slots), with the evictions known before: a map never holds
+    /// more than its capacity, so whatever the counts put beyond it was evicted too.
+    fn new(values: [u64; STAT_SLOTS as usize], known: [u64; LRU_MAP_COUNT as usize]) -> Self {
+        let mut counters = KernelCounters {
+            values,
+            evicted: known,
+        };
+        for m in LruMap::ALL {
+            let beyond = counters.entries(m).saturating_sub(u64::from(m.capacity()));
+            counters.evicted[m as usize] += beyond;
+        }
+        counters
+    }
+
     /// One counter.
     pub fn get(&self, stat: Stat) -> u64 {
         self.values[stat as usize]
+    }
+
+    /// Entries `map` holds as far as the counts tell: created − removed − evicted. An LRU map
+    /// evicts without a count, so this is at least its size; the tracer adds to the evictions
+    /// whatever it puts beyond the capacity, and it is exact while the map is full.
+    pub fn entries(&self, map: LruMap) -> u64 {
+        self.values[map.created_slot() as usize]
+            .saturating_sub(self.values[map.removed_slot() as usize])
+            .saturating_sub(self.evicted[map as usize])
+    }
+
+    /// Entries `map` evicted, at least (exact while it is full); never goes down.
+    pub fn evicted(&self, map: LruMap) -> u64 {
+        self.evicted[map as usize]
+    }
+
+    /// (map name, entries evicted at least) of every LRU map, for the metrics.
+    pub fn map_evictions(&self) -> Vec<(&'static str, u64)> {
+        LruMap::ALL
+            .iter()
+            .map(|&m| (m.name(), self.evicted(m)))
+            .collect()
     }
 
     /// Counters that mean data was lost, with labels.
@@ -310,6 +397,7 @@ impl KernelCounters {
             ),
         ]
         .into_iter()
+        .chain(LruMap::ALL.map(|m| (m.evicted_label(), self.evicted(m))))
         .filter(|(_, n)| *n > 0)
         .collect()
     }
@@ -398,6 +486,42 @@ mod tests {
 
     use super::*;
 
+    /// `STATS` slots with `created`/`removed` entries of SOCK_TYPES.
+    fn sock_types(created: u64, removed: u64) -> [u64; STAT_SLOTS as usize] {
+        let mut v = [0; STAT_SLOTS as usize];
+        v[LruMap::SockTypes.created_slot() as usize] = created;
+        v[LruMap::SockTypes.removed_slot() as usize] = removed;
+        v
+    }
+
+    #[test]
+    fn evictions_are_what_the_counts_put_beyond_a_maps_capacity_and_never_go_down() {
+        let cap = u64::from(LruMap::SockTypes.capacity());
+        let none = [0; LRU_MAP_COUNT as usize];
+        let half = KernelCounters::new(sock_types(cap / 2, 0), none);
+        assert_eq!(half.entries(LruMap::SockTypes), cap / 2);
+        assert_eq!(half.evicted(LruMap::SockTypes), 0);
+        assert!(half.problems().is_empty());
+
+        // 4464 more entries created than the map holds: as many evicted.
+        let full = KernelCounters::new(sock_types(cap + 4464, 0), half.evicted);
+        assert_eq!(full.evicted(LruMap::SockTypes), 4464);
+        assert_eq!(full.entries(LruMap::SockTypes), cap);
+        assert_eq!(full.problems(), [(LruMap::SockTypes.evicted_label(), 4464)]);
+        assert_eq!(
+            full.map_evictions()[LruMap::SockTypes as usize],
+            ("SOCK_TYPES", 4464)
+        );
+
+        // The survivors removed (the sweep, closes): the map is empty, the evictions stay,
+        // and new entries are counted from empty.
+        let swept = KernelCounters::new(sock_types(cap + 4464 + 10, cap), full.evicted);
+        assert_eq!(swept.evicted(LruMap::SockTypes), 4464);
+        assert_eq!(swept.entries(LruMap::SockTypes), 10);
+        // Other maps are untouched.
+        assert_eq!(swept.evicted(LruMap::Capture), 0);
+    }
+
     #[test]
     fn a_refusal_shows_the_verifier_logs_last_lines() {
         let log = "0: R1=ctx() R10=fp0\n1: (85) call bpf_task_pt_regs#175\n\
@@ -456,8 +580,10 @@ mod tests {
         }
         let elf = object::File::parse(EBPF_OBJECT).expect("the eBPF object is an ELF file");
         let symbols: Vec<&str> = elf.symbols().filter_map(|s| s.name().ok()).collect();
+        let lru = LruMap::ALL.map(LruMap::name);
         let wanted = maps::ALL
             .iter()
+            .chain(&lru)
             .chain(&globals::ALL)
             .chain(&programs::ALL)
             .copied()
