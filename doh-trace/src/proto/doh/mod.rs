@@ -67,6 +67,11 @@ fn dns_param(path: &str) -> Option<&str> {
     query.split('&').find_map(|kv| kv.strip_prefix("dns="))
 }
 
+/// A DNS query's header: a question, and the QR bit clear.
+fn looks_like_query(q: &[u8]) -> bool {
+    q.len() >= 12 && q[2] & 0x80 == 0 && u16::from_be_bytes([q[4], q[5]]) >= 1
+}
+
 /// Classifies a request by its headers: `None` when it is not DNS-over-HTTPS.
 pub fn classify(req: &HeaderFields) -> Option<Result<DohRequest, DohError>> {
     let method = req.method.as_deref()?;
@@ -78,15 +83,23 @@ pub fn classify(req: &HeaderFields) -> Option<Result<DohRequest, DohError>> {
         let Some(param) = dns_param(req.path.as_deref()?) else {
             return crate::proto::doh::json::classify_json(req).map(|q| Ok(DohRequest::Json(q)));
         };
+        // A `dns` parameter alone is no DoH: any web page may have one. It is when it holds
+        // a DNS query, or the request says it is DoH (its media type, the RFC 8484 path); only
+        // then is a bad one counted.
+        let says_doh = media_type_is(req.accept.as_deref(), DNS_MESSAGE)
+            || media_type_is(req.content_type.as_deref(), DNS_MESSAGE)
+            || req
+                .path
+                .as_deref()
+                .is_some_and(|p| p.split('?').next().unwrap_or("").ends_with("/dns-query"));
         if param.len() > MAX_DNS_MESSAGE * 4 / 3 + 4 {
-            return Some(Err(DohError::TooLong));
+            return says_doh.then_some(Err(DohError::TooLong));
         }
-        return Some(
-            B64URL
-                .decode(param)
-                .map(DohRequest::Get)
-                .map_err(|_| DohError::BadBase64),
-        );
+        return match B64URL.decode(param) {
+            Ok(q) if says_doh || looks_like_query(&q) => Some(Ok(DohRequest::Get(q))),
+            Ok(_) => None,
+            Err(_) => says_doh.then_some(Err(DohError::BadBase64)),
+        };
     }
     None
 }
@@ -211,5 +224,26 @@ mod tests {
         none.authority = None;
         assert_eq!(shared_url(&mut last, &none, "https"), None);
         assert_eq!(last.as_deref(), Some("http://doh.test:8443/dns-query"));
+    }
+
+    #[test]
+    fn a_dns_parameter_of_a_web_page_is_not_doh() {
+        // A search form's `dns` field: base64url-decodable, no DNS query, no DoH signal.
+        assert!(classify(&req("GET", "/search?q=1&dns=abcd", None)).is_none());
+        assert!(classify(&req("GET", "/search?dns=!!", None)).is_none());
+        // The same parameter to the RFC 8484 path, or with DoH's media type, is DoH (a bad
+        // one counted); a real query is DoH wherever it goes.
+        assert!(matches!(
+            classify(&req("GET", "/dns-query?dns=!!", None)),
+            Some(Err(DohError::BadBase64))
+        ));
+        let mut accept = req("GET", "/search?dns=abcd", None);
+        accept.accept = Some("application/dns-message".into());
+        assert!(matches!(classify(&accept), Some(Ok(DohRequest::Get(_)))));
+        let q = "AAABAAABAAAAAAAAA3d3dwdleGFtcGxlA2NvbQAAAQAB";
+        assert!(matches!(
+            classify(&req("GET", &format!("/resolve?dns={q}"), None)),
+            Some(Ok(DohRequest::Get(_)))
+        ));
     }
 }
