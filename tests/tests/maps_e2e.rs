@@ -39,9 +39,7 @@ fn per_process() -> u64 {
     };
     // SAFETY: getrlimit writes the struct it is given.
     assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
-    (lim.rlim_max as u64)
-        .saturating_sub(100)
-        .clamp(1000, 50_000)
+    lim.rlim_max.saturating_sub(100).clamp(1000, 50_000)
 }
 
 /// Processes holding `n` open UDP sockets between them (returned once all are open).

@@ -20,6 +20,8 @@ use super::{
 impl Pipeline {
     /// Turns the exchanges decoders finished into lookup records.
     pub(super) fn flush_finished(&mut self, key: ConnKey, conn: &mut Conn) {
+        self.counters.unmatched_dns_answers +=
+            std::mem::take(&mut self.exchanges.unmatched_dns_answers);
         if self.exchanges.doh.is_empty() && self.exchanges.dns.is_empty() {
             return;
         }

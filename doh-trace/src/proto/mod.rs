@@ -17,6 +17,12 @@ use crate::{counters::DecodeCounters, source::Direction};
 use dns::client::{DnsFinished, PendingQuery};
 use doh::exchange::Finished;
 
+/// How long an answer waits for the request or query that brought it, when the hooks report
+/// that request's last write after the answer was read. They report a write when its call
+/// returns, and the writing thread can return after another thread has read the whole answer
+/// (Go writes and reads on different goroutines).
+pub const LATE_WRITE_NS: u64 = 2_000_000_000;
+
 /// When and by which thread something was seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Seen {
@@ -45,6 +51,8 @@ pub struct Exchanges {
     pub dns: Vec<DnsFinished>,
     /// Queries just sent to a resolver on loopback, in order.
     pub sent_to_local: Vec<PendingQuery>,
+    /// DNS answers found to match no query (by `expire` and `close`), for the counters.
+    pub unmatched_dns_answers: u64,
 }
 
 impl Exchanges {

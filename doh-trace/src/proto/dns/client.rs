@@ -8,7 +8,7 @@ use crate::{
     counters::DecodeCounters,
     proto::{
         dns::{self, DnsSummary},
-        Bytes, ClientDecoder, Exchanges, Fed, FirstRequest, Seen,
+        Bytes, ClientDecoder, Exchanges, Fed, FirstRequest, Seen, LATE_WRITE_NS,
     },
     source::Direction,
 };
@@ -72,6 +72,18 @@ struct Assembly {
     buf: Vec<u8>,
 }
 
+/// Answers that matched no query are kept this long, at most this many per connection.
+const MAX_EARLY_ANSWERS: usize = 16;
+
+/// An answer read before its query was reported (see [`LATE_WRITE_NS`]), kept for the query.
+#[derive(Debug)]
+struct EarlyAnswer {
+    peer: Option<SocketAddr>,
+    summary: DnsSummary,
+    bytes: Vec<u8>,
+    seen: Seen,
+}
+
 /// A DNS client connection (or unconnected socket) being decoded.
 #[derive(Debug)]
 pub struct DnsClient {
@@ -79,6 +91,7 @@ pub struct DnsClient {
     egress: Assembly,
     ingress: Assembly,
     pending: VecDeque<PendingQuery>,
+    early: VecDeque<EarlyAnswer>,
 }
 
 impl DnsClient {
@@ -88,6 +101,7 @@ impl DnsClient {
             egress: Assembly::default(),
             ingress: Assembly::default(),
             pending: VecDeque::new(),
+            early: VecDeque::new(),
         }
     }
 
@@ -178,6 +192,29 @@ impl DnsClient {
                     p.resent += 1;
                     return Ok(false);
                 }
+                // Its answer came first: the query's write was reported late.
+                let answered = self.early.iter().position(|a| {
+                    (a.peer.is_none() || peer.is_none() || a.peer == peer)
+                        && a.summary.id == summary.id
+                        && summary.asks(&a.summary.qname, &a.summary.qtype)
+                });
+                if let Some(i) = answered {
+                    let a = self.early.remove(i).expect("found");
+                    finished.push(DnsFinished {
+                        query: PendingQuery {
+                            server: peer,
+                            question: summary,
+                            bytes,
+                            sent: seen,
+                            resent: 0,
+                            answer_maybe_lost: false,
+                        },
+                        answer: Some((a.summary, a.bytes)),
+                        outcome: DnsOutcome::Answered,
+                        ended: a.seen,
+                    });
+                    return Ok(false);
+                }
                 if self.pending.len() >= MAX_PENDING {
                     counters.dns_pending_overflow += 1;
                     let oldest = self.pending.pop_front().expect("full");
@@ -214,7 +251,19 @@ impl DnsClient {
                             ended: seen,
                         });
                     }
-                    None => counters.unmatched_dns_answers += 1,
+                    None => {
+                        // Its query may be reported yet (a late write): kept for a moment.
+                        if self.early.len() >= MAX_EARLY_ANSWERS {
+                            self.early.pop_front();
+                            counters.unmatched_dns_answers += 1;
+                        }
+                        self.early.push_back(EarlyAnswer {
+                            peer,
+                            summary,
+                            bytes,
+                            seen,
+                        });
+                    }
                 }
                 Ok(false)
             }
@@ -223,8 +272,23 @@ impl DnsClient {
         }
     }
 
-    /// Ends queries unanswered for longer than `timeout_ns`.
-    pub fn expire(&mut self, now_ns: u64, timeout_ns: u64, finished: &mut Vec<DnsFinished>) {
+    /// Ends queries unanswered for longer than `timeout_ns`; answers whose query did not come
+    /// within [`LATE_WRITE_NS`] are counted unmatched.
+    pub fn expire(
+        &mut self,
+        now_ns: u64,
+        timeout_ns: u64,
+        finished: &mut Vec<DnsFinished>,
+        counters: &mut DecodeCounters,
+    ) {
+        while self
+            .early
+            .front()
+            .is_some_and(|a| now_ns.saturating_sub(a.seen.ts_ns) > LATE_WRITE_NS)
+        {
+            self.early.pop_front();
+            counters.unmatched_dns_answers += 1;
+        }
         while self
             .pending
             .front()
@@ -248,8 +312,15 @@ impl DnsClient {
         }
     }
 
-    /// The connection ended: every open query ends unanswered.
-    pub fn close(&mut self, seen: Seen, finished: &mut Vec<DnsFinished>) {
+    /// The connection ended: every open query ends unanswered, and every answer kept for a
+    /// query is unmatched.
+    pub fn close(
+        &mut self,
+        seen: Seen,
+        finished: &mut Vec<DnsFinished>,
+        counters: &mut DecodeCounters,
+    ) {
+        counters.unmatched_dns_answers += self.early.drain(..).count() as u64;
         for query in self.pending.drain(..) {
             finished.push(DnsFinished {
                 query,
@@ -329,11 +400,15 @@ impl ClientDecoder for DnsClient {
     }
 
     fn expire(&mut self, now_ns: u64, timeout_ns: u64, out: &mut Exchanges) {
-        DnsClient::expire(self, now_ns, timeout_ns, &mut out.dns);
+        let mut counters = DecodeCounters::default();
+        DnsClient::expire(self, now_ns, timeout_ns, &mut out.dns, &mut counters);
+        out.unmatched_dns_answers += counters.unmatched_dns_answers;
     }
 
     fn close(&mut self, seen: Seen, out: &mut Exchanges) {
-        DnsClient::close(self, seen, &mut out.dns);
+        let mut counters = DecodeCounters::default();
+        DnsClient::close(self, seen, &mut out.dns, &mut counters);
+        out.unmatched_dns_answers += counters.unmatched_dns_answers;
     }
 
     fn accepts_datagrams(&self) -> bool {

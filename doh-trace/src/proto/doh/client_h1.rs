@@ -9,15 +9,12 @@ use crate::{
         doh::{
             self,
             client_h2::H2Client,
-            exchange::{
-                append_bounded, new_stream, DohStream, Finished, Outcome, ResponseHead,
-                REQUEST_AFTER_ANSWER_NS,
-            },
+            exchange::{append_bounded, new_stream, DohStream, Finished, Outcome, ResponseHead},
             DohRequest,
         },
         http1::{H1Error, H1Event, Http1Decoder},
         http2::HeaderFields,
-        Bytes, ClientDecoder, Exchanges, Fed, FirstRequest, Seen,
+        Bytes, ClientDecoder, Exchanges, Fed, FirstRequest, Seen, LATE_WRITE_NS,
     },
     source::Direction,
 };
@@ -257,13 +254,13 @@ impl H1Client {
 
     /// Ends exchanges that started more than `timeout_ns` before `now_ns`. Their place in the
     /// queue is kept, so a late response still pairs with the right request. An answered
-    /// request whose end did not come within [`REQUEST_AFTER_ANSWER_NS`] is judged without it.
+    /// request whose end did not come within [`LATE_WRITE_NS`] is judged without it.
     pub fn expire(&mut self, now_ns: u64, timeout_ns: u64, done: &mut Vec<Finished>) {
         if let Some(slot) = self.building.as_mut() {
             if slot
                 .as_ref()
                 .and_then(|s| s.answered)
-                .is_some_and(|at| now_ns.saturating_sub(at.ts_ns) > REQUEST_AFTER_ANSWER_NS)
+                .is_some_and(|at| now_ns.saturating_sub(at.ts_ns) > LATE_WRITE_NS)
             {
                 let stream = slot.take().expect("checked");
                 let ended = stream.answered.expect("checked");

@@ -11,13 +11,11 @@ use crate::{
         doh::{
             self,
             exchange::append_bounded,
-            exchange::{
-                new_stream, DohStream, Finished, Outcome, ResponseHead, REQUEST_AFTER_ANSWER_NS,
-            },
+            exchange::{new_stream, DohStream, Finished, Outcome, ResponseHead},
             DohRequest,
         },
         http2::{DirectionDecoder, H2Error, H2Event, HeaderFields},
-        Bytes, ClientDecoder, Exchanges, Fed, FirstRequest, Seen,
+        Bytes, ClientDecoder, Exchanges, Fed, FirstRequest, Seen, LATE_WRITE_NS,
     },
     source::Direction,
 };
@@ -210,13 +208,13 @@ impl H2Client {
     }
 
     /// Ends exchanges that started more than `timeout_ns` before `now_ns`, and answered ones
-    /// whose request's end did not come within [`REQUEST_AFTER_ANSWER_NS`].
+    /// whose request's end did not come within [`LATE_WRITE_NS`].
     pub fn expire(&mut self, now_ns: u64, timeout_ns: u64, done: &mut Vec<Finished>) {
         let mut old: Vec<(u32, Outcome, Seen)> = self
             .streams
             .values()
             .filter_map(|s| match s.answered {
-                Some(at) if now_ns.saturating_sub(at.ts_ns) > REQUEST_AFTER_ANSWER_NS => {
+                Some(at) if now_ns.saturating_sub(at.ts_ns) > LATE_WRITE_NS => {
                     Some((s.stream_id, Outcome::Answered, at))
                 }
                 Some(_) => None,

@@ -8,10 +8,6 @@ use crate::proto::{
     Seen,
 };
 
-/// How long an exchange whose response ended before its request did waits for the request's
-/// end (a write reported late, see [`DohStream::answered`]) before it is judged without it.
-pub const REQUEST_AFTER_ANSWER_NS: u64 = 2_000_000_000;
-
 /// A DoH exchange in progress or finished.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DohStream {
