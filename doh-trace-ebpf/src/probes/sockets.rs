@@ -629,9 +629,10 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     }
     let fd = arg_u64(&ctx, ARG0) as i32;
     let key = (pid_tgid & 0xffff_ffff_0000_0000) | fd as u32 as u64;
-    // The fd's per-socket state goes with it, reported or not: an entry left behind would
-    // only wait for the LRU to evict it, and count as an eviction when it did.
-    lru::remove(&SOCK_TYPES, LruMap::SockTypes, &key);
+    // The fd's socket type goes with it: left behind, it would make a file opened later on
+    // the same number look like a socket (its bytes copied), and wait for the LRU to evict
+    // it. (A CAPTURE entry exists only for fds whose bytes were seen, which are tracked.)
+    lru::remove_if_there(&SOCK_TYPES, LruMap::SockTypes, &key);
     if unsafe { TRACKED_FDS.get(key) }.is_some() {
         lru::remove(&TRACKED_FDS, LruMap::TrackedFds, &key);
         if let Some(cap) = unsafe { CAPTURE.get(key) } {
@@ -641,8 +642,6 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
         }
         lru::remove(&CAPTURE, LruMap::Capture, &key);
         emit_close(fd);
-    } else {
-        lru::remove(&CAPTURE, LruMap::Capture, &key);
     }
     0
 }

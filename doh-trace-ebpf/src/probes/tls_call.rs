@@ -102,7 +102,7 @@ pub fn finish(tgid: u32, call: &TlsCall, total: u64, source: Source, rule: FdRul
                 return;
             }
         }
-        lru::set(&TLS_FDS, LruMap::TlsFds, &key, &call.fd);
+        lru::update(&TLS_FDS, LruMap::TlsFds, &key, &call.fd);
         (call.fd, 0)
     } else {
         match unsafe { TLS_FDS.get(key) } {
