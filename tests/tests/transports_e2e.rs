@@ -247,3 +247,71 @@ fn an_unhooked_tls_client_of_a_listed_resolver_is_reported_opaque() {
     assert!(l["bytes_received"].as_u64().is_some_and(|n| n > 300), "{l}");
     assert!(l["duration_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{l}");
 }
+
+/// A peek (`MSG_PEEK`) leaves its bytes queued to be read again: the tracer must not take them
+/// twice. Chromium peeks one byte of an idle socket to see whether it is still open; resolvers
+/// and clients peek a datagram or a length prefix. dnspython's sockets with peeks before
+/// every read: DNS over TCP (the length prefix, and one byte) and an unconnected UDP socket.
+/// Without the rule, the TCP stream's bytes come twice (its second answer is lost, or wrong)
+/// and the UDP answer counts once more, as an answer without a query.
+#[test]
+fn peeked_bytes_are_taken_once() {
+    require_e2e!();
+    let lab = Lab::with_unbound().unwrap();
+    let mut tracer = Tracer::start(&["--dns-port", "5301"]).unwrap();
+    let script = r#"
+import socket, dns.message
+def query(name, qtype, id):
+    return dns.message.make_query(name, qtype, id=id).to_wire()
+with socket.create_connection(("127.0.0.1", 5301)) as s:
+    for i, qtype in enumerate(["A", "AAAA"]):
+        m = query("www.doh.test", qtype, 0x6100 + i)
+        s.sendall(len(m).to_bytes(2, "big") + m)
+        while len(s.recv(2, socket.MSG_PEEK)) < 2:
+            pass
+        s.recv(1, socket.MSG_PEEK)
+        size = int.from_bytes(s.recv(2), "big")
+        s.recv(1, socket.MSG_PEEK)
+        body = b""
+        while len(body) < size:
+            body += s.recv(size - len(body))
+        print(dns.message.from_wire(body).answer)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.sendto(query("txt.doh.test", "TXT", 0x6200), ("127.0.0.1", 5301))
+u.settimeout(5)
+u.recvfrom(4096, socket.MSG_PEEK)
+print(dns.message.from_wire(u.recvfrom(4096)[0]).answer)
+"#;
+    let mut py = lab.command(SYSTEM_PYTHON);
+    py.args(["-c", script]);
+    let (pid, status, out, _) = run_client(py).unwrap();
+    assert!(
+        status.success() && out.contains("hello-from-unbound"),
+        "python: {out}"
+    );
+    tracer.wait_for(WAIT, |seen| of(seen, pid).len() >= 3);
+    tracer.wait_for(Duration::from_millis(500), |_| false);
+    let stderr = tracer.stop_cleanly(libc::SIGINT);
+    let seen = &tracer.seen;
+
+    for (qtype, id, answer) in [
+        ("A", 0x6100, "192.0.2.10"),
+        ("AAAA", 0x6101, "2001:db8::10"),
+    ] {
+        let l = one(seen, pid, "www.doh.test", qtype);
+        assert_eq!(l["transport"], "dns-tcp", "{l}");
+        assert_eq!(l["dns_id"], id, "{l}");
+        assert_eq!(l["server"]["port"], 5301, "{l}");
+        assert_eq!(l["answers"], serde_json::json!([answer]), "{l}");
+    }
+    let l = one(seen, pid, "txt.doh.test", "TXT");
+    assert_eq!(l["transport"], "dns-udp", "{l}");
+    assert_eq!(l["dns_id"], 0x6200, "{l}");
+    assert_eq!(of(seen, pid).len(), 3, "{seen:#?}");
+    for problem in ["DNS answers without a query", "unparseable DNS messages"] {
+        assert!(
+            !stderr.iter().any(|s| s.contains(problem)),
+            "{problem}: {stderr:#?}"
+        );
+    }
+}

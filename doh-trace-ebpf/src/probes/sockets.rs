@@ -37,9 +37,13 @@ use crate::{
 const ARG0: usize = 16;
 const ARG1: usize = 24;
 const ARG2: usize = 32;
+const ARG3: usize = 40;
 const ARG4: usize = 48;
 const RET: usize = 16;
 const EINPROGRESS: i64 = 115;
+/// `MSG_PEEK`: the bytes stay queued and are read again, so a peek is never copied nor counted
+/// (Chromium checks an idle socket with a one-byte peek; resolvers peek a datagram's size).
+const MSG_PEEK: u64 = 0x2;
 
 /// `struct msghdr` (user ABI, 64-bit): `msg_name` at 0, `msg_iov` at 16, `msg_iovlen` at 24.
 const MSG_NAME: u64 = 0;
@@ -64,9 +68,15 @@ fn user_u64(addr: u64) -> Option<u64> {
 /// whose bytes are still wanted (or counted), the buffer; on an untracked socket, a datagram
 /// that may be going to or coming from a DNS port. `addr_slot` is the tracepoint offset of a
 /// flat call's `struct sockaddr *` argument (sendto, recvfrom) or of readv/writev's iovec
-/// count, or 0.
+/// count, or 0; `flags_slot` that of a receive's `flags` (a peek moves nothing), or 0.
 #[inline(always)]
-fn io_enter(ctx: &TracePointContext, direction: u32, shape: u32, addr_slot: usize) -> u32 {
+fn io_enter(
+    ctx: &TracePointContext,
+    direction: u32,
+    shape: u32,
+    addr_slot: usize,
+    flags_slot: usize,
+) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     if !in_scope(tgid) {
@@ -88,6 +98,9 @@ fn io_enter(ctx: &TracePointContext, direction: u32, shape: u32, addr_slot: usiz
             }
             return 0;
         }
+    }
+    if flags_slot != 0 && arg_u64(ctx, flags_slot) & MSG_PEEK != 0 {
+        return 0;
     }
     let key = fd_key(tgid, fd);
     let mode = if unsafe { TRACKED_FDS.get(key) }.is_some() {
@@ -366,7 +379,7 @@ fn io_exit_mmsg(ctx: &TracePointContext) -> u32 {
 /// ssize_t write(int fd, const void *buf, size_t count)
 #[tracepoint]
 pub fn sys_enter_write(ctx: TracePointContext) -> u32 {
-    io_enter(&ctx, DIR_EGRESS, IO_FLAT, 0)
+    io_enter(&ctx, DIR_EGRESS, IO_FLAT, 0, 0)
 }
 
 /// Return of write.
@@ -378,7 +391,7 @@ pub fn sys_exit_write(ctx: TracePointContext) -> u32 {
 /// ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 #[tracepoint]
 pub fn sys_enter_writev(ctx: TracePointContext) -> u32 {
-    io_enter(&ctx, DIR_EGRESS, IO_IOVEC, ARG2)
+    io_enter(&ctx, DIR_EGRESS, IO_IOVEC, ARG2, 0)
 }
 
 /// Return of writev.
@@ -391,7 +404,7 @@ pub fn sys_exit_writev(ctx: TracePointContext) -> u32 {
 ///                const struct sockaddr *dest_addr, socklen_t addrlen)
 #[tracepoint]
 pub fn sys_enter_sendto(ctx: TracePointContext) -> u32 {
-    io_enter(&ctx, DIR_EGRESS, IO_FLAT, ARG4)
+    io_enter(&ctx, DIR_EGRESS, IO_FLAT, ARG4, 0)
 }
 
 /// Return of sendto.
@@ -403,7 +416,7 @@ pub fn sys_exit_sendto(ctx: TracePointContext) -> u32 {
 /// ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 #[tracepoint]
 pub fn sys_enter_sendmsg(ctx: TracePointContext) -> u32 {
-    io_enter(&ctx, DIR_EGRESS, IO_MSG, 0)
+    io_enter(&ctx, DIR_EGRESS, IO_MSG, 0, 0)
 }
 
 /// Return of sendmsg.
@@ -415,7 +428,7 @@ pub fn sys_exit_sendmsg(ctx: TracePointContext) -> u32 {
 /// int sendmmsg(int fd, struct mmsghdr *msgvec, unsigned int vlen, int flags)
 #[tracepoint]
 pub fn sys_enter_sendmmsg(ctx: TracePointContext) -> u32 {
-    io_enter(&ctx, DIR_EGRESS, IO_MMSG, 0)
+    io_enter(&ctx, DIR_EGRESS, IO_MMSG, 0, 0)
 }
 
 /// Return of sendmmsg.
@@ -427,7 +440,7 @@ pub fn sys_exit_sendmmsg(ctx: TracePointContext) -> u32 {
 /// ssize_t read(int fd, void *buf, size_t count)
 #[tracepoint]
 pub fn sys_enter_read(ctx: TracePointContext) -> u32 {
-    io_enter(&ctx, DIR_INGRESS, IO_FLAT, 0)
+    io_enter(&ctx, DIR_INGRESS, IO_FLAT, 0, 0)
 }
 
 /// Return of read.
@@ -439,7 +452,7 @@ pub fn sys_exit_read(ctx: TracePointContext) -> u32 {
 /// ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 #[tracepoint]
 pub fn sys_enter_readv(ctx: TracePointContext) -> u32 {
-    io_enter(&ctx, DIR_INGRESS, IO_IOVEC, ARG2)
+    io_enter(&ctx, DIR_INGRESS, IO_IOVEC, ARG2, 0)
 }
 
 /// Return of readv.
@@ -452,7 +465,7 @@ pub fn sys_exit_readv(ctx: TracePointContext) -> u32 {
 ///                  struct sockaddr *src_addr, socklen_t *addrlen)
 #[tracepoint]
 pub fn sys_enter_recvfrom(ctx: TracePointContext) -> u32 {
-    io_enter(&ctx, DIR_INGRESS, IO_FLAT, ARG4)
+    io_enter(&ctx, DIR_INGRESS, IO_FLAT, ARG4, ARG3)
 }
 
 /// Return of recvfrom.
@@ -464,7 +477,7 @@ pub fn sys_exit_recvfrom(ctx: TracePointContext) -> u32 {
 /// ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 #[tracepoint]
 pub fn sys_enter_recvmsg(ctx: TracePointContext) -> u32 {
-    io_enter(&ctx, DIR_INGRESS, IO_MSG, 0)
+    io_enter(&ctx, DIR_INGRESS, IO_MSG, 0, ARG2)
 }
 
 /// Return of recvmsg.
@@ -477,7 +490,7 @@ pub fn sys_exit_recvmsg(ctx: TracePointContext) -> u32 {
 ///              struct __kernel_timespec *timeout)
 #[tracepoint]
 pub fn sys_enter_recvmmsg(ctx: TracePointContext) -> u32 {
-    io_enter(&ctx, DIR_INGRESS, IO_MMSG, 0)
+    io_enter(&ctx, DIR_INGRESS, IO_MMSG, 0, ARG3)
 }
 
 /// Return of recvmmsg.

@@ -24,7 +24,7 @@
 //! waiting for their key are decrypted when it comes.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{BTreeMap, HashMap, VecDeque},
     fmt,
 };
 
@@ -47,6 +47,8 @@ pub const KEY_AFTER_CLOSE_NS: u64 = 2_000_000_000;
 pub const MAX_UNDECRYPTED: u64 = 256 * 1024;
 /// Most connections decrypted at once; beyond it new ones are left undecrypted (counted).
 pub const MAX_DECRYPTING: usize = 4096;
+/// Connections that failed to decrypt described on stderr; the rest are only counted.
+const FAILURES_SHOWN: u64 = 8;
 
 /// What the live key-log decryption did, by connection.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -65,6 +67,10 @@ pub struct KeylogCounters {
     pub incomplete: u64,
     /// Records that did not decrypt or parse.
     pub failed: u64,
+    /// Those by reason ([`DecryptStatus::as_str`]).
+    pub failed_by: BTreeMap<&'static str, u64>,
+    /// Decrypted in part: a later record failed (counted in `decrypted`, not in `failed`).
+    pub failed_after_data: u64,
     /// Decrypted, and not DNS: no longer copied.
     pub not_dns: u64,
     /// Decrypted, and closed without application data (a preconnection).
@@ -84,6 +90,10 @@ impl KeylogCounters {
             ),
             ("key-log connections incomplete", self.incomplete),
             ("key-log connections that failed to decrypt", self.failed),
+            (
+                "key-log connections that failed after their first data",
+                self.failed_after_data,
+            ),
             ("key-log connections over the limit", self.over_limit),
         ]
         .into_iter()
@@ -98,7 +108,7 @@ impl fmt::Display for KeylogCounters {
             f,
             "{} candidate connections, {} decrypted ({} without data), {} left to hooks, {} \
              not DNS; not decrypted: {} no key, {} unsupported cipher, {} incomplete, {} \
-             failed, {} over the limit",
+             failed",
             self.candidates,
             self.decrypted,
             self.empty,
@@ -108,8 +118,24 @@ impl fmt::Display for KeylogCounters {
             self.unsupported_cipher,
             self.incomplete,
             self.failed,
-            self.over_limit
-        )
+        )?;
+        if !self.failed_by.is_empty() {
+            let why: Vec<String> = self
+                .failed_by
+                .iter()
+                .map(|(reason, n)| format!("{n} {reason}"))
+                .collect();
+            write!(f, " ({})", why.join(", "))?;
+        }
+        write!(f, ", {} over the limit", self.over_limit)?;
+        if self.failed_after_data > 0 {
+            write!(
+                f,
+                "; {} decrypted in part (a later record failed)",
+                self.failed_after_data
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -241,11 +267,13 @@ impl LiveDecryption {
             Event::Close { meta, id } => {
                 let k = (meta.pid, id);
                 let waiting = self.conns.get(&k).is_some_and(|c| {
-                    !c.emitted
-                        && c.dec.status() == DecryptStatus::NoKey
-                        // A candidate, or one that would be once the pipeline's decision,
-                        // made in this same pass, reaches `kernel_decisions`.
-                        && (c.socket_policy.is_some()
+                    c.dec.status() == DecryptStatus::NoKey
+                        // Decrypted in part (one direction's key came, the other's not yet:
+                        // a key log is written line by line); or a candidate; or one that
+                        // would be once the pipeline's decision, made in this same pass,
+                        // reaches `kernel_decisions`.
+                        && (c.emitted
+                            || c.socket_policy.is_some()
                             || pipeline
                                 .socket_view(k.0, k.1)
                                 .and_then(|v| v.policy)
@@ -560,6 +588,23 @@ impl LiveDecryption {
         if conn.socket_policy.is_none() {
             return;
         }
+        if let Ended::Status(status @ (DecryptStatus::Failed(_) | DecryptStatus::NotTls)) = how {
+            let shown = self.counters.failed + self.counters.failed_after_data;
+            if conn.emitted {
+                self.counters.failed_after_data += 1;
+            }
+            if shown < FAILURES_SHOWN {
+                // Counted below; the first few also say where (no byte of the connection).
+                eprintln!(
+                    "doh-trace: key log: could not decrypt {}a connection of pid {} ({}, {}): {}",
+                    if conn.emitted { "the rest of " } else { "" },
+                    conn.meta.pid,
+                    conn.dec.sni().unwrap_or("no server name"),
+                    status.as_str(),
+                    conn.dec.progress()
+                );
+            }
+        }
         let emitted = conn.emitted;
         let c = &mut self.counters;
         if emitted || conn.reached && !matches!(how, Ended::Hooked) {
@@ -572,12 +617,18 @@ impl LiveDecryption {
             Ended::Status(DecryptStatus::Decrypting) => c.empty += 1,
             Ended::Status(DecryptStatus::UnsupportedCipher(_)) => c.unsupported_cipher += 1,
             Ended::Status(DecryptStatus::MissingHandshake) => c.incomplete += 1,
-            Ended::Status(DecryptStatus::Failed(_)) => c.failed += 1,
+            Ended::Status(status @ DecryptStatus::Failed(_)) => {
+                c.failed += 1;
+                *c.failed_by.entry(status.as_str()).or_default() += 1;
+            }
             Ended::Status(DecryptStatus::NoKey) => c.no_key += 1,
             // Closed before its handshake reached encrypted records.
             Ended::Status(DecryptStatus::WaitingForHandshake) => c.incomplete += 1,
             // Its first record looked like TLS and the rest did not parse.
-            Ended::Status(DecryptStatus::NotTls) => c.failed += 1,
+            Ended::Status(DecryptStatus::NotTls) => {
+                c.failed += 1;
+                *c.failed_by.entry("not_tls").or_default() += 1;
+            }
         }
     }
 }
@@ -864,6 +915,39 @@ mod tests {
         d.tick(&mut p, 100 + KEY_AFTER_CLOSE_NS);
         assert!(d.held.is_empty());
         assert_eq!(d.counters().no_key, 1);
+    }
+
+    #[test]
+    fn a_close_waits_for_the_key_of_the_direction_still_locked() {
+        // The client's secrets have been read, the server's last line not yet: the request is
+        // decrypted, the response waits — and so does the close (else the answer is lost).
+        let (trace, keys) = fixture!("tls13-aes128gcm");
+        let (server_app, rest): (Vec<&str>, Vec<&str>) = keys
+            .lines()
+            .partition(|l| l.starts_with("SERVER_TRAFFIC_SECRET_0"));
+        let mut p = capture_pipeline(ResolverList::builtin());
+        let mut d = LiveDecryption::default();
+        open(&mut d, &mut p);
+        for (i, (c, b)) in events(trace).iter().enumerate() {
+            socket_chunk(&mut d, &mut p, i, *c, b);
+            decisions(&mut d, &mut p);
+        }
+        d.add_keys(&mut p, format!("{}\n", rest.join("\n")).as_bytes());
+        assert_eq!(d.decrypting(), 1);
+        d.handle_event(
+            &mut p,
+            Event::Close {
+                meta: meta(100),
+                id: FD,
+            },
+        );
+        assert_eq!(d.held.len(), 1, "the close waits for the server's key");
+        assert_eq!(d.decrypting(), 1);
+        d.add_keys(&mut p, format!("{}\n", server_app[0]).as_bytes());
+        assert!(d.held.is_empty(), "the close went on");
+        assert_eq!(d.decrypting(), 0);
+        let c = d.counters();
+        assert_eq!((c.decrypted, c.no_key, c.failed), (1, 0, 0), "{c}");
     }
 
     #[test]

@@ -16,7 +16,9 @@
 //!
 //! When a key is not in the key log yet (a live key log lags the connection), the records wait
 //! — at most [`MAX_BUFFERED`] bytes per direction — and are tried again at the next
-//! [`TlsDecryptor::feed`]. Every way this can end is a [`DecryptStatus`]; nothing panics.
+//! [`TlsDecryptor::feed`]. The server's application data also waits while client records
+//! wait (a key log may name the server's secret first, as OpenSSL's does): plaintext comes out
+//! request before response, as it went over the wire. Every way this can end is a [`DecryptStatus`]; nothing panics.
 
 use super::{
     cipher::{OpenError, RecordKey, Suite, Version},
@@ -332,6 +334,31 @@ impl TlsDecryptor {
         &self.counters
     }
 
+    /// Where each side stood, for a line about a connection that could not be decrypted
+    /// (record counts and phases; never a byte of the connection).
+    pub fn progress(&self) -> String {
+        let side = |name: &str, s: &Side| {
+            format!(
+                "{name} {:?}: {} records, {} decrypted, {} bytes waiting{}",
+                s.phase,
+                s.records_seen,
+                s.decrypted,
+                s.records.buffered(),
+                match s.blocked {
+                    Some(b) => format!(", waiting: {}", b.as_str()),
+                    None => String::new(),
+                }
+            )
+        };
+        format!(
+            "{}; {}; {} alerts, {} early records skipped",
+            side("client", &self.client),
+            side("server", &self.server),
+            self.counters.alerts,
+            self.counters.early_data_skipped
+        )
+    }
+
     fn side_mut(&mut self, client: bool) -> &mut Side {
         if client {
             &mut self.client
@@ -474,6 +501,14 @@ impl TlsDecryptor {
             (Phase::Handshake13 | Phase::Application13, record::HANDSHAKE) => {
                 self.fail(DecryptStatus::Failed(FailReason::Handshake));
                 Step::Consumed
+            }
+            // The server's application data waits while the client has records it could not
+            // open yet (their key has not come): those came first, and a response must not
+            // reach the decoders before its request.
+            (Phase::Application13 | Phase::Encrypted12, _)
+                if !client && self.client.blocked.is_some() =>
+            {
+                Step::Blocked(self.client.blocked.unwrap_or(DecryptStatus::NoKey))
             }
             (_, _) => self.encrypted(client, header, fragment, keys, out, start),
         }
