@@ -44,7 +44,7 @@ fn median_ns(runs: usize, per_run: usize, mut f: impl FnMut()) -> f64 {
 
 fn exit_lookup() {
     // 10,000 connections of 1,000 processes.
-    let mut t: ConnTable<u64> = ConnTable::new(|_| false);
+    let mut t: ConnTable<u64> = ConnTable::new(|_| false, |_| 0);
     for fd in 0..10_000 {
         t.insert(key(fd as u32 % 1000, fd), 0);
     }
@@ -70,7 +70,7 @@ fn full_table() {
     let n = MAX_CONNS as i32;
     // Before: a plain map, `retain` of idle states (none here), then any key.
     let mut old: foldhash::HashMap<ConnKey, u64> = Default::default();
-    let mut new: ConnTable<u64> = ConnTable::new(|_| false);
+    let mut new: ConnTable<u64> = ConnTable::new(|_| false, |_| 0);
     for fd in 0..n {
         old.insert(key(1, fd), 0);
         new.insert(key(1, fd), 0);

@@ -69,6 +69,10 @@ pub struct DecodeCounters {
     /// Relay peers (clients of a local resolver, or its upstream lookups) that matched a
     /// lookup beyond the most listed (`lookup::relay::MAX_RELAY_PEERS`).
     pub relay_ambiguous: u64,
+    /// Connections whose decoding stopped because the decoding state of all connections
+    /// together went over the memory budget (`pipeline::memory`), and the bytes they held.
+    pub memory_dropped_conns: u64,
+    pub memory_dropped_bytes: u64,
     /// Lookups reported.
     pub lookups: u64,
 }
@@ -143,6 +147,10 @@ impl DecodeCounters {
             (
                 "relay peers beyond the listed 8 (relay_ambiguous)",
                 self.relay_ambiguous,
+            ),
+            (
+                "connections dropped over the memory budget",
+                self.memory_dropped_conns,
             ),
         ]
         .into_iter()

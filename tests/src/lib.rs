@@ -546,6 +546,11 @@ impl Tracer {
         self.seen.iter().filter(|v| v["pid"] == pid).collect()
     }
 
+    /// The tracer's process id (for /proc/PID/status).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends `sig` to the tracer without waiting (e.g. SIGSTOP/SIGCONT to stall its reader).
     pub fn signal(&self, sig: i32) {
         signal(&self.child, sig);

@@ -151,6 +151,14 @@ impl Sniffer {
         self.decide()
     }
 
+    /// Heap bytes held, in constant time (`kept` counts the pieces' bytes).
+    pub fn held_bytes(&self) -> usize {
+        self.egress.head.capacity()
+            + self.ingress.head.capacity()
+            + self.kept
+            + self.pieces.capacity() * std::mem::size_of::<Piece>()
+    }
+
     /// The bytes kept so far, in arrival order.
     pub fn take_pieces(&mut self) -> Vec<Piece> {
         self.kept = 0;

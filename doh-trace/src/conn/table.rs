@@ -10,7 +10,10 @@
 //!   reporting (idle) and one for the others, so a full table gives up its stalest idle state,
 //!   else its stalest connection.
 //!
-//! Both are cleaned lazily: a removed key stays in them until it is met (a queue entry whose
+//! The table also keeps the sum of what its states hold (as its `held` function says, asked
+//! when a state is put in), so a memory budget reads it in constant time.
+//!
+//! Both indexes are cleaned lazily: a removed key stays in them until it is met (a queue entry whose
 //! stamp is not the state's current one is stale) or until they are compacted, which happens
 //! once they hold more than twice as many entries as there are states — so compaction's
 //! cost is paid for by the insertions that made them grow.
@@ -25,10 +28,11 @@ pub const MAX_CONNS: usize = 65536;
 /// Index entries kept beyond twice the states before a compaction is due.
 const COMPACT_SLACK: usize = 64;
 
-/// A state and the stamp of its last insertion.
+/// A state, the stamp of its last insertion, and what it held then.
 struct Slot<V> {
     value: V,
     stamp: u64,
+    held: usize,
 }
 
 /// Connection states by key, hashed with foldhash (randomly seeded per process), as the
@@ -45,11 +49,16 @@ pub struct ConnTable<V> {
     stamp: u64,
     /// Whether a state holds nothing worth reporting (dropped first, without being ended).
     idle: fn(&V) -> bool,
+    /// What a state holds (heap bytes), asked when it is put in.
+    size: fn(&V) -> usize,
+    /// The sum of the states' `held`.
+    held: usize,
 }
 
 impl<V> ConnTable<V> {
-    /// An empty table; `idle` says which states hold nothing worth reporting.
-    pub fn new(idle: fn(&V) -> bool) -> Self {
+    /// An empty table; `idle` says which states hold nothing worth reporting, `size` what a
+    /// state holds (in constant time: it is asked for every insertion).
+    pub fn new(idle: fn(&V) -> bool, size: fn(&V) -> usize) -> Self {
         ConnTable {
             map: Default::default(),
             by_pid: Default::default(),
@@ -57,7 +66,19 @@ impl<V> ConnTable<V> {
             indexed: 0,
             stamp: 0,
             idle,
+            size,
+            held: 0,
         }
+    }
+
+    /// What the states hold, by `size` when they were put in.
+    pub fn held(&self) -> usize {
+        self.held
+    }
+
+    /// Every state's key and what it held when it was put in (a scan of the whole table).
+    pub fn held_by_key(&self) -> impl Iterator<Item = (ConnKey, usize)> + '_ {
+        self.map.iter().map(|(k, s)| (*k, s.held))
     }
 
     /// Connections tracked.
@@ -84,7 +105,9 @@ impl<V> ConnTable<V> {
 
     /// Takes a connection's state out (the pipeline works on it, then puts it back).
     pub fn remove(&mut self, key: &ConnKey) -> Option<V> {
-        self.map.remove(key).map(|s| s.value)
+        let slot = self.map.remove(key)?;
+        self.held -= slot.held;
+        Some(slot.value)
     }
 
     /// Puts a state in: it is now the most recently active.
@@ -92,13 +115,19 @@ impl<V> ConnTable<V> {
         self.stamp += 1;
         let queue = usize::from(!(self.idle)(&value));
         self.by_age[queue].push_back((self.stamp, key));
-        self.map.insert(
+        let held = (self.size)(&value);
+        self.held += held;
+        let old = self.map.insert(
             key,
             Slot {
                 value,
                 stamp: self.stamp,
+                held,
             },
         );
+        if let Some(old) = old {
+            self.held -= old.held;
+        }
         if self.by_pid.entry(key.pid).or_default().insert(key) {
             self.indexed += 1;
         }
@@ -148,7 +177,7 @@ impl<V> ConnTable<V> {
         if let Some(key) = self.pop_stalest(0) {
             let state = self.map.get(&key).expect("a live entry");
             if (self.idle)(&state.value) {
-                self.map.remove(&key);
+                self.remove(&key);
                 return None;
             }
             // Active again since it was put in: ended, as any other.
@@ -196,7 +225,7 @@ mod tests {
 
     /// `true` states are idle.
     fn table() -> ConnTable<bool> {
-        ConnTable::new(|idle| *idle)
+        ConnTable::new(|idle| *idle, |idle| usize::from(!*idle))
     }
 
     /// A full table gives up the connection least recently active: not one of the others,
@@ -238,6 +267,39 @@ mod tests {
         assert!(!t.contains(&key(2, 2)));
         t.insert(key(3, 1), false);
         assert_eq!(t.make_room(), Some(key(1, 0)));
+    }
+
+    /// What the states hold is summed as they are put in, replaced and taken out, also when
+    /// a full table drops an idle state itself.
+    #[test]
+    fn what_the_states_hold_is_kept_summed() {
+        let mut t = table();
+        t.insert(key(1, 1), false);
+        t.insert(key(1, 2), false);
+        t.insert(key(1, 3), true);
+        assert_eq!(t.held(), 2);
+        t.insert(key(1, 2), true);
+        assert_eq!(t.held(), 1);
+        assert_eq!(t.remove(&key(1, 1)), Some(false));
+        assert_eq!(t.held(), 0);
+        t.insert(key(1, 1), false);
+        let held: Vec<(ConnKey, usize)> = t.held_by_key().collect();
+        assert_eq!(held.len(), 3);
+        for k in [(key(1, 1), 1), (key(1, 2), 0), (key(1, 3), 0)] {
+            assert!(held.contains(&k), "{held:?}");
+        }
+        for fd in 4..MAX_CONNS as i32 + 1 {
+            t.insert(key(2, fd), false);
+        }
+        assert_eq!(t.held(), MAX_CONNS - 2);
+        // Full: the stalest idle states go (they held nothing), then the stalest connection.
+        for (fd, held) in [(0, MAX_CONNS - 2), (1, MAX_CONNS - 1)] {
+            assert_eq!(t.make_room(), None);
+            assert_eq!(t.held(), held);
+            t.insert(key(3, fd), false);
+        }
+        assert_eq!(t.held(), MAX_CONNS);
+        assert_eq!(t.make_room(), Some(key(1, 1)));
     }
 
     /// A process's keys come from its own index; removed keys are not among them, and the

@@ -124,6 +124,34 @@ impl Pipeline {
         }
         self.flush_finished(key, &mut conn);
         self.conns.insert(key, conn);
+        self.check_memory(seen);
+    }
+
+    /// After bytes were decoded: beyond the memory budget, the largest connections of the
+    /// processes holding most stop being decoded (see [`super::memory`]); what they held, and
+    /// any lookup open on them, is dropped and counted. The kernel stops copying their socket
+    /// bytes (not a TLS layer's: a decision there would also end a key-log decryption of the
+    /// socket below).
+    fn check_memory(&mut self, seen: Seen) {
+        let held = self.conns.held();
+        if !self.memory.over(held) {
+            return;
+        }
+        for (key, bytes) in self.memory.to_drop(self.conns.held_by_key(), held) {
+            let Some(mut conn) = self.conns.remove(&key) else {
+                continue;
+            };
+            conn.drop_decoder(seen);
+            if key.layer == Layer::Socket {
+                match conn.capture.decided() {
+                    true => self.policy.stopped(key, &mut conn.capture),
+                    false => self.policy.skip(key, &mut conn.capture),
+                }
+            }
+            self.counters.memory_dropped_conns += 1;
+            self.counters.memory_dropped_bytes += bytes as u64;
+            self.conns.insert(key, conn);
+        }
     }
 
     /// Bytes of one direction were lost: an HTTP/2 decoder goes on from the next frame
@@ -188,6 +216,7 @@ impl Pipeline {
         }
         self.flush_finished(key, &mut conn);
         self.conns.insert(key, conn);
+        self.check_memory(seen);
     }
 
     /// Acts on what the first bytes said: a client decoder takes over (and is fed what was

@@ -13,8 +13,8 @@ use foldhash::HashMap;
 use crate::{
     clock::Clock,
     counters::DecodeCounters,
-    lookup::{resolvers::ResolverList, Origin},
-    pipeline::{keylog::plaintext_chunk, Pipeline},
+    lookup::Origin,
+    pipeline::{keylog::plaintext_chunk, Pipeline, Settings},
     process::{ProcessInfo, SocketEnds},
     proto::tls::decrypt::{DecryptStatus, KeyLog, Plaintext, TlsDecryptor},
     source::{
@@ -217,9 +217,9 @@ fn count(c: &mut TlsCounters, status: DecryptStatus) {
 
 /// A pipeline for a capture: no process facts, wall-clock packet times, records that say
 /// they come from a capture.
-pub fn capture_pipeline(resolvers: ResolverList) -> Pipeline {
+pub fn capture_pipeline(settings: impl Into<Settings>) -> Pipeline {
     let mut pipeline = Pipeline::new(Box::<FlowEnds>::default(), Clock::with_offset(0));
-    pipeline.set_resolvers(resolvers);
+    pipeline.configure(settings.into());
     pipeline.set_origin(Origin::Capture);
     pipeline
 }
@@ -229,13 +229,13 @@ pub fn capture_pipeline(resolvers: ResolverList) -> Pipeline {
 /// `key_log` is TLS key log text given besides the file's own.
 pub fn read_capture(
     r: impl Read + Send + 'static,
-    resolvers: ResolverList,
+    settings: impl Into<Settings>,
     key_log: Vec<u8>,
     mut after_each: impl FnMut(&mut Pipeline) -> io::Result<bool>,
     mut progress: impl FnMut(Progress),
 ) -> Result<CaptureReport, ReadError> {
     let mut source = CaptureSource::open(r)?;
-    let mut pipeline = capture_pipeline(resolvers);
+    let mut pipeline = capture_pipeline(settings);
     let mut keys = KeyLog::default();
     keys.add_text(&key_log);
     let mut key_log_bytes = key_log.len();

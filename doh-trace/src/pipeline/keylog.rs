@@ -32,7 +32,7 @@ use doh_trace_common::{
     CAPTURE_COUNT, CAPTURE_SOCK_FULL, CAPTURE_SOCK_SKIP, CAPTURE_TLS_SKIP, COMM_LEN,
 };
 
-use super::Pipeline;
+use super::{memory::MemoryBudget, Pipeline};
 use crate::{
     conn::{policy::CaptureDecision, sequence::CallSequence},
     proto::tls::decrypt::{DecryptStatus, KeyLog, KeyLogStats, Plaintext, TlsDecryptor},
@@ -77,6 +77,10 @@ pub struct KeylogCounters {
     pub empty: u64,
     /// Not decrypted because [`MAX_DECRYPTING`] were.
     pub over_limit: u64,
+    /// Decryption stopped because the connections waiting for keys held more than the
+    /// memory budget together (see [`LiveDecryption::set_memory_budget`]), and their bytes.
+    pub over_budget: u64,
+    pub over_budget_bytes: u64,
 }
 
 impl KeylogCounters {
@@ -95,6 +99,10 @@ impl KeylogCounters {
                 self.failed_after_data,
             ),
             ("key-log connections over the limit", self.over_limit),
+            (
+                "key-log connections dropped over the memory budget",
+                self.over_budget,
+            ),
         ]
         .into_iter()
         .filter(|(_, n)| *n > 0)
@@ -128,6 +136,13 @@ impl fmt::Display for KeylogCounters {
             write!(f, " ({})", why.join(", "))?;
         }
         write!(f, ", {} over the limit", self.over_limit)?;
+        if self.over_budget > 0 {
+            write!(
+                f,
+                ", {} over the memory budget ({} bytes)",
+                self.over_budget, self.over_budget_bytes
+            )?;
+        }
         if self.failed_after_data > 0 {
             write!(
                 f,
@@ -165,6 +180,8 @@ enum Ended {
     NotDns,
     /// A hook delivers its plaintext.
     Hooked,
+    /// Its bytes waiting for a key were dropped over the memory budget.
+    OverBudget,
     /// Decryption stopped with this status.
     Status(DecryptStatus),
 }
@@ -189,11 +206,28 @@ pub struct LiveDecryption {
     /// Decisions of its own (decryptions that stopped), for the kernel.
     pending: Vec<CaptureDecision>,
     plaintext: Vec<Plaintext>,
+    /// What the decryptors may hold together, and the most they held at a check.
+    memory: MemoryBudget,
+    /// Bytes fed since what the decryptors hold was last summed.
+    fed_since_check: usize,
 }
 
 impl LiveDecryption {
     pub fn counters(&self) -> &KeylogCounters {
         &self.counters
+    }
+
+    /// Bounds what the decryptors hold together (records waiting for their key, mostly) to
+    /// `limit` bytes: beyond it, the largest processes' largest connections stop being
+    /// decrypted (counted). Their buffers grow by at most what is fed (and a capacity's
+    /// doubling), so the sum is taken after every 1/64 of the budget fed, not per event.
+    pub fn set_memory_budget(&mut self, limit: usize) {
+        self.memory.limit = limit;
+    }
+
+    /// The memory budget, and the most the decryptors held at a check.
+    pub fn memory(&self) -> MemoryBudget {
+        self.memory
     }
 
     /// What the key log's lines were.
@@ -542,6 +576,7 @@ impl LiveDecryption {
         };
         c.fed = c.fed.saturating_add(bytes.len() as u64);
         c.dec.feed(egress, bytes, &self.keys, &mut self.plaintext);
+        self.fed_since_check += bytes.len();
         let (meta, comm) = (c.meta, c.comm);
         if !self.plaintext.is_empty() {
             c.emitted = true;
@@ -562,6 +597,32 @@ impl LiveDecryption {
             | DecryptStatus::Failed(_) => self.stop(k, Ended::Status(status)),
             _ if stalled => self.stop(k, Ended::Status(DecryptStatus::NoKey)),
             _ => {}
+        }
+        if self.fed_since_check >= self.memory.limit / 64 {
+            self.check_memory();
+        }
+    }
+
+    /// Sums what the decryptors hold; beyond the budget, stops the largest connections of
+    /// the processes holding most (see [`MemoryBudget::to_drop`]).
+    fn check_memory(&mut self) {
+        self.fed_since_check = 0;
+        let held: usize = self.conns.values().map(|c| c.dec.held_bytes()).sum();
+        if !self.memory.over(held) {
+            return;
+        }
+        let states = self.conns.iter().map(|(k, c)| {
+            let key = ConnKey {
+                pid: k.0,
+                id: k.1,
+                layer: Layer::Socket,
+            };
+            (key, c.dec.held_bytes())
+        });
+        for (key, bytes) in self.memory.to_drop(states, held) {
+            self.counters.over_budget += 1;
+            self.counters.over_budget_bytes += bytes as u64;
+            self.stop((key.pid, key.id), Ended::OverBudget);
         }
     }
 
@@ -613,6 +674,8 @@ impl LiveDecryption {
         match how {
             Ended::NotDns => c.not_dns += 1,
             Ended::Hooked => c.hooked += 1,
+            // Counted where it was decided.
+            Ended::OverBudget => {}
             Ended::Status(_) if emitted => {}
             Ended::Status(DecryptStatus::Decrypting) => c.empty += 1,
             Ended::Status(DecryptStatus::UnsupportedCipher(_)) => c.unsupported_cipher += 1,
@@ -845,6 +908,99 @@ mod tests {
             "nothing decrypted twice"
         );
         assert_eq!(p.counters().undecoded_conns, 1, "one TLS layer: the hook's");
+    }
+
+    /// Records waiting for keys that never come, on twelve connections of one process: past
+    /// the budget the largest connections stop being decrypted (counted, their socket given
+    /// the pipeline's decision back) and the smallest go on waiting.
+    #[test]
+    fn records_waiting_for_keys_are_dropped_over_the_memory_budget_largest_first() {
+        let (trace, _) = fixture!("tls13-aes128gcm");
+        let mut p = capture_pipeline(ResolverList::builtin());
+        let mut d = LiveDecryption::default();
+        let budget = 1 << 20;
+        d.set_memory_budget(budget);
+        let chunk = |fd: i32, i: usize, c: bool, b: &[u8]| {
+            let direction = if c {
+                Direction::Egress
+            } else {
+                Direction::Ingress
+            };
+            let bytes: Vec<u8> = b.to_vec();
+            (fd, i, direction, bytes)
+        };
+        // A 16 KiB application-data record from the server, for no key that will come.
+        let record = [&[0x17, 0x03, 0x03, 0x40, 0x00][..], &[0u8; 16384]].concat();
+        let mut fed = Vec::new();
+        for j in 1..=12 {
+            let fd = 100 + j;
+            for (i, (c, b)) in events(trace).iter().enumerate() {
+                fed.push(chunk(fd, i, *c, b));
+            }
+            for _ in 0..j {
+                fed.push(chunk(fd, 99, false, &record));
+            }
+        }
+        let mut opened = std::collections::HashSet::new();
+        for (fd, i, direction, bytes) in &fed {
+            let id = ConnId::Fd(*fd);
+            if opened.insert(*fd) {
+                d.handle_event(
+                    &mut p,
+                    Event::Conn(ConnInfo {
+                        meta: meta(1),
+                        id,
+                        accepted: false,
+                        sock_type: SocketType::Stream,
+                        peer: "127.0.0.1:853".parse().unwrap(),
+                        comm: [0; COMM_LEN],
+                    }),
+                );
+            }
+            d.handle_event(
+                &mut p,
+                Event::Data(DataChunk {
+                    meta: meta(10 + *i as u64),
+                    id,
+                    layer: Layer::Socket,
+                    library: None,
+                    direction: *direction,
+                    total_len: bytes.len() as u32,
+                    offset: 0,
+                    comm: [0; COMM_LEN],
+                    bytes,
+                }),
+            );
+            decisions(&mut d, &mut p);
+        }
+        let c = d.counters().clone();
+        assert_eq!(c.over_budget, 3, "{c}");
+        assert!(c.over_budget_bytes > 256 * 1024, "{c}");
+        assert!(d.memory().peak > budget, "{:?}", d.memory());
+        let held: usize = d.conns.values().map(|c| c.dec.held_bytes()).sum();
+        assert!(held <= budget, "{held}");
+        assert_eq!(c.no_key, 0, "none stalled: {c}");
+        // Fed one after the other, each larger than the last: once the budget is passed,
+        // each new connection is the largest, and is dropped when it passes it again; the
+        // last one fits in what the drops made room for.
+        let mut left: Vec<i32> = d
+            .conns
+            .keys()
+            .map(|(_, id)| match id {
+                ConnId::Fd(fd) => *fd,
+                _ => unreachable!(),
+            })
+            .collect();
+        left.sort();
+        assert_eq!(left, [101, 102, 103, 104, 105, 106, 107, 108, 112], "{c}");
+        assert_eq!(d.decrypting() as u64 + c.over_budget, 12, "{c}");
+        assert!(
+            c.problems().contains(&(
+                "key-log connections dropped over the memory budget",
+                c.over_budget
+            )),
+            "{c}"
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod bytes;
 pub mod capture;
 pub mod keylog;
 mod lifecycle;
+pub mod memory;
 pub mod replay;
 mod report;
 mod state;
@@ -37,6 +38,7 @@ use crate::{
     proto::Exchanges,
     source::{kernel, ConnId, ConnKey, Event, Layer},
 };
+use memory::MemoryBudget;
 use state::{Conn, Proto};
 use std::net::SocketAddr;
 
@@ -56,6 +58,24 @@ pub struct SocketView {
     pub copied: (u64, u64),
     /// The `CAPTURE_*` bits decided for it, once decided (the kernel may not have them yet).
     pub policy: Option<u32>,
+}
+
+/// What a pipeline is set up with besides its source: the well-known resolvers and the
+/// memory budget. A resolver list alone converts into settings with the default budget.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub resolvers: ResolverList,
+    /// See [`Pipeline::set_memory_budget`].
+    pub memory_budget: usize,
+}
+
+impl From<ResolverList> for Settings {
+    fn from(resolvers: ResolverList) -> Self {
+        Settings {
+            resolvers,
+            memory_budget: memory::DEFAULT_BUDGET,
+        }
+    }
 }
 
 /// Source events → lookups and capture decisions.
@@ -88,6 +108,8 @@ pub struct Pipeline {
     binder: TlsBinder,
     /// Whether the events come from processes or from a packet capture.
     origin: Origin,
+    /// The bound on what the connections' decoding state holds together.
+    memory: MemoryBudget,
 }
 
 impl Pipeline {
@@ -95,7 +117,7 @@ impl Pipeline {
     pub fn new(procs: Box<dyn ProcessInfo>, clock: Clock) -> Self {
         Pipeline {
             // Ignored connections hold no lookups: dropped first when the table is full.
-            conns: ConnTable::new(|c| matches!(c.proto, Proto::Ignored)),
+            conns: ConnTable::new(|c| matches!(c.proto, Proto::Ignored), |c| c.held_bytes()),
             procs,
             clock,
             counters: DecodeCounters::default(),
@@ -108,12 +130,35 @@ impl Pipeline {
             relay: RelayIndex::default(),
             binder: TlsBinder::default(),
             origin: Origin::Process,
+            memory: MemoryBudget::default(),
         }
+    }
+
+    /// Bounds what the connections' decoding state holds together to `limit` bytes (see
+    /// [`memory`]; [`memory::DEFAULT_BUDGET`] unless set).
+    pub fn set_memory_budget(&mut self, limit: usize) {
+        self.memory.limit = limit;
+    }
+
+    /// The memory budget, and the most the decoding state held at once so far.
+    pub fn memory(&self) -> MemoryBudget {
+        self.memory
+    }
+
+    /// What the connections' decoding state holds now.
+    pub fn memory_held(&self) -> usize {
+        self.conns.held()
     }
 
     /// The events come from a packet capture: records say that no process is known.
     pub fn set_origin(&mut self, origin: Origin) {
         self.origin = origin;
+    }
+
+    /// Applies `settings`.
+    pub fn configure(&mut self, settings: Settings) {
+        self.set_resolvers(settings.resolvers);
+        self.set_memory_budget(settings.memory_budget);
     }
 
     /// Uses this list of well-known resolvers (built-in plus the user's) for opaque

@@ -6,7 +6,7 @@ use crate::{
     clock::Clock,
     counters::DecodeCounters,
     lookup::{resolvers::ResolverList, Lookup},
-    pipeline::Pipeline,
+    pipeline::{Pipeline, Settings},
     source::recording::{read_header, read_record, Record, RecordedProcessInfo, RecordingError},
 };
 
@@ -36,10 +36,11 @@ pub fn replay_into(
     replay_into_with(r, ResolverList::builtin(), after_each)
 }
 
-/// [`replay_into`] with a resolver list other than the built-in one.
+/// [`replay_into`] with other settings (a resolver list other than the built-in one, or a
+/// memory budget).
 pub fn replay_into_with(
     mut r: impl Read,
-    resolvers: ResolverList,
+    settings: impl Into<Settings>,
     mut after_each: impl FnMut(&mut Pipeline) -> io::Result<bool>,
 ) -> Result<DecodeCounters, RecordingError> {
     let header = read_header(&mut r)?;
@@ -47,7 +48,7 @@ pub fn replay_into_with(
         Box::new(RecordedProcessInfo::default()),
         Clock::with_offset(header.clock_offset_ns.into()),
     );
-    pipeline.set_resolvers(resolvers);
+    pipeline.configure(settings.into());
     while let Some(rec) = read_record(&mut r)? {
         match rec {
             Record::ProcessName { pid, name } => pipeline.process_info().remember_name(pid, name),

@@ -171,6 +171,17 @@ impl Conn {
         }
     }
 
+    /// Heap bytes of the connection's decoding state, in constant time: what the memory
+    /// budget counts (the state's own size is bounded by the table's bound on connections).
+    pub fn held_bytes(&self) -> usize {
+        match &self.proto {
+            Proto::Sniffing(sniff) => sniff.held_bytes(),
+            Proto::Client(decoder) => decoder.held_bytes(),
+            Proto::TlsHello(buf) => buf.capacity(),
+            Proto::Ignored => 0,
+        }
+    }
+
     /// The call sequence of one direction.
     pub fn sequence(&mut self, dir: Direction) -> &mut CallSequence {
         match dir {

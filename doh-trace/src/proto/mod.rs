@@ -112,6 +112,10 @@ pub trait ClientDecoder {
         false
     }
 
+    /// Heap bytes the decoder holds, at most (buffers, compression state, open exchanges),
+    /// in constant time: the pipeline's memory budget asks after every event.
+    fn held_bytes(&self) -> usize;
+
     /// Whether datagrams (on a socket without a tracked connection) are its bytes.
     fn accepts_datagrams(&self) -> bool {
         false

@@ -161,6 +161,11 @@ struct Scratch {
 }
 
 impl Scratch {
+    /// Heap bytes of both buffers.
+    fn held_bytes(&self) -> usize {
+        self.decoded.capacity() + self.coded.capacity()
+    }
+
     fn decode(&mut self, coded: &[u8]) -> Result<&[u8], DecoderError> {
         if self.known && self.coded == coded {
             return Ok(&self.decoded);
@@ -415,6 +420,15 @@ impl<'a> Decoder<'a> {
         self.header_table
             .dynamic_table
             .set_max_table_size(new_max_size);
+    }
+
+    /// Heap bytes this decoder holds (patched for doh-trace: for memory accounting), in
+    /// constant time: the dynamic table (see `DynamicTable::held_bytes`) and the scratch
+    /// buffers.
+    pub fn held_bytes(&self) -> usize {
+        self.header_table.dynamic_table.held_bytes()
+            + self.scratch_name.held_bytes()
+            + self.scratch_value.held_bytes()
     }
 
     /// Sets max allowed table size: any "dynamic table size updates" that try

@@ -69,6 +69,12 @@ impl DynamicTable {
         self.size
     }
 
+    /// Heap bytes the table holds, at most (patched for doh-trace): its HPACK size (the
+    /// entries' octets plus 32 each, more than their allocations) and its slots.
+    fn held_bytes(&self) -> usize {
+        self.size + self.table.capacity() * core::mem::size_of::<(Vec<u8>, Vec<u8>)>()
+    }
+
     /// Returns an `Iterator` through the headers stored in the `DynamicTable`.
     ///
     /// The iterator will yield elements of type `(&[u8], &[u8])`,

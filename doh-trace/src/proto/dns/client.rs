@@ -84,6 +84,20 @@ struct EarlyAnswer {
     seen: Seen,
 }
 
+impl PendingQuery {
+    /// Heap bytes it holds, and its size.
+    fn held_bytes(&self) -> usize {
+        std::mem::size_of::<Self>() + self.bytes.capacity() + self.question.held_bytes()
+    }
+}
+
+impl EarlyAnswer {
+    /// Heap bytes it holds, and its size.
+    fn held_bytes(&self) -> usize {
+        std::mem::size_of::<Self>() + self.bytes.capacity() + self.summary.held_bytes()
+    }
+}
+
 /// A DNS client connection (or unconnected socket) being decoded.
 #[derive(Debug)]
 pub struct DnsClient {
@@ -92,6 +106,9 @@ pub struct DnsClient {
     ingress: Assembly,
     pending: VecDeque<PendingQuery>,
     early: VecDeque<EarlyAnswer>,
+    /// What `pending` and `early` hold (their `held_bytes`), kept up to date by every change
+    /// so the memory budget reads it in constant time.
+    held: usize,
 }
 
 impl DnsClient {
@@ -102,6 +119,7 @@ impl DnsClient {
             ingress: Assembly::default(),
             pending: VecDeque::new(),
             early: VecDeque::new(),
+            held: 0,
         }
     }
 
@@ -200,6 +218,7 @@ impl DnsClient {
                 });
                 if let Some(i) = answered {
                     let a = self.early.remove(i).expect("found");
+                    self.held -= a.held_bytes();
                     finished.push(DnsFinished {
                         query: PendingQuery {
                             server: peer,
@@ -218,6 +237,7 @@ impl DnsClient {
                 if self.pending.len() >= MAX_PENDING {
                     counters.dns_pending_overflow += 1;
                     let oldest = self.pending.pop_front().expect("full");
+                    self.held -= oldest.held_bytes();
                     finished.push(DnsFinished {
                         query: oldest,
                         answer: None,
@@ -225,14 +245,16 @@ impl DnsClient {
                         ended: seen,
                     });
                 }
-                self.pending.push_back(PendingQuery {
+                let query = PendingQuery {
                     server: peer,
                     question: summary,
                     bytes,
                     sent: seen,
                     resent: 0,
                     answer_maybe_lost: false,
-                });
+                };
+                self.held += query.held_bytes();
+                self.pending.push_back(query);
                 Ok(true)
             }
             (Direction::Ingress, true) => {
@@ -244,6 +266,7 @@ impl DnsClient {
                 match found {
                     Some(i) => {
                         let query = self.pending.remove(i).expect("found");
+                        self.held -= query.held_bytes();
                         finished.push(DnsFinished {
                             query,
                             answer: Some((summary, bytes)),
@@ -254,15 +277,19 @@ impl DnsClient {
                     None => {
                         // Its query may be reported yet (a late write): kept for a moment.
                         if self.early.len() >= MAX_EARLY_ANSWERS {
-                            self.early.pop_front();
+                            if let Some(a) = self.early.pop_front() {
+                                self.held -= a.held_bytes();
+                            }
                             counters.unmatched_dns_answers += 1;
                         }
-                        self.early.push_back(EarlyAnswer {
+                        let early = EarlyAnswer {
                             peer,
                             summary,
                             bytes,
                             seen,
-                        });
+                        };
+                        self.held += early.held_bytes();
+                        self.early.push_back(early);
                     }
                 }
                 Ok(false)
@@ -286,7 +313,9 @@ impl DnsClient {
             .front()
             .is_some_and(|a| now_ns.saturating_sub(a.seen.ts_ns) > LATE_WRITE_NS)
         {
-            self.early.pop_front();
+            if let Some(a) = self.early.pop_front() {
+                self.held -= a.held_bytes();
+            }
             counters.unmatched_dns_answers += 1;
         }
         while self
@@ -295,6 +324,7 @@ impl DnsClient {
             .is_some_and(|p| now_ns.saturating_sub(p.sent.ts_ns) > timeout_ns)
         {
             let query = self.pending.pop_front().expect("non-empty");
+            self.held -= query.held_bytes();
             let outcome = if query.answer_maybe_lost {
                 DnsOutcome::Unanswered
             } else {
@@ -321,6 +351,7 @@ impl DnsClient {
         counters: &mut DecodeCounters,
     ) {
         counters.unmatched_dns_answers += self.early.drain(..).count() as u64;
+        self.held = 0;
         for query in self.pending.drain(..) {
             finished.push(DnsFinished {
                 query,
@@ -377,6 +408,14 @@ impl ClientDecoder for DnsClient {
     fn first_request(&self) -> FirstRequest {
         // Every message a DNS client sends is a query.
         FirstRequest::Dns
+    }
+
+    fn held_bytes(&self) -> usize {
+        self.egress.buf.capacity()
+            + self.ingress.buf.capacity()
+            + self.held
+            + (self.pending.capacity() - self.pending.len()) * std::mem::size_of::<PendingQuery>()
+            + (self.early.capacity() - self.early.len()) * std::mem::size_of::<EarlyAnswer>()
     }
 
     /// Over datagrams only the datagrams whose bytes were not copied are lost: every later one

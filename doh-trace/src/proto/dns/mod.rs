@@ -40,6 +40,15 @@ pub struct DnsSummary {
 }
 
 impl DnsSummary {
+    /// Heap bytes of the summary (a shared name counted as if it were owned).
+    pub fn held_bytes(&self) -> usize {
+        let list = match self.answers.spilled() {
+            true => self.answers.capacity() * std::mem::size_of::<String>(),
+            false => 0,
+        };
+        self.qname.len() + list + self.answers.iter().map(String::capacity).sum::<usize>()
+    }
+
     /// Whether this message asks `qname`/`qtype`. Names are compared without case: DNS 0x20
     /// clients vary it, and answers echo it.
     pub fn asks(&self, qname: &str, qtype: &str) -> bool {

@@ -31,6 +31,9 @@ type Exchange = Option<DohStream>;
 struct RequestQueue {
     slots: VecDeque<Slot>,
     kept: usize,
+    /// Heap bytes the kept exchanges hold ([`DohStream::held_bytes`]), kept up to date by
+    /// every change so the memory budget reads it in constant time.
+    held: usize,
 }
 
 // Kept slots are the common case and are bounded by MAX_QUEUED; runs of skipped requests are
@@ -49,6 +52,7 @@ impl RequestQueue {
     fn push(&mut self, ex: Exchange, counters: &mut DecodeCounters) {
         if self.kept < MAX_QUEUED {
             self.kept += 1;
+            self.held += ex.as_ref().map_or(0, DohStream::held_bytes);
             self.slots.push_back(Slot::Kept(ex));
             return;
         }
@@ -61,11 +65,12 @@ impl RequestQueue {
         }
     }
 
-    /// The DoH exchange the next response answers, if it is one that is kept.
-    fn front_mut(&mut self) -> Option<&mut DohStream> {
-        match self.slots.front_mut() {
-            Some(Slot::Kept(Some(s))) => Some(s),
-            _ => None,
+    /// Changes the DoH exchange the next response answers, if it is one that is kept.
+    fn update_front(&mut self, change: impl FnOnce(&mut DohStream)) {
+        if let Some(Slot::Kept(Some(s))) = self.slots.front_mut() {
+            let before = s.held_bytes();
+            change(s);
+            self.held = self.held - before + s.held_bytes();
         }
     }
 
@@ -82,20 +87,35 @@ impl RequestQueue {
             }
             Slot::Kept(_) => {
                 self.kept -= 1;
-                match self.slots.pop_front() {
+                let ex = match self.slots.pop_front() {
                     Some(Slot::Kept(ex)) => ex,
                     _ => None,
-                }
+                };
+                self.held -= ex.as_ref().map_or(0, DohStream::held_bytes);
+                ex
             }
         }
     }
 
-    /// The kept DoH exchanges, oldest first.
-    fn streams_mut(&mut self) -> impl Iterator<Item = &mut Exchange> {
-        self.slots.iter_mut().filter_map(|s| match s {
-            Slot::Kept(ex) => Some(ex),
-            Slot::Skipped(_) => None,
-        })
+    /// Takes out the kept DoH exchanges that satisfy `pick`, oldest first; their places stay
+    /// in the queue, so later responses still pair with the right requests.
+    fn take_where(&mut self, pick: impl Fn(&DohStream) -> bool) -> Vec<DohStream> {
+        let mut taken = Vec::new();
+        for slot in &mut self.slots {
+            if let Slot::Kept(ex) = slot {
+                if ex.as_ref().is_some_and(&pick) {
+                    let s = ex.take().expect("checked");
+                    self.held -= s.held_bytes();
+                    taken.push(s);
+                }
+            }
+        }
+        taken
+    }
+
+    /// Heap bytes held: the exchanges and the queue's slots.
+    fn held_bytes(&self) -> usize {
+        self.held + self.slots.capacity() * std::mem::size_of::<Slot>()
     }
 }
 
@@ -202,16 +222,12 @@ impl H1Client {
                         *interim = (100..200).contains(&code) && code != 101;
                         // A 101's real answer comes on HTTP/2 stream 1.
                         if !*interim && code != 101 {
-                            if let Some(s) = answering(queue, building) {
-                                s.response = Some(head);
-                            }
+                            answering(queue, building, |s| s.response = Some(head));
                         }
                     }
-                    H1Event::Body(b) => {
-                        if let Some(s) = answering(queue, building) {
-                            append_bounded(&mut s.answer, b, &mut s.oversized);
-                        }
-                    }
+                    H1Event::Body(b) => answering(queue, building, |s| {
+                        append_bounded(&mut s.answer, b, &mut s.oversized)
+                    }),
                     H1Event::End => {
                         if std::mem::take(interim) {
                             return;
@@ -271,22 +287,17 @@ impl H1Client {
                 });
             }
         }
-        for slot in self.queue.streams_mut() {
-            if slot
-                .as_ref()
-                .is_some_and(|s| now_ns.saturating_sub(s.started.ts_ns) > timeout_ns)
-            {
-                let stream = slot.take().expect("checked");
-                done.push(Finished {
-                    stream: Box::new(stream),
-                    outcome: Outcome::TimedOut,
-                    ended: Seen {
-                        ts_ns: now_ns,
-                        tid: 0,
-                    },
-                });
-            }
-        }
+        let old = self
+            .queue
+            .take_where(|s| now_ns.saturating_sub(s.started.ts_ns) > timeout_ns);
+        done.extend(old.into_iter().map(|stream| Finished {
+            stream: Box::new(stream),
+            outcome: Outcome::TimedOut,
+            ended: Seen {
+                ts_ns: now_ns,
+                tid: 0,
+            },
+        }));
     }
 
     /// The connection is gone: a response delimited by the close is complete; other
@@ -301,9 +312,9 @@ impl H1Client {
                 });
             }
         }
-        let open = self.queue.streams_mut().filter_map(Option::take);
+        let open = self.queue.take_where(|_| true);
         let building = self.building.take().flatten();
-        for s in open.collect::<Vec<_>>().into_iter().chain(building) {
+        for s in open.into_iter().chain(building) {
             let (outcome, ended) = match s.answered {
                 Some(at) => (Outcome::Answered, at),
                 None => (Outcome::Unanswered, seen),
@@ -349,18 +360,33 @@ impl ClientDecoder for H1Client {
     fn close(&mut self, seen: Seen, out: &mut Exchanges) {
         H1Client::close(self, seen, &mut out.doh);
     }
+
+    fn held_bytes(&self) -> usize {
+        let building = match &self.building {
+            Some(Some(s)) => s.held_bytes(),
+            Some(None) | None => 0,
+        };
+        self.requests.held_bytes()
+            + self.responses.held_bytes()
+            + building
+            + self.queue.held_bytes()
+    }
 }
 
-/// The exchange the next response answers: the oldest queued request, or, with none queued,
-/// the one still being written (its answer can be read before its last write is reported).
-fn answering<'a>(
-    queue: &'a mut RequestQueue,
-    building: &'a mut Option<Exchange>,
-) -> Option<&'a mut DohStream> {
+/// Changes the exchange the next response answers: the oldest queued request, or, with none
+/// queued, the one still being written (its answer can be read before its last write is
+/// reported).
+fn answering(
+    queue: &mut RequestQueue,
+    building: &mut Option<Exchange>,
+    change: impl FnOnce(&mut DohStream),
+) {
     if queue.slots.is_empty() {
-        building.as_mut().and_then(Option::as_mut)
+        if let Some(Some(s)) = building {
+            change(s);
+        }
     } else {
-        queue.front_mut()
+        queue.update_front(change);
     }
 }
 

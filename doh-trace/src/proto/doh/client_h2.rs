@@ -23,10 +23,73 @@ use crate::{
 /// Most DoH streams tracked at once on one connection.
 pub const MAX_STREAMS: usize = 1024;
 
-/// Open exchanges by stream id, boxed so the map's spare capacity costs a pointer each.
-/// Hashed with foldhash (randomly seeded per process): SipHash was ~3 % of replay time, and
-/// the peer-chosen ids are bounded by [`MAX_STREAMS`] per connection anyway.
-type Streams = foldhash::HashMap<u32, Box<DohStream>>;
+/// Open exchanges by stream id, and the heap bytes they hold (kept up to date by every change,
+/// so the memory budget reads it in constant time).
+#[derive(Default)]
+struct Streams {
+    /// Boxed so the map's spare capacity costs a pointer each. Hashed with foldhash (randomly
+    /// seeded per process): SipHash was ~3 % of replay time, and the peer-chosen ids are
+    /// bounded by [`MAX_STREAMS`] per connection anyway.
+    map: foldhash::HashMap<u32, Box<DohStream>>,
+    /// What the exchanges in `map` hold: their size and [`DohStream::held_bytes`].
+    held: usize,
+}
+
+/// What one exchange in [`Streams`] costs.
+fn stream_bytes(s: &DohStream) -> usize {
+    std::mem::size_of::<DohStream>() + s.held_bytes()
+}
+
+impl Streams {
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn contains_key(&self, id: &u32) -> bool {
+        self.map.contains_key(id)
+    }
+
+    fn insert(&mut self, id: u32, s: Box<DohStream>) {
+        self.held += stream_bytes(&s);
+        if let Some(old) = self.map.insert(id, s) {
+            self.held -= stream_bytes(&old);
+        }
+    }
+
+    fn remove(&mut self, id: &u32) -> Option<Box<DohStream>> {
+        let s = self.map.remove(id)?;
+        self.held -= stream_bytes(&s);
+        Some(s)
+    }
+
+    /// Changes the exchange of stream `id`, if open; `None` if not.
+    fn update<R>(&mut self, id: u32, change: impl FnOnce(&mut DohStream) -> R) -> Option<R> {
+        let s = self.map.get_mut(&id)?;
+        let before = stream_bytes(s);
+        let r = change(s);
+        self.held = self.held - before + stream_bytes(s);
+        Some(r)
+    }
+
+    fn values(&self) -> impl Iterator<Item = &DohStream> {
+        self.map.values().map(|s| &**s)
+    }
+
+    /// Takes every exchange out.
+    #[allow(
+        clippy::vec_box,
+        reason = "they leave in the boxes `Finished` holds, unmoved"
+    )]
+    fn take_all(&mut self) -> Vec<Box<DohStream>> {
+        self.held = 0;
+        self.map.drain().map(|(_, s)| s).collect()
+    }
+
+    /// Heap bytes held: the exchanges and the map's slots.
+    fn held_bytes(&self) -> usize {
+        self.held + self.map.capacity() * (std::mem::size_of::<(u32, Box<DohStream>)>() + 1)
+    }
+}
 
 /// Both directions of an HTTP/2 connection on which this process is the client.
 pub struct H2Client {
@@ -183,25 +246,21 @@ impl H2Client {
                 bytes,
                 end_stream,
             } => {
-                let Some(s) = streams.get_mut(&stream) else {
-                    return;
-                };
-                match dir {
+                let kept = streams.update(stream, |s| match dir {
+                    // A GET carries its query in the path; only other bodies are kept.
                     Direction::Egress => {
-                        // A GET carries its query in the path; only other bodies are kept.
                         if matches!(s.form, Some(DohRequest::Post) | None) {
                             append_bounded(&mut s.body, bytes, &mut s.oversized);
                         }
-                        if end_stream {
-                            request_ended(streams, stream, seen, done);
-                        }
                     }
-                    Direction::Ingress => {
-                        append_bounded(&mut s.answer, bytes, &mut s.oversized);
-                        if end_stream {
-                            answered(streams, stream, seen, done);
-                        }
-                    }
+                    Direction::Ingress => append_bounded(&mut s.answer, bytes, &mut s.oversized),
+                });
+                if kept.is_none() || !end_stream {
+                    return;
+                }
+                match dir {
+                    Direction::Egress => request_ended(streams, stream, seen, done),
+                    Direction::Ingress => answered(streams, stream, seen, done),
                 }
             }
         })
@@ -237,7 +296,7 @@ impl H2Client {
     /// The connection is gone: every open exchange ends unanswered (or answered, if only its
     /// request's end was missing).
     pub fn close(&mut self, seen: Seen, done: &mut Vec<Finished>) {
-        let mut open: Vec<Box<DohStream>> = self.streams.drain().map(|(_, s)| s).collect();
+        let mut open = self.streams.take_all();
         open.sort_by_key(|s| s.stream_id);
         done.extend(open.into_iter().map(|stream| {
             let (outcome, ended) = match stream.answered {
@@ -288,6 +347,10 @@ impl ClientDecoder for H2Client {
     fn lost_bytes(&mut self, dir: Direction) -> bool {
         self.resync(dir);
         true
+    }
+
+    fn held_bytes(&self) -> usize {
+        self.egress.held_bytes() + self.ingress.held_bytes() + self.streams.held_bytes()
     }
 }
 
@@ -346,17 +409,16 @@ fn on_response_headers(
     seen: Seen,
     done: &mut Vec<Finished>,
 ) {
-    let Some(s) = streams.get_mut(&stream) else {
-        return;
-    };
-    if let Some(fields) = fields {
-        let head = ResponseHead::of(&fields);
-        let informational = head.status.is_some_and(|c| (100..200).contains(&c));
-        if s.response.is_none() && !informational {
-            s.response = Some(head);
+    let open = streams.update(stream, |s| {
+        if let Some(fields) = fields {
+            let head = ResponseHead::of(&fields);
+            let informational = head.status.is_some_and(|c| (100..200).contains(&c));
+            if s.response.is_none() && !informational {
+                s.response = Some(head);
+            }
         }
-    }
-    if end_stream {
+    });
+    if open.is_some() && end_stream {
         answered(streams, stream, seen, done);
     }
 }
@@ -364,24 +426,26 @@ fn on_response_headers(
 /// The response of `stream` ended: the exchange is finished, unless the request's end has not
 /// been seen yet (see `DohStream::answered`).
 fn answered(streams: &mut Streams, stream: u32, seen: Seen, done: &mut Vec<Finished>) {
-    let Some(s) = streams.get_mut(&stream) else {
-        return;
-    };
-    if s.sent.is_none() {
-        s.answered = Some(seen);
-        return;
+    let waits = streams.update(stream, |s| {
+        let waits = s.sent.is_none();
+        if waits {
+            s.answered = Some(seen);
+        }
+        waits
+    });
+    if waits == Some(false) {
+        finish(streams, stream, Outcome::Answered, seen, done);
     }
-    finish(streams, stream, Outcome::Answered, seen, done);
 }
 
 /// The request of `stream` ended (END_STREAM sent): if its response had ended already, the
 /// exchange is finished, answered then.
 fn request_ended(streams: &mut Streams, stream: u32, seen: Seen, done: &mut Vec<Finished>) {
-    let Some(s) = streams.get_mut(&stream) else {
-        return;
-    };
-    s.sent = Some(seen);
-    if let Some(at) = s.answered {
+    let answered = streams.update(stream, |s| {
+        s.sent = Some(seen);
+        s.answered
+    });
+    if let Some(Some(at)) = answered {
         finish(streams, stream, Outcome::Answered, at, done);
     }
 }

@@ -77,6 +77,16 @@ impl DohStream {
         }
     }
 
+    /// Heap bytes the exchange holds beyond its own size: header values, query and bodies.
+    pub fn held_bytes(&self) -> usize {
+        let form = match &self.form {
+            Some(DohRequest::Get(q)) => q.capacity(),
+            Some(DohRequest::Json(j)) => j.qname.capacity(),
+            Some(DohRequest::Post) | None => 0,
+        };
+        self.request.held_bytes() + form + self.body.capacity() + self.answer.capacity()
+    }
+
     /// Whether the request headers were decoded.
     pub fn headers_known(&self) -> bool {
         self.form.is_some()

@@ -196,6 +196,12 @@ impl Http1Decoder {
         self.line.capacity() + self.pending.capacity() * std::mem::size_of::<RequestKind>()
     }
 
+    /// Heap bytes held, in constant time: [`buffered`](Self::buffered) and the head being
+    /// read.
+    pub fn held_bytes(&self) -> usize {
+        self.buffered() + self.head.fields.held_bytes()
+    }
+
     /// Feeds bytes; calls `on_event` for each event. Returns how many bytes of `input` were
     /// consumed: always `input.len()`, except after a `Switched` event (the rest is HTTP/2),
     /// from then on 0.

@@ -245,6 +245,11 @@ impl DirectionDecoder {
         self.buf.capacity() + self.pending.as_ref().map_or(0, |p| p.block.capacity())
     }
 
+    /// Heap bytes held, in constant time: buffers and HPACK state.
+    pub fn held_bytes(&self) -> usize {
+        self.buffered() + self.hpack.held_bytes()
+    }
+
     /// Feeds the next bytes of this direction; `on_event` sees every complete event.
     pub fn feed(
         &mut self,

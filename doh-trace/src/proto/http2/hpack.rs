@@ -128,6 +128,21 @@ impl HeaderFields {
         }
     }
 
+    /// Heap bytes of the kept values (a shared authority counted as if it were owned).
+    pub fn held_bytes(&self) -> usize {
+        let owned = |v: &Option<Value>| match v {
+            Some(Cow::Owned(s)) => s.capacity(),
+            Some(Cow::Borrowed(_)) | None => 0,
+        };
+        owned(&self.method)
+            + owned(&self.scheme)
+            + owned(&self.path)
+            + owned(&self.status)
+            + owned(&self.content_type)
+            + owned(&self.accept)
+            + self.authority.as_ref().map_or(0, |a| a.len())
+    }
+
     /// The `:status` as a number, if present and numeric.
     pub fn status_code(&self) -> Option<u16> {
         self.status.as_deref()?.parse().ok()
@@ -162,6 +177,11 @@ impl HeaderDecoder {
     pub fn allow_table_size(&mut self, size: u32) {
         self.inner
             .set_max_allowed_table_size((size as usize).min(MAX_TABLE_SIZE));
+    }
+
+    /// Heap bytes held: the dynamic table, the decoding buffers and the last authority.
+    pub fn held_bytes(&self) -> usize {
+        self.inner.held_bytes() + self.last_authority.as_ref().map_or(0, |a| a.len())
     }
 
     /// Decodes one complete header block (HEADERS/PUSH_PROMISE + CONTINUATIONs).

@@ -103,10 +103,40 @@ pub struct Cli {
         global = true
     )]
     pub ring_buffer: u32,
+    /// Most memory the decoding state of all connections may hold together (buffers, HPACK
+    /// tables, open exchanges; K/M/G suffixes, at least 1M). Beyond it, the processes holding
+    /// most have their largest connections dropped from decoding, counted as "connections
+    /// dropped over the memory budget".
+    #[arg(
+        long = "memory-budget",
+        value_name = "SIZE",
+        default_value = "64M",
+        value_parser = parse_memory_budget,
+        global = true
+    )]
+    pub memory_budget: usize,
 }
 
 /// `64K`, `8M`, `1G` or bytes: a power of two the kernel accepts for a BPF ring buffer.
 pub fn parse_ring_buffer_size(s: &str) -> Result<u32, String> {
+    let bytes = parse_size(s)?;
+    if !bytes.is_power_of_two() || !(4096..=1 << 30).contains(&bytes) {
+        return Err(format!("{s}: must be a power of two from 4K to 1G"));
+    }
+    Ok(bytes as u32)
+}
+
+/// `64M`, `1G` or bytes, from 1M to 1T: the memory budget.
+pub fn parse_memory_budget(s: &str) -> Result<usize, String> {
+    let bytes = parse_size(s)?;
+    if !(1 << 20..=1 << 40).contains(&bytes) {
+        return Err(format!("{s}: must be from 1M to 1T"));
+    }
+    usize::try_from(bytes).map_err(|_| format!("{s}: too large for this machine"))
+}
+
+/// Digits and an optional K, M, G or T (with or without `B`/`iB`; powers of 1024).
+fn parse_size(s: &str) -> Result<u64, String> {
     let (digits, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
         Some((at, _)) => s.split_at(at),
         None => (s, ""),
@@ -116,17 +146,13 @@ pub fn parse_ring_buffer_size(s: &str) -> Result<u32, String> {
         "K" => 10,
         "M" => 20,
         "G" => 30,
-        _ => return Err(format!("unknown unit in {s:?} (use K, M or G)")),
+        "T" => 40,
+        _ => return Err(format!("unknown unit in {s:?} (use K, M, G or T)")),
     };
     let n: u64 = digits.parse().map_err(|_| format!("{s:?} is not a size"))?;
-    let bytes = n
-        .checked_shl(shift)
+    Ok(n.checked_shl(shift)
         .filter(|b| b >> shift == n)
-        .unwrap_or(u64::MAX);
-    if !bytes.is_power_of_two() || !(4096..=1 << 30).contains(&bytes) {
-        return Err(format!("{s}: must be a power of two from 4K to 1G"));
-    }
-    Ok(bytes as u32)
+        .unwrap_or(u64::MAX))
 }
 
 /// `127.0.0.1:9853`, `[::1]:9853` or a bare port (loopback).
@@ -204,7 +230,18 @@ impl ValueEnum for StackArg {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_ring_buffer_size;
+    use super::{parse_memory_budget, parse_ring_buffer_size};
+
+    #[test]
+    fn memory_budgets_are_sizes_from_a_mib_to_a_tib() {
+        assert_eq!(parse_memory_budget("64M"), Ok(64 << 20));
+        assert_eq!(parse_memory_budget("1G"), Ok(1 << 30));
+        assert_eq!(parse_memory_budget("1048576"), Ok(1 << 20));
+        assert_eq!(parse_memory_budget("1500M"), Ok(1500 << 20));
+        for bad in ["1023K", "2T", "", "M", "64X", "99999999999999999999G"] {
+            assert!(parse_memory_budget(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn ring_buffer_sizes_are_powers_of_two_between_a_page_and_a_gib() {

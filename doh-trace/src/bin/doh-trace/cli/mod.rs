@@ -20,7 +20,7 @@ use doh_trace::{
         escape::escape_controls, filter::Filter, private_file::create_private, OutputOptions,
         Outputs,
     },
-    pipeline::replay::replay_into_with,
+    pipeline::{replay::replay_into_with, Settings},
     source::keylog_file::KeylogFile,
 };
 
@@ -59,6 +59,14 @@ fn run(cli: &Cli) -> Result<ExitCode> {
 
 impl Cli {
     /// The built-in resolver list plus the user's file.
+    /// The pipeline's settings: the resolver list and the memory budget.
+    fn settings(&self) -> Result<Settings> {
+        Ok(Settings {
+            resolvers: self.resolver_list()?,
+            memory_budget: self.memory_budget,
+        })
+    }
+
     fn resolver_list(&self) -> Result<ResolverList> {
         let mut list = ResolverList::builtin();
         if let Some(path) = &self.resolvers {
@@ -141,6 +149,7 @@ fn live(cli: &Cli, record: Option<&Path>) -> Result<ExitCode> {
         stacks: cli.stacks(),
         scope: cli.hook_scope(),
         ring_bytes: cli.ring_buffer,
+        memory_budget: cli.memory_budget,
         quiet: cli.quiet,
         metrics: cli.metrics,
         resolvers: cli.resolver_list()?,
@@ -171,8 +180,7 @@ fn replay(cli: &Cli, file: &Path) -> Result<ExitCode> {
         BufReader::new(File::open(file).with_context(|| format!("opening {}", file.display()))?);
     let mut output = cli.outputs(false)?;
     let mut closed = false;
-    let resolvers = cli.resolver_list()?;
-    let counters = replay_into_with(r, resolvers, |pipeline| {
+    let counters = replay_into_with(r, cli.settings()?, |pipeline| {
         match output.drain(pipeline.drain_records()) {
             Ok(true) => Ok(true),
             Ok(false) => {

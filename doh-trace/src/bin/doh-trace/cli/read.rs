@@ -42,7 +42,7 @@ pub fn read(cli: &Cli, file: &Path, keylog: Option<&Path>) -> Result<ExitCode> {
     let stderr_tty = io::stderr().is_terminal();
     let report = read_capture(
         input,
-        cli.resolver_list()?,
+        cli.settings()?,
         key_log,
         |pipeline| match output.drain(pipeline.drain_records()) {
             Ok(true) => Ok(true),

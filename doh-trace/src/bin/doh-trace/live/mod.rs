@@ -53,6 +53,8 @@ pub struct LiveOptions {
     pub scope: HookScope,
     /// Bytes of the ring buffer.
     pub ring_bytes: u32,
+    /// The pipeline's memory budget.
+    pub memory_budget: usize,
     /// No start-up report, status lines or exit summary.
     pub quiet: bool,
     /// Where to serve Prometheus metrics.
@@ -223,6 +225,7 @@ pub async fn trace(opts: LiveOptions, mut output: Outputs) -> Result<ExitCode> {
     };
     let mut pipeline = Pipeline::new(procs, clock);
     pipeline.set_resolvers(opts.resolvers);
+    pipeline.set_memory_budget(opts.memory_budget);
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -235,7 +238,9 @@ pub async fn trace(opts: LiveOptions, mut output: Outputs) -> Result<ExitCode> {
     let (mut keys, mut decryption, _fifo) = match opts.keylog {
         Some(k) => {
             let (rx, fifo) = k.spawn_reader().context("reading the key log")?;
-            (Some(rx), Some(LiveDecryption::default()), Some(fifo))
+            let mut decryption = LiveDecryption::default();
+            decryption.set_memory_budget(opts.memory_budget);
+            (Some(rx), Some(decryption), Some(fifo))
         }
         None => (None, None, None),
     };
@@ -384,6 +389,21 @@ pub async fn trace(opts: LiveOptions, mut output: Outputs) -> Result<ExitCode> {
             "doh-trace: {} TLS library calls captured by the uprobes",
             kernel.get(Stat::TlsCalls)
         );
+        let memory = pipeline.memory();
+        let c = pipeline.counters();
+        let mib = |b: u64| b as f64 / f64::from(1 << 20);
+        eprintln!(
+            "doh-trace: decoders held at most {:.1} MiB at once (memory budget {:.0} MiB){}",
+            mib(memory.peak as u64),
+            mib(memory.limit as u64),
+            match c.memory_dropped_conns {
+                0 => String::new(),
+                n => format!(
+                    "; {n} connections holding {:.1} MiB were dropped over it",
+                    mib(c.memory_dropped_bytes)
+                ),
+            }
+        );
         if kernel.get(Stat::UnknownFd) > 0 {
             // Not a loss by itself: the memory-BIO binding finds their socket from the TLS
             // records (what it cannot find is counted among the problems below).
@@ -400,10 +420,13 @@ pub async fn trace(opts: LiveOptions, mut output: Outputs) -> Result<ExitCode> {
         }
         if let Some(d) = &decryption {
             eprintln!(
-                "doh-trace: key log: {} ({} lines read, {} secrets added)",
+                "doh-trace: key log: {} ({} lines read, {} secrets added; waiting records held \
+                 at most {:.1} MiB, budget {:.0} MiB)",
                 d.counters(),
                 d.key_stats().lines,
-                d.key_stats().added
+                d.key_stats().added,
+                mib(d.memory().peak as u64),
+                mib(d.memory().limit as u64),
             );
         }
         output.print_summary();

@@ -223,6 +223,12 @@ impl TlsDecryptor {
         }
     }
 
+    /// Heap bytes held: both directions' records and handshake messages waiting.
+    pub fn held_bytes(&self) -> usize {
+        let side = |s: &Side| s.records.held_bytes() + s.handshake.held_bytes();
+        side(&self.client) + side(&self.server) + self.client_session_id.capacity()
+    }
+
     /// Takes the next bytes of one direction and appends the application data decrypted
     /// from them (and from earlier bytes whose key has arrived in `keys` since) to `out`, in
     /// order; consecutive data of one direction is joined into one [`Plaintext`].

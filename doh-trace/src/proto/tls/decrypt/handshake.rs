@@ -50,6 +50,11 @@ pub struct HandshakeReader {
 }
 
 impl HandshakeReader {
+    /// Heap bytes held.
+    pub fn held_bytes(&self) -> usize {
+        self.body.capacity()
+    }
+
     /// Whether a message is part-way through (a key change must not fall inside one).
     pub fn in_message(&self) -> bool {
         self.header_len > 0

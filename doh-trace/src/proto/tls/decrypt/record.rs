@@ -100,6 +100,11 @@ impl RecordReader {
         self.buf.len() - self.pos
     }
 
+    /// Heap bytes held.
+    pub fn held_bytes(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// Drops everything buffered.
     pub fn clear(&mut self) {
         self.buf = Vec::new();
