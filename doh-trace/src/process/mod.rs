@@ -4,9 +4,11 @@
 
 pub mod context;
 mod memory;
+mod net_class;
 mod pidfd;
 
 use context::{read_context, ProcessContext, UserNames};
+use net_class::NetClass;
 
 use std::{
     collections::HashMap,
@@ -78,10 +80,15 @@ impl ProcessInfo for NoProcessInfo {
 #[derive(Debug)]
 pub struct LiveProcessInfo {
     root: PathBuf,
-    /// `root` is this host's /proc, so a socket's ends may be asked of the socket itself.
+    /// `root` is this host's /proc (processes' memory can be read, their sockets asked).
     own_procfs: bool,
+    /// With `own_procfs`, the tracer's own `net_cls`/`net_prio` cgroups: a socket's ends may
+    /// be asked of a duplicate of it where that keeps its tags (see [`net_class`]).
+    own_class: Option<NetClass>,
     comms: HashMap<u32, Arc<str>>,
     contexts: HashMap<u32, Arc<ProcessContext>>,
+    /// Per process: whether a duplicate of its sockets keeps their cgroup-v1 tags.
+    keeps_tags: HashMap<u32, bool>,
     users: UserNames,
 }
 
@@ -93,6 +100,8 @@ impl LiveProcessInfo {
     pub fn new() -> Self {
         LiveProcessInfo {
             own_procfs: true,
+            // Unreadable: no duplicate is ever taken.
+            own_class: NetClass::of(std::path::Path::new("/proc"), "self"),
             ..Self::with_root("/proc")
         }
     }
@@ -102,8 +111,10 @@ impl LiveProcessInfo {
         LiveProcessInfo {
             root: root.into(),
             own_procfs: false,
+            own_class: None,
             comms: HashMap::new(),
             contexts: HashMap::new(),
+            keeps_tags: HashMap::new(),
             users: UserNames::system(),
         }
     }
@@ -130,12 +141,13 @@ impl ProcessInfo for LiveProcessInfo {
     }
 
     fn socket_ends(&mut self, pid: u32, fd: i32) -> Option<SocketEnds> {
-        if self.own_procfs {
+        if self.duplicate_keeps_tags(pid) {
             if let Some(ends) = pidfd::socket_ends(pid, fd) {
                 return Some(ends);
             }
         }
-        // Refused, or another procfs: find the socket's inode in the namespace's TCP tables.
+        // Refused, another procfs, or a duplicate would re-tag the socket: find the socket's
+        // inode in the namespace's TCP tables.
         let pid_dir = self.root.join(pid.to_string());
         let link = std::fs::read_link(pid_dir.join("fd").join(fd.to_string())).ok()?;
         let inode = socket_inode(link.to_str()?)?;
@@ -154,6 +166,7 @@ impl ProcessInfo for LiveProcessInfo {
     }
 
     fn forget(&mut self, pid: u32) -> bool {
+        self.keeps_tags.remove(&pid);
         let comm = self.comms.remove(&pid).is_some();
         self.contexts.remove(&pid).is_some() || comm
     }
@@ -168,6 +181,25 @@ impl ProcessInfo for LiveProcessInfo {
         }
         self.contexts.insert(pid, c.clone());
         c
+    }
+}
+
+impl LiveProcessInfo {
+    /// Whether the ends of `pid`'s sockets may be asked of a duplicate (this host's /proc, and
+    /// the duplicate would not re-tag them: [`net_class`]).
+    fn duplicate_keeps_tags(&mut self, pid: u32) -> bool {
+        let Some(own) = &self.own_class else {
+            return false;
+        };
+        if let Some(keeps) = self.keeps_tags.get(&pid) {
+            return *keeps;
+        }
+        let keeps = NetClass::of(&self.root, &pid.to_string()).is_some_and(|c| own.same_tags(&c));
+        if self.keeps_tags.len() >= MAX_CACHED {
+            self.keeps_tags.clear();
+        }
+        self.keeps_tags.insert(pid, keeps);
+        keeps
     }
 }
 
