@@ -39,7 +39,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
 
 build_pkgs=(build-essential pkg-config "llvm-${LLVM_MAJOR}-dev" zlib1g-dev libzstd-dev libssl-dev ca-certificates)
 test_pkgs=(unbound dnsdist curl openssl iproute2 bpftool tshark bind9-dnsutils knot-dnsutils python3 python3-dnspython python3-httpx python3-h2 dnss firefox-esr libnss3-tools chromium nghttp2-client bpftrace
-  debootstrap e2fsprogs xz-utils zstd docker.io podman)
+  debootstrap e2fsprogs xz-utils zstd docker.io podman python3-seccomp iptables systemd)
 want=("${build_pkgs[@]}")
 [ "$build_only" = 1 ] || want+=("${test_pkgs[@]}")
 

@@ -1,13 +1,15 @@
 //! The /proc and /etc parsers on arbitrary bytes — files other users write or shape: a
 //! process's maps (its mapped paths), net/tcp and tcp6, cgroup (a delegated subtree's names),
-//! stat (the process name inside it), cmdline, comm and passwd. Every parser sees every
-//! input; what comes out stays within the bounds each one documents.
+//! stat (the process name inside it), cmdline, comm and passwd; cgroup also for its net_cls
+//! and net_prio paths. Every parser sees every input; what comes out stays within the bounds
+//! each one documents.
 #![no_main]
 use doh_trace::{
     hooks::procs::MapsLine,
     process::{
         context::{parse_cgroup, parse_cmdline, parse_passwd, parse_ppid, MAX_ARGS},
         find_in_tcp_table,
+        net_class::NetClass,
     },
 };
 use libfuzzer_sys::fuzz_target;
@@ -38,6 +40,13 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Some(uid) = &info.pod_uid {
         assert!((32..=36).contains(&uid.len()), "{uid}");
+    }
+    // The same cgroups keep a socket's tags; the text's and no hierarchy's differ only if
+    // the text puts a process in net_cls or net_prio.
+    let class = NetClass::parse(&text);
+    assert!(class.same_tags(&NetClass::parse(&text)));
+    if !text.contains("net_cls") && !text.contains("net_prio") {
+        assert!(class.same_tags(&NetClass::default()));
     }
     let _ = parse_ppid(&text);
     let args = parse_cmdline(data);

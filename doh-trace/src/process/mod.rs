@@ -4,7 +4,7 @@
 
 pub mod context;
 mod memory;
-mod net_class;
+pub mod net_class;
 mod pidfd;
 
 use context::{read_context, ProcessContext, UserNames};
