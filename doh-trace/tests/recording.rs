@@ -452,3 +452,34 @@ fn an_http1_keep_alive_connection_keeps_only_its_doh_requests() {
         "the recording replays to the live lookups"
     );
 }
+
+/// A response whose body the close delimits (no Content-Length, no chunks: HTTP/1.0 style) is
+/// complete only when the connection closes; the recording writes it then, before the close,
+/// so the replay answers the lookup as the live decoding did.
+#[test]
+fn an_http1_response_delimited_by_the_close_is_recorded_at_the_close() {
+    let q = support::dns::query("www.doh.test", hickory_proto::rr::RecordType::A, 7);
+    let mut response =
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/dns-message\r\nConnection: close\r\n\r\n"
+            .to_vec();
+    response.extend(support::dns::answer(&q));
+    let calls = vec![
+        Call {
+            dir: doh_trace::source::Direction::Egress,
+            bytes: clients::curl_post("doh.test", &q),
+        },
+        Call {
+            dir: doh_trace::source::Direction::Ingress,
+            bytes: response,
+        },
+    ];
+    let (live, file) = record_calls(&calls, Source::OpenSsl, 8443);
+    assert_eq!(live.len(), 1, "{live:#?}");
+    assert_eq!(live[0]["status"], "ok", "{:#}", live[0]);
+    assert_eq!(live[0]["answers"], serde_json::json!(["192.0.2.10"]));
+    assert_eq!(
+        lookups(&file),
+        live,
+        "the recording replays to the live lookups"
+    );
+}

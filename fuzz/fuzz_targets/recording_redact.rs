@@ -1,6 +1,6 @@
 //! What a recording keeps of a DNS connection (`output::redact`) on arbitrary plaintext: calls
 //! of either direction and layer, cut anywhere. Every record written instead of the raw one
-//! must decode as a data record of the same connection.
+//! must decode as a data record of the same connection, and so must what the close writes.
 #![no_main]
 use doh_trace::{
     output::redact::{ConnRedactor, Redacted},
@@ -65,5 +65,12 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         assert!(r.buffered() < 64 << 20);
+    }
+    // The close: what it completes (an HTTP/1.1 response it delimits) is ingress data.
+    for rec in r.close() {
+        match kernel::decode(&rec) {
+            Ok(Event::Data(d)) => assert_eq!(d.direction, Direction::Ingress),
+            other => panic!("not a data record: {other:?}"),
+        }
     }
 });

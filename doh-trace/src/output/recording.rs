@@ -239,6 +239,20 @@ impl Recorder {
             Event::Close { meta, id } => {
                 let k = (meta.pid, id);
                 let dns = self.dns_conns.contains(&k);
+                // What the close completes (a response it delimits) comes before it.
+                for layer in [Layer::Tls, Layer::Socket] {
+                    let key = ConnKey {
+                        pid: meta.pid,
+                        id,
+                        layer,
+                    };
+                    if let Some(Hold::Pass(r)) = self.conns.get_mut(&key) {
+                        let records = r.close();
+                        if !records.is_empty() {
+                            self.write_redacted(raw, Redacted::Records(records), out)?;
+                        }
+                    }
+                }
                 self.forget_conn(k);
                 match dns {
                     true => write_record(out, &Record::Event(raw.to_vec())),

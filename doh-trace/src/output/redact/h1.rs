@@ -94,6 +94,25 @@ impl H1Redactor {
                 .sum::<usize>()
     }
 
+    /// The connection closed: a kept response whose body the close delimits (no length, no
+    /// chunks) is complete now, and is appended to `out` — delimited by the close again, so
+    /// that it ends when the recorded close comes, as it did.
+    pub fn close(&mut self, out: &mut Vec<u8>) {
+        if !self.responses.reads_until_close() {
+            return;
+        }
+        if let Some(m) = self.response.take() {
+            if m.keep {
+                let status = m.fields.status.as_deref().unwrap_or("200");
+                out.extend_from_slice(format!("HTTP/1.1 {status} -\r\n").as_bytes());
+                fields(out, &m.fields);
+                out.extend_from_slice(b"Connection: close\r\n\r\n");
+                out.extend_from_slice(&m.body);
+            }
+            self.waiting.pop_front();
+        }
+    }
+
     /// The next bytes of one direction; what the recording keeps is appended to `out`. A
     /// granted h2c upgrade is returned (the response bytes after it are not consumed).
     pub fn feed(

@@ -11,7 +11,7 @@ pub mod h1;
 pub mod h2;
 pub mod h2_frames;
 
-use doh_trace_common::CHUNK_SIZE;
+use doh_trace_common::{CHUNK_SIZE, DATA_EVENT_HEADER_SIZE};
 
 use crate::{
     conn::{sequence::CallSequence, sniff::HTTP1_METHODS},
@@ -48,6 +48,9 @@ pub struct ConnRedactor {
     kind: Kind,
     /// Egress, ingress: a lost chunk ends the redaction (the decoders could not follow).
     calls: [CallSequence; 2],
+    /// HTTP/1.1: the header of the last response data record (its process, connection and
+    /// time), for a response the close completes.
+    ingress_header: Vec<u8>,
 }
 
 impl std::fmt::Debug for ConnRedactor {
@@ -68,6 +71,7 @@ impl Default for ConnRedactor {
         ConnRedactor {
             kind: Kind::New,
             calls: Default::default(),
+            ingress_header: Vec::new(),
         }
     }
 }
@@ -102,6 +106,12 @@ impl ConnRedactor {
             Kind::Verbatim => return Redacted::Verbatim,
             Kind::H2(r) => r.feed(egress, d.bytes, d.offset == 0, &mut out),
             Kind::H1(r) => match r.feed(egress, d.bytes, &mut out) {
+                Ok(None) if !egress => {
+                    self.ingress_header.clear();
+                    self.ingress_header
+                        .extend_from_slice(&raw[..raw.len().min(DATA_EVENT_HEADER_SIZE)]);
+                    Ok(())
+                }
                 Ok(Some(switch)) => {
                     let mut h2 = Box::new(H2Redactor::upgraded(switch.doh));
                     let rest = &d.bytes[switch.consumed.min(d.bytes.len())..];
@@ -121,6 +131,21 @@ impl ConnRedactor {
                 .filter_map(|bytes| kernel::with_bytes(raw, bytes))
                 .collect(),
         )
+    }
+}
+
+impl ConnRedactor {
+    /// The connection closed: the records of what the close completes (an HTTP/1.1 response
+    /// delimited by it), to write before the close.
+    pub fn close(&mut self) -> Vec<Vec<u8>> {
+        let Kind::H1(r) = &mut self.kind else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        r.close(&mut out);
+        out.chunks(CHUNK_SIZE)
+            .filter_map(|bytes| kernel::with_bytes(&self.ingress_header, bytes))
+            .collect()
     }
 }
 
