@@ -138,6 +138,8 @@ fn udp_queries_pair_by_id_and_question_and_retransmissions_count_once() {
         &answer(&aaaa),
     );
     dig.io(&mut p, 5, Source::Socket, Direction::Ingress, &answer(&a));
+    // Taken while the socket is open: a closed socket's decisions never reach the kernel.
+    let decisions: Vec<_> = p.drain_decisions().collect();
     dig.close(&mut p, 5);
     let got = lookups(&mut p);
     assert_eq!(got.len(), 2, "{got:#?}");
@@ -156,7 +158,6 @@ fn udp_queries_pair_by_id_and_question_and_retransmissions_count_once() {
         assert!(l.http_version.is_none() && l.url.is_none());
     }
     assert_eq!(p.counters().dns_client_conns, 1);
-    let decisions: Vec<_> = p.drain_decisions().collect();
     assert_eq!(decisions.len(), 1);
     assert_eq!(decisions[0].policy, CAPTURE_SOCK_FULL);
 }

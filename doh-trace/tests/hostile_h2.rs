@@ -121,7 +121,7 @@ fn hpack_bomb_decodes_in_bounded_memory_and_size_updates_beyond_the_allowed_are_
     );
 
     let c = p.counters().clone();
-    let (lookups, decisions) = outputs(&mut p);
+    let (lookups, decisions) = outputs(&mut p, &mut w);
     let want = summaries(
         (0..blocks)
             .map(|i| Expect::brief(&format!("bomb{i}.attack.test"), "A", "ok", &["192.0.2.10"])),
@@ -209,7 +209,7 @@ fn endless_continuation_stops_at_the_header_block_limit() {
         "the growing block is malformed past 256 KiB: {after_grow:?}"
     );
     let c = p.counters().clone();
-    let (lookups, decisions) = outputs(&mut p);
+    let (lookups, decisions) = outputs(&mut p, &mut w);
     assert_eq!(c.h2_errors, 2, "{c:?}");
     assert_eq!(c.hpack_errors, 0, "{c:?}");
     assert_eq!(
@@ -289,7 +289,7 @@ fn a_million_unanswered_streams_are_bounded_per_connection() {
     mem.check("a million streams", w.fed);
 
     let c = p.counters().clone();
-    let (lookups, decisions) = outputs(&mut p);
+    let (lookups, decisions) = outputs(&mut p, &mut w);
     assert_eq!(
         c.streams_over_limit,
         u64::from(streams) - 1024,
@@ -382,7 +382,7 @@ fn gigabyte_bodies_are_capped_and_the_connection_goes_on() {
     mem.check("1 GiB DATA (x2)", w.fed);
 
     let c = p.counters().clone();
-    let (lookups, decisions) = outputs(&mut p);
+    let (lookups, decisions) = outputs(&mut p, &mut w);
     assert_eq!(
         summary(&lookups),
         vec![
@@ -447,7 +447,7 @@ fn random_bytes_after_a_preface_on_a_fresh_connection_and_after_an_exchange() {
 
     let c = p.counters().clone();
     eprintln!("after preface: {c_preface:?}\nfresh: {c_fresh:?}\nall: {c:?}");
-    let (lookups, decisions) = outputs(&mut p);
+    let (lookups, decisions) = outputs(&mut p, &mut w);
     assert_eq!(
         summary(&lookups),
         vec![Expect::brief(

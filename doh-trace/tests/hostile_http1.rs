@@ -86,7 +86,7 @@ fn hostile_http1_is_bounded_and_counted() {
 
     let c = p.counters().clone();
     eprintln!("long: {c_long:?}\nchunks: {c_chunks:?}\nendless: {c_endless:?}\nall: {c:?}");
-    let (lookups, decisions) = outputs(&mut p);
+    let (lookups, decisions) = outputs(&mut p, &mut w);
     assert_eq!(c_long.h1_errors, 1, "the 10 MiB line: {c_long:?}");
     let (unanswered, other): (Vec<Lookup>, Vec<Lookup>) =
         lookups.into_iter().partition(|l| l.name().starts_with('p'));
@@ -157,7 +157,7 @@ fn pipelining_past_the_queue_limit_never_pairs_a_query_with_another_answer() {
     assert!(peak < BOUND, "{peak}");
 
     let c = p.counters().clone();
-    let (lookups, _) = outputs(&mut p);
+    let (lookups, _) = outputs(&mut p, &mut w);
     let mut wrong = Vec::new();
     for l in &lookups {
         let i: u32 = l.name()[1..l.name().find('.').unwrap()].parse().unwrap();

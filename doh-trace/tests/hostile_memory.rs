@@ -103,7 +103,7 @@ fn a_flood_of_open_streams_is_dropped_over_the_budget_and_the_normal_client_is_r
         "{} held after the flood",
         p.memory_held()
     );
-    let (lookups, decisions) = outputs(&mut p);
+    let (lookups, decisions) = outputs(&mut p, &mut w);
     // Nothing of the dropped streams is reported: no lookup that did not happen.
     assert!(lookups.is_empty(), "{:?}", summary(&lookups));
     // The flood's sockets were copied whole once DoH, then no longer.
@@ -147,6 +147,6 @@ fn without_a_budget_the_same_flood_holds_hundreds_of_mib() {
         "held {held} of a peak {peak}"
     );
     assert_eq!(p.counters().memory_dropped_conns, 0);
-    let (lookups, _) = outputs(&mut p);
+    let (lookups, _) = outputs(&mut p, &mut w);
     assert!(lookups.is_empty(), "{:?}", summary(&lookups));
 }

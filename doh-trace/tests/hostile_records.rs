@@ -175,7 +175,7 @@ fn hostile_kernel_records_are_counted_and_change_nothing() {
     mem.check("hostile kernel records", fed);
 
     let c = p.counters().clone();
-    let (lookups, decisions) = outputs(&mut p);
+    let (lookups, decisions) = outputs(&mut p, &mut Wire::new());
     assert!(lookups.is_empty(), "{lookups:?}");
     assert_eq!(c.bad_events, bad, "{c:?}");
     assert_eq!(c.events, bad + valid, "{c:?}");

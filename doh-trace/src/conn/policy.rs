@@ -46,6 +46,14 @@ pub trait KernelCapture {
     fn set_policy(&mut self, pid: u32, fd: i32, policy: u32) -> anyhow::Result<()>;
 }
 
+/// Drops the decisions, among those not yet applied, of socket `id` of `pid`: it closed, or a
+/// new socket took its descriptor (the kernel forgot the old socket's state then; applied
+/// afterwards, they would be the next socket's). The live loop applies decisions once per
+/// pass over the ring buffer and calls this for every close and open it reads meanwhile.
+pub fn forget_socket(decisions: &mut Vec<CaptureDecision>, pid: u32, id: ConnId) {
+    decisions.retain(|d| !(d.key.pid == pid && d.key.id == id));
+}
+
 /// Applies decisions to the kernel. A connection that is gone already is not an error: a
 /// failed update only costs bytes copied for nothing.
 pub fn apply(decisions: &[CaptureDecision], kernel: &mut impl KernelCapture) {
@@ -161,7 +169,52 @@ impl CapturePolicy {
     }
 
     /// Decisions made since the last call.
+    /// The socket `id` of `pid` is gone (closed, or its descriptor taken by a new socket)
+    /// before the decisions made for it reached the kernel: they are dropped. The kernel
+    /// forgot the old socket's state at its close; applied now, they would be the next
+    /// socket's on that descriptor.
+    pub fn forget(&mut self, pid: u32, id: ConnId) {
+        self.decisions
+            .retain(|d| !(d.key.pid == pid && d.key.id == id));
+    }
+
     pub fn drain(&mut self) -> std::vec::Drain<'_, CaptureDecision> {
         self.decisions.drain(..)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decision(pid: u32, fd: i32, layer: Layer, policy: u32) -> CaptureDecision {
+        CaptureDecision {
+            key: ConnKey {
+                pid,
+                id: ConnId::Fd(fd),
+                layer,
+            },
+            policy,
+        }
+    }
+
+    /// A socket gone within a pass takes its decisions (both layers) with it; other sockets'
+    /// and other processes' stay, in order.
+    #[test]
+    fn a_gone_socket_takes_its_pending_decisions_with_it() {
+        let mut ds = vec![
+            decision(1, 5, Layer::Socket, CAPTURE_SOCK_SKIP),
+            decision(1, 6, Layer::Tls, CAPTURE_TLS_FULL),
+            decision(1, 5, Layer::Tls, CAPTURE_TLS_FULL),
+            decision(2, 5, Layer::Socket, CAPTURE_SOCK_FULL),
+        ];
+        forget_socket(&mut ds, 1, ConnId::Fd(5));
+        assert_eq!(
+            ds,
+            vec![
+                decision(1, 6, Layer::Tls, CAPTURE_TLS_FULL),
+                decision(2, 5, Layer::Socket, CAPTURE_SOCK_FULL),
+            ]
+        );
     }
 }

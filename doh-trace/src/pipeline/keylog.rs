@@ -36,7 +36,7 @@ use super::{memory::MemoryBudget, Pipeline};
 use crate::{
     conn::{policy::CaptureDecision, sequence::CallSequence},
     proto::tls::decrypt::{DecryptStatus, KeyLog, KeyLogStats, Plaintext, TlsDecryptor},
-    source::{ConnId, ConnKey, DataChunk, Direction, Event, Layer, Meta},
+    source::{ConnId, ConnInfo, ConnKey, DataChunk, Direction, Event, Layer, Meta},
 };
 
 /// A connection whose key has not come after this long is left undecrypted.
@@ -283,6 +283,13 @@ impl LiveDecryption {
             Event::TlsBind { id, .. } => Some(*id),
             _ => None,
         };
+        // A socket closed, or its descriptor taken by a new one: decisions of ours for the old
+        // socket not yet given to the kernel would be the new socket's (the kernel forgot the
+        // old one's state at its close).
+        if let Event::Close { meta, id } | Event::Conn(ConnInfo { meta, id, .. }) = &ev {
+            self.pending
+                .retain(|d| !(d.key.pid == meta.pid && d.key.id == *id));
+        }
         if let Some(id) = reused {
             let pid = ev.meta().pid;
             if self.is_held(pid, id) {
@@ -631,7 +638,8 @@ impl LiveDecryption {
         let Some(c) = self.conns.remove(&k) else {
             return;
         };
-        if let Some(policy) = c.socket_policy {
+        // A socket whose close is held is closed already: nothing to tell the kernel.
+        if let Some(policy) = c.socket_policy.filter(|_| !self.is_held(k.0, k.1)) {
             self.pending.push(CaptureDecision {
                 key: ConnKey {
                     pid: k.0,

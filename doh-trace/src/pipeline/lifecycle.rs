@@ -165,6 +165,9 @@ impl Pipeline {
 
     /// Both layers of a connection end.
     fn end_id(&mut self, pid: u32, id: ConnId, seen: Seen, how: ClosedBy) {
+        if matches!(id, ConnId::Fd(_)) {
+            self.policy.forget(pid, id);
+        }
         match id {
             ConnId::Fd(fd) => self.procs.forget_socket(pid, fd),
             ConnId::Flow(flow) if how != ClosedBy::Replaced => self.procs.forget_flow(flow),

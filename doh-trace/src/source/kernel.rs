@@ -106,6 +106,23 @@ pub fn exec_pid(buf: &[u8]) -> Option<u32> {
     (r.u32(H_KIND) == EventKind::Exec as u32).then(|| r.u32(H_TGID))
 }
 
+/// The socket a record says is gone or new on its descriptor (a close, a connect or accept),
+/// as (process, connection).
+pub fn socket_replaced(buf: &[u8]) -> Option<(u32, ConnId)> {
+    if buf.len() < size_of::<EventHeader>() {
+        return None;
+    }
+    let kind = (Reader { buf }).u32(H_KIND);
+    if kind != EventKind::Close as u32 && kind != EventKind::Conn as u32 {
+        return None;
+    }
+    match decode(buf).ok()? {
+        Event::Close { meta, id } => Some((meta.pid, id)),
+        Event::Conn(c) => Some((c.meta.pid, c.id)),
+        _ => None,
+    }
+}
+
 /// Decodes one ring-buffer record.
 pub fn decode(buf: &[u8]) -> Result<Event<'_>, KernelRecordError> {
     need(buf, size_of::<EventHeader>())?;
@@ -270,6 +287,37 @@ mod tests {
 
     fn as_bytes<T>(v: &T) -> &[u8] {
         unsafe { std::slice::from_raw_parts(v as *const T as *const u8, std::mem::size_of::<T>()) }
+    }
+
+    /// Closes and opens name their socket; other records (data) do not.
+    #[test]
+    fn closes_and_opens_name_the_socket_they_replace() {
+        let header = |kind: EventKind| EventHeader {
+            kind: kind as u32,
+            tgid: 42,
+            tid: 43,
+            uid: 1000,
+            ts_ns: 7,
+        };
+        let close = doh_trace_common::CloseEvent {
+            header: header(EventKind::Close),
+            fd: 9,
+            _pad: 0,
+        };
+        assert_eq!(socket_replaced(as_bytes(&close)), Some((42, ConnId::Fd(9))));
+        let conn = ConnEvent {
+            header: header(EventKind::Conn),
+            fd: 11,
+            how: doh_trace_common::CONN_CONNECT,
+            ret: 0,
+            family: 2,
+            port: 53,
+            addr: [0; 16],
+            comm: [0; COMM_LEN],
+        };
+        assert_eq!(socket_replaced(as_bytes(&conn)), Some((42, ConnId::Fd(11))));
+        assert_eq!(socket_replaced(&data_event(b"x", 0, 1)), None);
+        assert_eq!(socket_replaced(&[1, 2, 3]), None);
     }
 
     fn data_event(payload: &[u8], offset: u32, total: u32) -> Vec<u8> {

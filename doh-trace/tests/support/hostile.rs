@@ -157,6 +157,9 @@ pub const NORMAL: Side = tls(7);
 pub struct Wire {
     pub ts: u64,
     pub fed: u64,
+    /// Capture decisions taken before each close (a closed socket's decisions not taken
+    /// before its close never reach the kernel).
+    pub decisions: Vec<CaptureDecision>,
 }
 
 impl Wire {
@@ -164,6 +167,7 @@ impl Wire {
         Wire {
             ts: 5_000_000_000,
             fed: 0,
+            decisions: Vec::new(),
         }
     }
 
@@ -205,6 +209,7 @@ impl Wire {
     }
 
     pub fn close(&mut self, p: &mut Pipeline, s: Side) {
+        self.decisions.extend(p.drain_decisions());
         self.ts += 1000;
         p.handle_event(Event::Close {
             meta: self.meta(s),
@@ -367,9 +372,10 @@ pub fn decided(ds: &[CaptureDecision]) -> Vec<(i32, u32)> {
 }
 
 /// Everything the pipeline produced, after the normal connection finished.
-pub fn outputs(p: &mut Pipeline) -> (Vec<Lookup>, Vec<(i32, u32)>) {
+pub fn outputs(p: &mut Pipeline, w: &mut Wire) -> (Vec<Lookup>, Vec<(i32, u32)>) {
     let lookups = split_normal(p.drain_lookups().map(|l| *l).collect());
-    let ds: Vec<CaptureDecision> = p.drain_decisions().collect();
+    let mut ds: Vec<CaptureDecision> = std::mem::take(&mut w.decisions);
+    ds.extend(p.drain_decisions());
     (lookups, decided(&ds))
 }
 

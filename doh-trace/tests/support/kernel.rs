@@ -154,8 +154,11 @@ fn data_call(p: &mut Pipeline, conv: &Conv, dir: Direction, ts: u64, call: &[u8]
     }
 }
 
-/// Plays the steps of `convs` (one after the other, each with its own clock) into `p`.
-pub fn play(p: &mut Pipeline, conv: &Conv, slicing: Slicing) {
+/// Plays the steps of `convs` (one after the other, each with its own clock) into `p`; returns
+/// the capture decisions, taken after every step as the live loop takes them after each pass
+/// over the ring (a socket's decisions not taken before its close never reach the kernel).
+pub fn play(p: &mut Pipeline, conv: &Conv, slicing: Slicing) -> Vec<CaptureDecision> {
+    let mut decisions = Vec::new();
     let meta = |ts| Meta {
         pid: conv.pid,
         tid: conv.pid + 1,
@@ -206,7 +209,9 @@ pub fn play(p: &mut Pipeline, conv: &Conv, slicing: Slicing) {
             }),
             Step::Tick => p.tick(ts),
         }
+        decisions.extend(p.drain_decisions());
     }
+    decisions
 }
 
 /// What one run produced.
@@ -220,11 +225,12 @@ pub struct Run {
 /// Plays `conv` into a fresh pipeline.
 pub fn run(conv: &Conv, slicing: Slicing) -> Run {
     let mut p = pipeline();
-    play(&mut p, conv, slicing);
+    let mut decisions = play(&mut p, conv, slicing);
+    decisions.extend(p.drain_decisions());
     Run {
         lookups: p.drain_lookups().map(|l| *l).collect(),
         counters: p.counters().clone(),
-        decisions: p.drain_decisions().collect(),
+        decisions,
     }
 }
 

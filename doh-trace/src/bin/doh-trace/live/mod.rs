@@ -131,6 +131,9 @@ fn handle_waiting(
         if let Some(pid) = kernel::exec_pid(&item) {
             tracer.on_exec(pid);
         }
+        if let Some((pid, id)) = kernel::socket_replaced(&item) {
+            policy::forget_socket(decisions, pid, id);
+        }
         match decryption.as_mut() {
             Some(d) => d.handle_record(pipeline, &item),
             None => pipeline.handle_record(&item),

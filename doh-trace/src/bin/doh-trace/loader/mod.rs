@@ -300,18 +300,22 @@ impl Tracer {
 }
 
 impl KernelCapture for Tracer {
-    /// Sets policy bits for (pid, fd) in the CAPTURE map.
+    /// Sets policy bits for (pid, fd) in the CAPTURE map, only where the kernel still has the
+    /// socket's entry (made by its first bytes, removed at its close or when a new socket
+    /// takes the descriptor): never an entry for a socket that is gone, which the next socket
+    /// on that descriptor would inherit. (An entry the LRU map evicted is not made again
+    /// either: the socket's bytes are then copied as unclassified, counted.)
     fn set_policy(&mut self, pid: u32, fd: i32, policy: u32) -> Result<()> {
         let mut captures: BpfHashMap<&mut MapData, u64, Capture> =
             BpfHashMap::try_from(map_mut(&mut self.ebpf, maps::CAPTURE)?)?;
         let key = (u64::from(pid) << 32) | u64::from(fd as u32);
-        let (mut cap, new) = match captures.get(&key, 0) {
-            Ok(cap) => (cap, false),
-            Err(_) => (Capture::default(), true),
+        let Ok(mut cap) = captures.get(&key, 0) else {
+            return Ok(());
         };
         cap.policy |= policy;
-        captures.insert(key, cap, 0)?;
-        self.user_lru[LruMap::Capture as usize].0 += u64::from(new);
+        // BPF_EXIST (update only; linux/bpf.h): not made again if the close removed it since.
+        const BPF_EXIST: u64 = 2;
+        captures.insert(key, cap, BPF_EXIST)?;
         Ok(())
     }
 }
