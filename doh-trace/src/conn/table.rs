@@ -13,10 +13,10 @@
 //! The table also keeps the sum of what its states hold (as its `held` function says, asked
 //! when a state is put in), so a memory budget reads it in constant time.
 //!
-//! Both indexes are cleaned lazily: a removed key stays in them until it is met (a queue entry whose
-//! stamp is not the state's current one is stale) or until they are compacted, which happens
-//! once they hold more than twice as many entries as there are states — so compaction's
-//! cost is paid for by the insertions that made them grow.
+//! Both indexes are cleaned lazily: a removed key stays in them until it is met (a queue entry
+//! whose stamp is not the state's current one is stale) or until they are compacted, which
+//! happens once they hold more than twice as many entries as there are states — so
+//! compaction's cost is paid for by the insertions that made them grow.
 
 use std::collections::VecDeque;
 
