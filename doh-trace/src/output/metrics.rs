@@ -149,6 +149,8 @@ pub struct Metrics {
     map_evictions: Vec<(&'static str, u64)>,
     /// Output lines the live stdout queue dropped (its reader did not keep up).
     output_dropped_lines: u64,
+    /// Bytes the connections' decoding state holds, and the memory budget.
+    memory: (u64, u64),
     /// Unit tests: the render of a snapshot waits here twice (started, may finish), so that a
     /// test can look at the lock and the runtime while a render is in progress.
     #[cfg(test)]
@@ -212,6 +214,11 @@ impl Metrics {
         self.output_dropped_lines = lines;
     }
 
+    /// What the connections' decoding state holds now, and the memory budget (bytes).
+    pub fn set_memory(&mut self, held: usize, budget: usize) {
+        self.memory = (held as u64, budget as u64);
+    }
+
     /// A copy of everything to render, in two allocations: at most [`MAX_SERIES`] + 1 series
     /// (two reference counts each) and a few dozen numbers, whatever was observed. This is
     /// what a scrape does under the lock.
@@ -230,6 +237,7 @@ impl Metrics {
             kernel_read_errors: self.kernel_read_errors,
             map_evictions: self.map_evictions.clone(),
             output_dropped_lines: self.output_dropped_lines,
+            memory: self.memory,
             overflow: [
                 ("comm", self.comms.overflow),
                 ("rcode", self.rcodes.overflow),
@@ -259,6 +267,7 @@ pub struct Snapshot {
     /// (map name, entries evicted at least), per eBPF LRU map.
     map_evictions: Vec<(&'static str, u64)>,
     output_dropped_lines: u64,
+    memory: (u64, u64),
     /// `doh_trace_label_overflow_total`, by label.
     overflow: [(&'static str, u64); 3],
     #[cfg(test)]
@@ -369,6 +378,13 @@ impl Snapshot {
         for (reason, n) in d.problems() {
             sample(&mut out, name, &[("reason", reason)], n);
         }
+
+        let name = "doh_trace_decoder_memory_bytes";
+        let help = "Bytes the connections' decoding state holds now (held) and may hold \
+                    together before the largest connections are dropped (budget).";
+        header(&mut out, name, "gauge", help);
+        sample(&mut out, name, &[("kind", "held")], self.memory.0);
+        sample(&mut out, name, &[("kind", "budget")], self.memory.1);
 
         let name = "doh_trace_label_overflow_total";
         let help = "Lookups counted under label value \"other\" because the label had too many \
@@ -575,6 +591,7 @@ mod tests {
         m.set_counters(&d, 3, 0, 0);
         m.set_output_dropped_lines(7);
         m.set_map_evictions(vec![("SOCK_TYPES", 4464), ("CAPTURE", 0)]);
+        m.set_memory(12345, 64 << 20);
         let b = |le: &str, n| {
             format!(
                 "doh_trace_lookup_latency_seconds_bucket{{transport=\"doh\",le=\"{le}\"}} {n}\n"
@@ -638,6 +655,10 @@ doh_trace_connections_total{{kind="undecoded_protocol"}} 0
 # HELP doh_trace_undecodable_total Things lost or not decodable, by reason.
 # TYPE doh_trace_undecodable_total counter
 doh_trace_undecodable_total{{reason="connections with lost bytes"}} 1
+# HELP doh_trace_decoder_memory_bytes Bytes the connections' decoding state holds now (held) and may hold together before the largest connections are dropped (budget).
+# TYPE doh_trace_decoder_memory_bytes gauge
+doh_trace_decoder_memory_bytes{{kind="held"}} 12345
+doh_trace_decoder_memory_bytes{{kind="budget"}} 67108864
 # HELP doh_trace_label_overflow_total Lookups counted under label value "other" because the label had too many values (label="series": under all labels "other", because doh_trace_lookups_total had too many series).
 # TYPE doh_trace_label_overflow_total counter
 doh_trace_label_overflow_total{{label="comm"}} 0

@@ -338,6 +338,7 @@ pub async fn trace(opts: LiveOptions, mut output: Outputs) -> Result<ExitCode> {
                     kernel.get(Stat::ReadErrors),
                 );
                 m.set_output_dropped_lines(output.stdout_dropped());
+                m.set_memory(pipeline.memory_held(), pipeline.memory().limit);
                 m.set_map_evictions(kernel.map_evictions());
             }
             output.flush_files().context("writing the pcapng file")?;
