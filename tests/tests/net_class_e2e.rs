@@ -34,12 +34,16 @@ impl NetCls {
     fn mount() -> NetCls {
         let mount = std::env::temp_dir().join(format!("doh-trace-net-cls-{}", std::process::id()));
         std::fs::create_dir_all(&mount).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "cgroup", "-o", "net_cls", "none"])
-            .arg(&mount)
-            .status()
-            .unwrap()
-            .success();
+        // Alone, or (where a hierarchy binds the two already, as systemd's v1 layout does)
+        // with net_prio: a controller can only be mounted with the hierarchy it is in.
+        let ok = ["net_cls", "net_cls,net_prio"].iter().any(|options| {
+            Command::new("mount")
+                .args(["-t", "cgroup", "-o", options, "none"])
+                .arg(&mount)
+                .status()
+                .unwrap()
+                .success()
+        });
         assert!(ok, "mounting a net_cls hierarchy at {}", mount.display());
         let cgroup = mount.join("doh-trace-test");
         let _ = std::fs::create_dir(&cgroup);
