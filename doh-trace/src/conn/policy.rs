@@ -174,8 +174,7 @@ impl CapturePolicy {
     /// forgot the old socket's state at its close; applied now, they would be the next
     /// socket's on that descriptor.
     pub fn forget(&mut self, pid: u32, id: ConnId) {
-        self.decisions
-            .retain(|d| !(d.key.pid == pid && d.key.id == id));
+        forget_socket(&mut self.decisions, pid, id);
     }
 
     pub fn drain(&mut self) -> std::vec::Drain<'_, CaptureDecision> {

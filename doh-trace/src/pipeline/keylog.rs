@@ -34,7 +34,10 @@ use doh_trace_common::{
 
 use super::{memory::MemoryBudget, Pipeline};
 use crate::{
-    conn::{policy::CaptureDecision, sequence::CallSequence},
+    conn::{
+        policy::{self, CaptureDecision},
+        sequence::CallSequence,
+    },
     proto::tls::decrypt::{DecryptStatus, KeyLog, KeyLogStats, Plaintext, TlsDecryptor},
     source::{ConnId, ConnInfo, ConnKey, DataChunk, Direction, Event, Layer, Meta},
 };
@@ -287,8 +290,7 @@ impl LiveDecryption {
         // socket not yet given to the kernel would be the new socket's (the kernel forgot the
         // old one's state at its close).
         if let Event::Close { meta, id } | Event::Conn(ConnInfo { meta, id, .. }) = &ev {
-            self.pending
-                .retain(|d| !(d.key.pid == meta.pid && d.key.id == *id));
+            policy::forget_socket(&mut self.pending, meta.pid, *id);
         }
         if let Some(id) = reused {
             let pid = ev.meta().pid;

@@ -103,11 +103,7 @@ impl H1Redactor {
         }
         if let Some(m) = self.response.take() {
             if m.keep {
-                let status = m.fields.status.as_deref().unwrap_or("200");
-                out.extend_from_slice(format!("HTTP/1.1 {status} -\r\n").as_bytes());
-                fields(out, &m.fields);
-                out.extend_from_slice(b"Connection: close\r\n\r\n");
-                out.extend_from_slice(&m.body);
+                write_response(out, &m, true);
             }
             self.waiting.pop_front();
         }
@@ -183,7 +179,7 @@ impl H1Redactor {
                     if let Some(m) = response.take() {
                         let interim = m.fields.status_code().is_some_and(|s| s < 200);
                         if m.keep {
-                            write_response(out, &m);
+                            write_response(out, &m, false);
                         }
                         if !interim {
                             waiting.pop_front();
@@ -233,12 +229,18 @@ fn write_request(out: &mut Vec<u8>, m: &Message) {
     body(out, &m.body);
 }
 
-/// A DoH response again: its status, content type and body.
-fn write_response(out: &mut Vec<u8>, m: &Message) {
+/// A DoH response again: its status, content type and body — with a Content-Length, or
+/// (`close_delimited`) ended by the connection's close, as it came.
+fn write_response(out: &mut Vec<u8>, m: &Message, close_delimited: bool) {
     let status = m.fields.status.as_deref().unwrap_or("200");
     out.extend_from_slice(format!("HTTP/1.1 {status} -\r\n").as_bytes());
     fields(out, &m.fields);
-    body(out, &m.body);
+    if close_delimited {
+        out.extend_from_slice(b"Connection: close\r\n\r\n");
+        out.extend_from_slice(&m.body);
+    } else {
+        body(out, &m.body);
+    }
 }
 
 fn fields(out: &mut Vec<u8>, f: &HeaderFields) {
